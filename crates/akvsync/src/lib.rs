@@ -1,0 +1,1 @@
+//! akvsync: keeps Azure Key Vault certificates installed and current on a machine.

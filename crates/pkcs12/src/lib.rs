@@ -1,0 +1,1 @@
+//! PKCS#12 (PFX) decoding and encoding shared by the agent and the emulator.
