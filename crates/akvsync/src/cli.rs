@@ -1,0 +1,118 @@
+//! The command line: verbs, flags and exit codes (SPEC §8, §10). Each verb is a thin
+//! layer over the library; this module owns only argument parsing and printing.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::settings::{self, Platform, SettingsError, render};
+
+/// Exit codes shared by every verb (SPEC §10).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A certificate is not current, or another runtime failure.
+    pub const FAILURE: u8 = 1;
+    /// Invalid settings or usage.
+    pub const INVALID: u8 = 2;
+    /// Another process holds the state directory's lock.
+    pub const LOCKED: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "akvsync", version, about = "Keeps Azure Key Vault certificates installed and current")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a settings file and print what it means, without touching anything.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// Settings file: the Azure runtime settings file or the public settings JSON.
+    file: PathBuf,
+    /// Read the settings with this platform's semantics (default: the one running).
+    #[arg(long, value_enum)]
+    platform: Option<PlatformArg>,
+    /// Print the normalized model (or the errors) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PlatformArg {
+    Windows,
+    Linux,
+}
+
+impl From<PlatformArg> for Platform {
+    fn from(arg: PlatformArg) -> Self {
+        match arg {
+            PlatformArg::Windows => Platform::Windows,
+            PlatformArg::Linux => Platform::Linux,
+        }
+    }
+}
+
+/// Runs the command line given by `args` (program name first).
+pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with exit 0; usage errors to stderr with 2.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { exit::INVALID } else { exit::OK });
+        }
+    };
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+    }
+}
+
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let platform = args.platform.map_or_else(Platform::current, Platform::from);
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    match settings::load_file(&args.file, platform) {
+        Ok(validated) => {
+            let _ = if args.json {
+                let json = serde_json::json!({
+                    "valid": true,
+                    "settings": validated.settings,
+                    "warnings": validated.warnings,
+                });
+                writeln!(stdout, "{json:#}")
+            } else {
+                write!(stdout, "{}", render::report(&validated))
+            };
+            ExitCode::from(exit::OK)
+        }
+        Err(SettingsError::Invalid(diags)) => {
+            if args.json {
+                let json = serde_json::json!({
+                    "valid": false,
+                    "errors": diags.errors,
+                    "warnings": diags.warnings,
+                });
+                let _ = writeln!(stdout, "{json:#}");
+            }
+            let _ = write!(stderr, "{}", render::errors(&diags.errors));
+            for warning in &diags.warnings {
+                let _ = writeln!(stderr, "warning: {warning}");
+            }
+            ExitCode::from(exit::INVALID)
+        }
+        Err(error @ SettingsError::Io { .. }) => {
+            let _ = writeln!(stderr, "error: {error}");
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading typed fields out of [`Json`] objects the way the Microsoft extensions do:
+//! field names matched case-insensitively (with a warning when the case differs),
+//! `null` meaning absent, booleans also as `"true"`/`"false"` strings, numbers also as
+//! strings of digits, and every member not taken reported as an unknown field.
+
+use super::diag::{Diagnostics, JsonPath};
+use super::json::Json;
+
+/// Reads the members of one JSON object and remembers which ones were used.
+#[derive(Debug)]
+pub struct ObjectReader<'a> {
+    members: &'a [(String, Json)],
+    path: JsonPath,
+    taken: Vec<bool>,
+}
+
+impl<'a> ObjectReader<'a> {
+    /// Starts reading `value` as an object; reports an error and returns `None` otherwise.
+    pub fn new(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Self> {
+        match value {
+            Json::Object(members) => Some(ObjectReader {
+                members,
+                path: path.clone(),
+                taken: vec![false; members.len()],
+            }),
+            other => {
+                diags.error(path, format!("expected an object, found {}", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// True when the object has no members at all.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Takes the member `name` (matched case-insensitively; the last of duplicates wins,
+    /// as in the Microsoft extensions' JSON parser). `null` counts as absent.
+    pub fn take(&mut self, name: &str, diags: &mut Diagnostics) -> Option<(&'a Json, JsonPath)> {
+        let mut found: Option<(usize, &'a String, &'a Json)> = None;
+        let mut count = 0;
+        for (index, (key, value)) in self.members.iter().enumerate() {
+            if key.eq_ignore_ascii_case(name) {
+                self.taken[index] = true;
+                count += 1;
+                found = Some((index, key, value));
+            }
+        }
+        let (_, key, value) = found?;
+        let path = self.path.field(key);
+        if count > 1 {
+            diags.warn(&path, format!("given {count} times; the last one is used"));
+        }
+        if key != name {
+            diags.warn(&path, format!("field name is spelled \"{name}\" in the schema; accepted"));
+        }
+        match value {
+            Json::Null => None,
+            value => Some((value, path)),
+        }
+    }
+
+    /// Like [`take`](Self::take), but reports an error when the member is missing.
+    pub fn require(&mut self, name: &str, diags: &mut Diagnostics) -> Option<(&'a Json, JsonPath)> {
+        let taken = self.take(name, diags);
+        if taken.is_none() {
+            diags.error(&self.path.field(name), "required field is missing");
+        }
+        taken
+    }
+
+    /// Takes a member that the other platform uses and this one ignores, with a warning.
+    pub fn ignore_for_platform(&mut self, name: &str, platform: &str, diags: &mut Diagnostics) {
+        if let Some((_, path)) = self.take(name, diags) {
+            diags.warn(&path, format!("not used on {platform}; ignored"));
+        }
+    }
+
+    /// Reports every member that was not taken as an unknown field.
+    pub fn finish(self, diags: &mut Diagnostics) {
+        for ((key, _), taken) in self.members.iter().zip(&self.taken) {
+            if !taken {
+                diags.warn(&self.path.field(key), "unknown field; ignored");
+            }
+        }
+    }
+}
+
+/// A boolean: JSON `true`/`false`, or the strings `"true"`/`"false"` in any case
+/// (the Microsoft documentation shows both forms).
+pub fn boolean(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<bool> {
+    match value {
+        Json::Bool(b) => Some(*b),
+        Json::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+        Json::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
+        Json::String(s) => {
+            diags.error(path, format!("expected true or false, found {}", quote(s)));
+            None
+        }
+        other => {
+            diags.error(path, format!("expected true or false, found {}", other.kind()));
+            None
+        }
+    }
+}
+
+/// A string, as is.
+pub fn string<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<&'a str> {
+    match value {
+        Json::String(s) => Some(s),
+        other => {
+            diags.error(path, format!("expected a string, found {}", other.kind()));
+            None
+        }
+    }
+}
+
+/// A string that is not empty or blank.
+pub fn nonblank_string<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<&'a str> {
+    let s = string(value, path, diags)?;
+    if s.trim().is_empty() {
+        diags.error(path, "must not be empty");
+        return None;
+    }
+    Some(s)
+}
+
+/// A whole number in `1..=max`, as a JSON number or a string of digits (`"3600"`).
+pub fn positive_integer(value: &Json, path: &JsonPath, max: u64, diags: &mut Diagnostics) -> Option<u64> {
+    let expected = "expected a positive whole number, as a number or a string of digits";
+    let parsed = match value {
+        Json::Number(n) => match n.as_u64() {
+            Some(v) => Some(v),
+            None => {
+                diags.error(path, format!("{expected}, found {n}"));
+                return None;
+            }
+        },
+        Json::String(s) => {
+            let digits = s.trim();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                diags.error(path, format!("{expected}, found {}", quote(s)));
+                return None;
+            }
+            // Only overflow can fail here; report it like any too-large value.
+            digits.parse::<u64>().ok().or(Some(u64::MAX))
+        }
+        other => {
+            diags.error(path, format!("{expected}, found {}", other.kind()));
+            return None;
+        }
+    }?;
+    if parsed == 0 {
+        diags.error(path, "must be greater than 0");
+        None
+    } else if parsed > max {
+        diags.error(path, format!("must be at most {max}"));
+        None
+    } else {
+        Some(parsed)
+    }
+}
+
+/// An array, element by element with their paths.
+pub fn array<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<&'a [Json]> {
+    match value {
+        Json::Array(items) => Some(items),
+        other => {
+            diags.error(path, format!("expected an array, found {}", other.kind()));
+            None
+        }
+    }
+}
+
+/// Quotes user text for a message: JSON string syntax, cut to a readable length.
+pub fn quote(text: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    let shown: String = text.chars().take(MAX_CHARS).collect();
+    let mut quoted = serde_json::Value::String(shown).to_string();
+    if text.chars().count() > MAX_CHARS {
+        quoted.insert_str(quoted.len() - 1, "…");
+    }
+    quoted
+}
+
+/// True for characters that never belong in names, paths or identifiers.
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+}

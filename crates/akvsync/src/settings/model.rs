@@ -1,0 +1,232 @@
+//! The normalized, typed settings model that the rest of akvsync uses. Every schema
+//! variant of the Microsoft extensions is reduced to this one shape; nothing outside
+//! `settings` ever looks at raw JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::vault_url::SecretUrl;
+
+/// The platform whose semantics the settings are read with: store locations are Windows
+/// system stores on one and directories on the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Windows,
+    Linux,
+}
+
+impl Platform {
+    /// The platform akvsync is running on.
+    pub fn current() -> Self {
+        if cfg!(windows) { Platform::Windows } else { Platform::Linux }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Windows => "windows",
+            Platform::Linux => "linux",
+        }
+    }
+}
+
+/// Which of the input forms of SPEC §1.1 the settings came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SettingsForm {
+    /// The Azure runtime settings file (`<n>.settings`), publicSettings inside.
+    RuntimeSettings,
+    /// The public settings object alone, as given to `az vm extension set --settings`.
+    PublicSettings,
+}
+
+/// Polling interval when the settings give none (the Microsoft default).
+pub const DEFAULT_POLLING_INTERVAL_S: u64 = 3600;
+/// Lowest polling interval without the testing override: protects the vault's throttle budget.
+pub const MIN_POLLING_INTERVAL_S: u64 = 60;
+/// Highest polling interval accepted: a year, far beyond any certificate's renewal window.
+pub const MAX_POLLING_INTERVAL_S: u64 = 365 * 24 * 3600;
+/// The Azure instance metadata service's managed-identity token endpoint.
+pub const DEFAULT_MSI_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+/// Store directory of KeyVaultForLinux when the settings name none.
+pub const DEFAULT_LINUX_STORE: &str = "/var/lib/waagent/Microsoft.Azure.KeyVault.Store";
+/// Versions kept per certificate by default: the current and the previous one (SPEC §10).
+pub const DEFAULT_RETAIN_VERSIONS: u32 = 2;
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub platform: Platform,
+    /// `None` when the settings file was empty (the agent's `0.settings` before any settings).
+    pub form: Option<SettingsForm>,
+    /// Effective polling interval, after the floor was applied.
+    pub polling_interval_s: u64,
+    pub require_initial_sync: bool,
+    /// Windows only; always false on Linux.
+    pub link_on_renewal: bool,
+    pub identity: IdentitySettings,
+    pub certificates: Vec<ObservedCertificate>,
+    pub akvsync: AkvsyncSettings,
+}
+
+impl Settings {
+    /// Settings that observe nothing, as an empty settings file means.
+    pub fn empty(platform: Platform, form: Option<SettingsForm>) -> Self {
+        Settings {
+            platform,
+            form,
+            polling_interval_s: DEFAULT_POLLING_INTERVAL_S,
+            require_initial_sync: false,
+            link_on_renewal: false,
+            identity: IdentitySettings::default(),
+            certificates: Vec::new(),
+            akvsync: AkvsyncSettings::default(),
+        }
+    }
+}
+
+/// How akvsync obtains tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySettings {
+    /// Full token URL (`…/metadata/identity/oauth2/token`), normalised from either form.
+    pub endpoint: String,
+    /// The user-assigned identity to ask for; `None` means the system-assigned one.
+    pub user_assigned: Option<UserAssignedIdentity>,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings { endpoint: DEFAULT_MSI_ENDPOINT.to_owned(), user_assigned: None }
+    }
+}
+
+/// A user-assigned managed identity, as `msiClientId` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UserAssignedIdentity {
+    /// A client ID (GUID), sent as `client_id`.
+    ClientId(String),
+    /// An Azure resource ID of the identity, sent as `msi_res_id`.
+    ResourceId(String),
+}
+
+impl UserAssignedIdentity {
+    /// The identity endpoint's query parameter name and value.
+    pub fn query_parameter(&self) -> (&'static str, &str) {
+        match self {
+            UserAssignedIdentity::ClientId(id) => ("client_id", id),
+            UserAssignedIdentity::ResourceId(id) => ("msi_res_id", id),
+        }
+    }
+}
+
+/// One observed certificate and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedCertificate {
+    /// Position in `observedCertificates`, for messages.
+    pub index: usize,
+    /// The URL as the settings wrote it.
+    pub url: String,
+    /// `<vault>.<suffix>`, lowercase: the only host a token for this certificate goes to.
+    pub vault_host: String,
+    #[serde(flatten)]
+    pub secret: SecretUrl,
+    pub target: Target,
+}
+
+/// Where a certificate is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Target {
+    WindowsStore(WindowsTarget),
+    LinuxDirectory(LinuxTarget),
+}
+
+/// A Windows system certificate store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsTarget {
+    pub store_location: StoreLocation,
+    /// System store name (`MY`, `TrustedPeople`, `WebHosting`, custom).
+    pub store_name: String,
+    /// Accounts given read access to the private key.
+    pub accounts: Vec<String>,
+    pub key_exportable: bool,
+}
+
+/// `certificateStoreLocation` on Windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StoreLocation {
+    LocalMachine,
+    CurrentUser,
+}
+
+impl StoreLocation {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreLocation::LocalMachine => "LocalMachine",
+            StoreLocation::CurrentUser => "CurrentUser",
+        }
+    }
+}
+
+/// A KeyVaultForLinux-compatible directory store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxTarget {
+    /// Absolute, lexically normalised directory.
+    pub directory: String,
+    /// The stable link `<vault>.<secret>`.
+    pub link_name: String,
+    /// `customSymbolicLinkName`, a second link to the same version.
+    pub custom_link_name: Option<String>,
+    /// Read access for users/groups (empty unless `aclEnabled`).
+    pub acls: Vec<AclEntry>,
+}
+
+/// One `acls` entry: a user, a group, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AclEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// akvsync's own settings, under the top-level `akvsync` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AkvsyncSettings {
+    /// Versions kept per certificate, the current one included.
+    pub retain_versions: u32,
+    /// With `requireInitialSync`, give up after this many attempts (`None`: never).
+    pub initial_sync_max_attempts: Option<u32>,
+    pub testing: TestingOverrides,
+}
+
+impl Default for AkvsyncSettings {
+    fn default() -> Self {
+        AkvsyncSettings {
+            retain_versions: DEFAULT_RETAIN_VERSIONS,
+            initial_sync_max_attempts: None,
+            testing: TestingOverrides::default(),
+        }
+    }
+}
+
+/// Overrides for tests, the demo and emulator runs (SPEC §1.2). None has a default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestingOverrides {
+    /// A CA trusted in addition to the system roots.
+    pub ca_file: Option<String>,
+    /// Vault host → `host:port` to connect to; TLS and validation still use the vault host.
+    pub connect_to: BTreeMap<String, String>,
+    pub min_polling_interval_s: Option<u64>,
+    pub windows_import_compat: bool,
+}

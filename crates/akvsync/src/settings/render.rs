@@ -1,0 +1,93 @@
+//! Human-readable rendering of validated settings, as `akvsync validate` prints them.
+
+use std::fmt::Write;
+
+use super::model::{AclEntry, ObservedCertificate, Settings, SettingsForm, Target};
+use super::{Diagnostic, Validated};
+
+/// The validation report: a summary line, the identity, one line per certificate
+/// (vault, secret, version or "latest", target), then the warnings.
+pub fn report(validated: &Validated) -> String {
+    let settings = &validated.settings;
+    let mut out = String::new();
+    let form = match settings.form {
+        Some(SettingsForm::RuntimeSettings) => "runtime settings file",
+        Some(SettingsForm::PublicSettings) => "public settings",
+        None => "empty settings file",
+    };
+    let _ = writeln!(
+        out,
+        "valid {form} for {}: {} certificate{}, polling every {} s, requireInitialSync {}, linkOnRenewal {}",
+        settings.platform.name(),
+        settings.certificates.len(),
+        if settings.certificates.len() == 1 { "" } else { "s" },
+        settings.polling_interval_s,
+        on_off(settings.require_initial_sync),
+        on_off(settings.link_on_renewal),
+    );
+    let _ = writeln!(out, "identity: {}", identity(settings));
+    for certificate in &settings.certificates {
+        let _ = writeln!(out, "{}", certificate_line(certificate));
+    }
+    for warning in &validated.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}
+
+/// Error lines, one per problem.
+pub fn errors(errors: &[Diagnostic]) -> String {
+    errors.iter().map(|e| format!("error: {e}\n")).collect()
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+fn identity(settings: &Settings) -> String {
+    match &settings.identity.user_assigned {
+        None => format!("system-assigned, from {}", settings.identity.endpoint),
+        Some(id) => {
+            let (parameter, value) = id.query_parameter();
+            format!("{parameter} {value}, from {}", settings.identity.endpoint)
+        }
+    }
+}
+
+/// `vault  secret  version|latest  -> target`
+pub fn certificate_line(certificate: &ObservedCertificate) -> String {
+    let version = certificate.secret.version.as_deref().unwrap_or("latest");
+    let target = match &certificate.target {
+        Target::WindowsStore(t) => {
+            let mut line = format!("{}\\{}", t.store_location.name(), t.store_name);
+            if !t.accounts.is_empty() {
+                let _ = write!(line, " (key readable by {})", t.accounts.join(", "));
+            }
+            if t.key_exportable {
+                line.push_str(" (key exportable)");
+            }
+            line
+        }
+        Target::LinuxDirectory(t) => {
+            let mut line = format!("{}/{}", t.directory.trim_end_matches('/'), t.link_name);
+            if let Some(link) = &t.custom_link_name {
+                let _ = write!(line, " (also linked as {link})");
+            }
+            if !t.acls.is_empty() {
+                let entries: Vec<String> = t.acls.iter().map(acl).collect();
+                let _ = write!(line, " (readable by {})", entries.join(", "));
+            }
+            line
+        }
+    };
+    format!("{}  {}  {version}  -> {target}", certificate.vault_host, certificate.secret.secret_name)
+}
+
+fn acl(entry: &AclEntry) -> String {
+    match (&entry.user, &entry.group) {
+        (Some(user), Some(group)) => format!("user {user} and group {group}"),
+        (Some(user), None) => format!("user {user}"),
+        (None, Some(group)) => format!("group {group}"),
+        (None, None) => String::new(),
+    }
+}
