@@ -23,7 +23,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "akvsync", version, about = "Keeps Azure Key Vault certificates installed and current")]
+#[command(
+    name = "akvsync",
+    version,
+    about = "Keeps Azure Key Vault certificates installed and current"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,11 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(error) => {
             // Help and version go to stdout with exit 0; usage errors to stderr with 2.
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit::INVALID } else { exit::OK });
+            return ExitCode::from(if error.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            });
         }
     };
     match cli.command {

@@ -16,15 +16,15 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
     let Some(mut reader) = ObjectReader::new(value, path, diags) else {
         return settings;
     };
-    if let Some((value, path)) = reader.take("retainVersions", diags) {
-        if let Some(n) = fields::positive_integer(value, &path, MAX_RETAIN_VERSIONS, diags) {
-            settings.retain_versions = n as u32;
-        }
+    if let Some((value, path)) = reader.take("retainVersions", diags)
+        && let Some(n) = fields::positive_integer(value, &path, MAX_RETAIN_VERSIONS, diags)
+    {
+        settings.retain_versions = n as u32;
     }
-    if let Some((value, path)) = reader.take("initialSyncMaxAttempts", diags) {
-        if let Some(n) = fields::positive_integer(value, &path, u64::from(u32::MAX), diags) {
-            settings.initial_sync_max_attempts = Some(n as u32);
-        }
+    if let Some((value, path)) = reader.take("initialSyncMaxAttempts", diags)
+        && let Some(n) = fields::positive_integer(value, &path, u64::from(u32::MAX), diags)
+    {
+        settings.initial_sync_max_attempts = Some(n as u32);
     }
     if let Some((value, path)) = reader.take("testing", diags) {
         settings.testing = testing(value, &path, diags);
@@ -39,42 +39,51 @@ fn testing(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> TestingOve
     let Some(mut reader) = ObjectReader::new(value, path, diags) else {
         return overrides;
     };
-    if let Some((value, path)) = reader.take("caFile", diags) {
-        if let Some(file) = fields::nonblank_string(value, &path, diags) {
-            diags.warn(&path, format!("testing override: also trusting the CA in {}", quote(file)));
-            overrides.ca_file = Some(file.to_owned());
-        }
+    if let Some((value, path)) = reader.take("caFile", diags)
+        && let Some(file) = fields::nonblank_string(value, &path, diags)
+    {
+        diags.warn(
+            &path,
+            format!("testing override: also trusting the CA in {}", quote(file)),
+        );
+        overrides.ca_file = Some(file.to_owned());
     }
-    if let Some((value, path)) = reader.take("connectTo", diags) {
-        if let Some(mut hosts) = ObjectReader::new(value, &path, diags) {
-            if let Json::Object(members) = value {
-                let mut seen = std::collections::BTreeSet::new();
-                for (host, _) in members {
-                    if !seen.insert(host.to_ascii_lowercase()) {
-                        continue;
-                    }
-                    let Some((target, host_path)) = hosts.take(host, diags) else {
-                        continue;
-                    };
-                    connect_to_entry(host, target, &host_path, &mut overrides, diags);
+    if let Some((value, path)) = reader.take("connectTo", diags)
+        && let Some(mut hosts) = ObjectReader::new(value, &path, diags)
+    {
+        if let Json::Object(members) = value {
+            let mut seen = std::collections::BTreeSet::new();
+            for (host, _) in members {
+                if !seen.insert(host.to_ascii_lowercase()) {
+                    continue;
                 }
+                let Some((target, host_path)) = hosts.take(host, diags) else {
+                    continue;
+                };
+                connect_to_entry(host, target, &host_path, &mut overrides, diags);
             }
-            hosts.finish(diags);
         }
+        hosts.finish(diags);
     }
-    if let Some((value, path)) = reader.take("minPollingIntervalInS", diags) {
-        if let Some(n) = fields::positive_integer(value, &path, MAX_POLLING_INTERVAL_S, diags) {
-            diags.warn(&path, format!("testing override: polling interval floor is {n} s"));
-            overrides.min_polling_interval_s = Some(n);
-        }
+    if let Some((value, path)) = reader.take("minPollingIntervalInS", diags)
+        && let Some(n) = fields::positive_integer(value, &path, MAX_POLLING_INTERVAL_S, diags)
+    {
+        diags.warn(
+            &path,
+            format!("testing override: polling interval floor is {n} s"),
+        );
+        overrides.min_polling_interval_s = Some(n);
     }
-    if let Some((value, path)) = reader.take("windowsImportCompat", diags) {
-        if let Some(on) = fields::boolean(value, &path, diags) {
-            if on {
-                diags.warn(&path, "testing override: PFX import restricted to the flags Wine implements");
-            }
-            overrides.windows_import_compat = on;
+    if let Some((value, path)) = reader.take("windowsImportCompat", diags)
+        && let Some(on) = fields::boolean(value, &path, diags)
+    {
+        if on {
+            diags.warn(
+                &path,
+                "testing override: PFX import restricted to the flags Wine implements",
+            );
         }
+        overrides.windows_import_compat = on;
     }
     reader.finish(diags);
     overrides
@@ -98,10 +107,22 @@ fn connect_to_entry(
         return;
     };
     if !valid_host_port(address) {
-        diags.error(path, format!("expected \"host:port\" (e.g. \"127.0.0.1:8443\"), found {}", quote(address)));
+        diags.error(
+            path,
+            format!(
+                "expected \"host:port\" (e.g. \"127.0.0.1:8443\"), found {}",
+                quote(address)
+            ),
+        );
         return;
     }
-    diags.warn(path, format!("testing override: connecting to {} for {vault_host}", quote(address)));
+    diags.warn(
+        path,
+        format!(
+            "testing override: connecting to {} for {vault_host}",
+            quote(address)
+        ),
+    );
     overrides.connect_to.insert(vault_host, address.to_owned());
 }
 
@@ -110,11 +131,15 @@ fn valid_host_port(text: &str) -> bool {
     let Some((host, port)) = text.rsplit_once(':') else {
         return false;
     };
-    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0) && port.bytes().all(|b| b.is_ascii_digit());
+    let port_ok =
+        port.parse::<u16>().is_ok_and(|p| p != 0) && port.bytes().all(|b| b.is_ascii_digit());
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         inner.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
-        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     };
     port_ok && host_ok
 }

@@ -21,17 +21,17 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Identity
     reader.finish(diags);
     let endpoint_given = endpoint.is_some();
 
-    if let Some((value, path)) = endpoint {
-        if let Some(text) = fields::nonblank_string(value, &path, diags) {
-            match normalize_endpoint(text.trim()) {
-                Ok((url, warning)) => {
-                    identity.endpoint = url;
-                    if let Some(warning) = warning {
-                        diags.warn(&path, warning);
-                    }
+    if let Some((value, path)) = endpoint
+        && let Some(text) = fields::nonblank_string(value, &path, diags)
+    {
+        match normalize_endpoint(text.trim()) {
+            Ok((url, warning)) => {
+                identity.endpoint = url;
+                if let Some(warning) = warning {
+                    diags.warn(&path, warning);
                 }
-                Err(message) => diags.error(&path, message),
             }
+            Err(message) => diags.error(&path, message),
         }
     }
     if let Some((value, client_path)) = client {
@@ -53,7 +53,10 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Identity
 fn normalize_endpoint(text: &str) -> Result<(String, Option<String>), String> {
     let url = Url::parse(text).map_err(|e| format!("{} is not a valid URL: {e}", quote(text)))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("scheme must be \"http\" or \"https\", found {}", quote(url.scheme())));
+        return Err(format!(
+            "scheme must be \"http\" or \"https\", found {}",
+            quote(url.scheme())
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{} has no host", quote(text)));
@@ -62,7 +65,10 @@ fn normalize_endpoint(text: &str) -> Result<(String, Option<String>), String> {
         return Err("user information (…@) is not allowed".to_owned());
     }
     if url.query().is_some() {
-        return Err("query strings (?…) are not allowed; akvsync adds api-version and resource itself".to_owned());
+        return Err(
+            "query strings (?…) are not allowed; akvsync adds api-version and resource itself"
+                .to_owned(),
+        );
     }
     if url.fragment().is_some() {
         return Err("fragments (#…) are not allowed".to_owned());
@@ -85,14 +91,21 @@ fn normalize_endpoint(text: &str) -> Result<(String, Option<String>), String> {
 }
 
 /// `msiClientId`: a client ID (GUID), or, as field reports show, an identity's resource ID.
-fn parse_client_id(text: &str, path: &JsonPath, diags: &mut Diagnostics) -> Option<UserAssignedIdentity> {
+fn parse_client_id(
+    text: &str,
+    path: &JsonPath,
+    diags: &mut Diagnostics,
+) -> Option<UserAssignedIdentity> {
     if text.is_empty() {
         diags.warn(path, "empty; the system-assigned identity is used");
         None
     } else if is_guid(text) {
         Some(UserAssignedIdentity::ClientId(text.to_ascii_lowercase()))
     } else if is_identity_resource_id(text) {
-        diags.warn(path, "is an identity resource ID, not a client ID; it is sent as msi_res_id");
+        diags.warn(
+            path,
+            "is an identity resource ID, not a client ID; it is sent as msi_res_id",
+        );
         Some(UserAssignedIdentity::ResourceId(text.to_owned()))
     } else {
         diags.error(
@@ -110,9 +123,10 @@ fn parse_client_id(text: &str, path: &JsonPath, diags: &mut Diagnostics) -> Opti
 fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(group, len)| {
-            group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `/subscriptions/<id>/resourcegroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`
@@ -141,10 +155,16 @@ mod tests {
             "http://169.254.169.254/metadata/identity/",
             "http://169.254.169.254/metadata/identity/oauth2/token",
         ] {
-            assert_eq!(normalize_endpoint(form).unwrap(), (DEFAULT_MSI_ENDPOINT.to_owned(), None));
+            assert_eq!(
+                normalize_endpoint(form).unwrap(),
+                (DEFAULT_MSI_ENDPOINT.to_owned(), None)
+            );
         }
         let arc = normalize_endpoint("http://localhost:40342/metadata/identity").unwrap();
-        assert_eq!(arc.0, "http://localhost:40342/metadata/identity/oauth2/token");
+        assert_eq!(
+            arc.0,
+            "http://localhost:40342/metadata/identity/oauth2/token"
+        );
     }
 
     #[test]
@@ -154,6 +174,8 @@ mod tests {
         assert!(is_identity_resource_id(
             "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1"
         ));
-        assert!(!is_identity_resource_id("/subscriptions/0000/resourceGroups/rg"));
+        assert!(!is_identity_resource_id(
+            "/subscriptions/0000/resourceGroups/rg"
+        ));
     }
 }

@@ -41,7 +41,11 @@ impl JsonPath {
 
 impl fmt::Display for JsonPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { f.write_str("$") } else { f.write_str(&self.0) }
+        if self.0.is_empty() {
+            f.write_str("$")
+        } else {
+            f.write_str(&self.0)
+        }
     }
 }
 
@@ -67,11 +71,17 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn error(&mut self, path: &JsonPath, message: impl Into<String>) {
-        self.errors.push(Diagnostic { path: path.to_string(), message: message.into() });
+        self.errors.push(Diagnostic {
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     pub fn warn(&mut self, path: &JsonPath, message: impl Into<String>) {
-        self.warnings.push(Diagnostic { path: path.to_string(), message: message.into() });
+        self.warnings.push(Diagnostic {
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 }
 
@@ -83,9 +93,19 @@ mod tests {
     fn paths_print_like_javascript_accessors() {
         let root = JsonPath::root();
         assert_eq!(root.to_string(), "$");
-        let url = root.field("secretsManagementSettings").field("observedCertificates").index(2).field("url");
-        assert_eq!(url.to_string(), "secretsManagementSettings.observedCertificates[2].url");
-        let host = root.field("akvsync").field("connectTo").field("v.vault.azure.net");
+        let url = root
+            .field("secretsManagementSettings")
+            .field("observedCertificates")
+            .index(2)
+            .field("url");
+        assert_eq!(
+            url.to_string(),
+            "secretsManagementSettings.observedCertificates[2].url"
+        );
+        let host = root
+            .field("akvsync")
+            .field("connectTo")
+            .field("v.vault.azure.net");
         assert_eq!(host.to_string(), "akvsync.connectTo[\"v.vault.azure.net\"]");
     }
 }

@@ -53,7 +53,10 @@ impl<'a> ObjectReader<'a> {
             diags.warn(&path, format!("given {count} times; the last one is used"));
         }
         if key != name {
-            diags.warn(&path, format!("field name is spelled \"{name}\" in the schema; accepted"));
+            diags.warn(
+                &path,
+                format!("field name is spelled \"{name}\" in the schema; accepted"),
+            );
         }
         match value {
             Json::Null => None,
@@ -99,7 +102,10 @@ pub fn boolean(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option
             None
         }
         other => {
-            diags.error(path, format!("expected true or false, found {}", other.kind()));
+            diags.error(
+                path,
+                format!("expected true or false, found {}", other.kind()),
+            );
             None
         }
     }
@@ -117,7 +123,11 @@ pub fn string<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> 
 }
 
 /// A string that is not empty or blank.
-pub fn nonblank_string<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<&'a str> {
+pub fn nonblank_string<'a>(
+    value: &'a Json,
+    path: &JsonPath,
+    diags: &mut Diagnostics,
+) -> Option<&'a str> {
     let s = string(value, path, diags)?;
     if s.trim().is_empty() {
         diags.error(path, "must not be empty");
@@ -127,7 +137,12 @@ pub fn nonblank_string<'a>(value: &'a Json, path: &JsonPath, diags: &mut Diagnos
 }
 
 /// A whole number in `1..=max`, as a JSON number or a string of digits (`"3600"`).
-pub fn positive_integer(value: &Json, path: &JsonPath, max: u64, diags: &mut Diagnostics) -> Option<u64> {
+pub fn positive_integer(
+    value: &Json,
+    path: &JsonPath,
+    max: u64,
+    diags: &mut Diagnostics,
+) -> Option<u64> {
     let expected = "expected a positive whole number, as a number or a string of digits";
     let parsed = match value {
         Json::Number(n) => match n.as_u64() {
@@ -179,7 +194,7 @@ pub fn quote(text: &str) -> String {
     let shown: String = text.chars().take(MAX_CHARS).collect();
     let mut quoted = serde_json::Value::String(shown).to_string();
     if text.chars().count() > MAX_CHARS {
-        quoted.insert_str(quoted.len() - 1, "…");
+        quoted.insert(quoted.len() - 1, '…');
     }
     quoted
 }

@@ -44,14 +44,24 @@ impl Json {
 /// Why a document could not be read as JSON at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
-    #[error("the settings are {size} bytes; at most {MAX_SETTINGS_BYTES} bytes (1 MiB) are accepted")]
+    #[error(
+        "the settings are {size} bytes; at most {MAX_SETTINGS_BYTES} bytes (1 MiB) are accepted"
+    )]
     TooLarge { size: usize },
-    #[error("the settings are not valid UTF-8 or UTF-16 text (invalid byte sequence at byte {offset})")]
+    #[error(
+        "the settings are not valid UTF-8 or UTF-16 text (invalid byte sequence at byte {offset})"
+    )]
     NotText { offset: usize },
-    #[error("the settings are nested deeper than {MAX_DEPTH} levels (at line {line}, column {column})")]
+    #[error(
+        "the settings are nested deeper than {MAX_DEPTH} levels (at line {line}, column {column})"
+    )]
     TooDeep { line: usize, column: usize },
     #[error("the settings are not valid JSON: {message} at line {line}, column {column}")]
-    Syntax { message: String, line: usize, column: usize },
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
 }
 
 /// Decodes raw file bytes into text: UTF-8 (with or without BOM) or UTF-16 with a BOM,
@@ -61,8 +71,10 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, JsonError> {
         return Err(JsonError::TooLarge { size: bytes.len() });
     }
     let utf16 = |body: &[u8], big_endian: bool| -> Result<String, JsonError> {
-        if body.len() % 2 != 0 {
-            return Err(JsonError::NotText { offset: bytes.len() - 1 });
+        if !body.len().is_multiple_of(2) {
+            return Err(JsonError::NotText {
+                offset: bytes.len() - 1,
+            });
         }
         let units = body.chunks_exact(2).map(|pair| {
             if big_endian {
@@ -75,20 +87,30 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, JsonError> {
         for (index, unit) in char::decode_utf16(units).enumerate() {
             match unit {
                 Ok(c) => text.push(c),
-                Err(_) => return Err(JsonError::NotText { offset: 2 + index * 2 }),
+                Err(_) => {
+                    return Err(JsonError::NotText {
+                        offset: 2 + index * 2,
+                    });
+                }
             }
         }
         Ok(text)
     };
     match bytes {
-        [0xEF, 0xBB, 0xBF, rest @ ..] => std::str::from_utf8(rest)
-            .map(str::to_owned)
-            .map_err(|e| JsonError::NotText { offset: 3 + e.valid_up_to() }),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => {
+            std::str::from_utf8(rest)
+                .map(str::to_owned)
+                .map_err(|e| JsonError::NotText {
+                    offset: 3 + e.valid_up_to(),
+                })
+        }
         [0xFF, 0xFE, rest @ ..] => utf16(rest, false),
         [0xFE, 0xFF, rest @ ..] => utf16(rest, true),
         _ => std::str::from_utf8(bytes)
             .map(str::to_owned)
-            .map_err(|e| JsonError::NotText { offset: e.valid_up_to() }),
+            .map_err(|e| JsonError::NotText {
+                offset: e.valid_up_to(),
+            }),
     }
 }
 
@@ -212,7 +234,9 @@ mod tests {
     #[test]
     fn keeps_duplicate_keys_in_order() {
         let json = parse(r#"{"a":1,"a":2}"#).unwrap();
-        let Json::Object(members) = json else { panic!("not an object") };
+        let Json::Object(members) = json else {
+            panic!("not an object")
+        };
         assert_eq!(members.len(), 2);
         assert_eq!(members[1].1, Json::Number(2.into()));
     }
@@ -222,7 +246,13 @@ mod tests {
         let inside_string = format!("{{\"a\":\"{}\"}}", "[".repeat(1000));
         assert!(parse(&inside_string).is_ok());
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert_eq!(parse(&deep), Err(JsonError::TooDeep { line: 1, column: MAX_DEPTH + 1 }));
+        assert_eq!(
+            parse(&deep),
+            Err(JsonError::TooDeep {
+                line: 1,
+                column: MAX_DEPTH + 1
+            })
+        );
         let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&ok).is_ok());
     }
@@ -232,8 +262,14 @@ mod tests {
         assert_eq!(decode_text(b"\xEF\xBB\xBF{}").unwrap(), "{}");
         assert_eq!(decode_text(b"\xFF\xFE{\0}\0").unwrap(), "{}");
         assert_eq!(decode_text(b"\xFE\xFF\0{\0}").unwrap(), "{}");
-        assert_eq!(decode_text(b"{\xC3}"), Err(JsonError::NotText { offset: 1 }));
-        assert_eq!(decode_text(b"\xFF\xFE{"), Err(JsonError::NotText { offset: 2 }));
+        assert_eq!(
+            decode_text(b"{\xC3}"),
+            Err(JsonError::NotText { offset: 1 })
+        );
+        assert_eq!(
+            decode_text(b"\xFF\xFE{"),
+            Err(JsonError::NotText { offset: 2 })
+        );
     }
 
     #[test]
@@ -241,7 +277,12 @@ mod tests {
         let at_cap = vec![b' '; MAX_SETTINGS_BYTES];
         assert!(decode_text(&at_cap).is_ok());
         let over = vec![b' '; MAX_SETTINGS_BYTES + 1];
-        assert_eq!(decode_text(&over), Err(JsonError::TooLarge { size: MAX_SETTINGS_BYTES + 1 }));
+        assert_eq!(
+            decode_text(&over),
+            Err(JsonError::TooLarge {
+                size: MAX_SETTINGS_BYTES + 1
+            })
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use json::{MAX_DEPTH, MAX_SETTINGS_BYTES};
 pub use model::*;
 pub use targets::TEMP_PREFIX;
-pub use vault_url::{Cloud, SecretUrl, UrlKind};
+pub use vault_url::{Cloud, SecretUrl, UrlKind, parse as parse_secret_url, parse_vault_host};
 
 /// Settings that passed validation, with the warnings found on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +52,29 @@ fn summary(diags: &Diagnostics) -> String {
 /// Reads and validates a settings file, refusing files over [`MAX_SETTINGS_BYTES`]
 /// without reading them whole.
 pub fn load_file(path: &Path, platform: Platform) -> Result<Validated, SettingsError> {
-    let io_error = |source| SettingsError::Io { path: path.to_owned(), source };
+    let io_error = |source| SettingsError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::open(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
     if !metadata.is_file() {
-        return Err(io_error(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
     }
     let mut bytes = Vec::with_capacity(metadata.len().min(MAX_SETTINGS_BYTES as u64) as usize);
-    file.take(MAX_SETTINGS_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    file.take(MAX_SETTINGS_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
     if bytes.len() > MAX_SETTINGS_BYTES {
-        let size = usize::try_from(metadata.len()).unwrap_or(usize::MAX).max(bytes.len());
-        return Err(SettingsError::Invalid(root_error(json::JsonError::TooLarge { size })));
+        let size = usize::try_from(metadata.len())
+            .unwrap_or(usize::MAX)
+            .max(bytes.len());
+        return Err(SettingsError::Invalid(root_error(
+            json::JsonError::TooLarge { size },
+        )));
     }
     parse_bytes(&bytes, platform)
 }
@@ -73,14 +85,23 @@ pub fn parse_bytes(bytes: &[u8], platform: Platform) -> Result<Validated, Settin
     if text.trim().is_empty() {
         // The guest agent's empty `0.settings`: valid, nothing to do (SPEC §1.1).
         let mut diags = Diagnostics::default();
-        diags.warn(&diag::JsonPath::root(), "the settings file is empty; nothing to observe");
-        return Ok(Validated { settings: Settings::empty(platform, None), warnings: diags.warnings });
+        diags.warn(
+            &diag::JsonPath::root(),
+            "the settings file is empty; nothing to observe",
+        );
+        return Ok(Validated {
+            settings: Settings::empty(platform, None),
+            warnings: diags.warnings,
+        });
     }
     let document = json::parse(&text).map_err(|e| SettingsError::Invalid(root_error(e)))?;
     let mut diags = Diagnostics::default();
     let settings = schema::read_document(&document, platform, &mut diags);
     if diags.errors.is_empty() {
-        Ok(Validated { settings, warnings: diags.warnings })
+        Ok(Validated {
+            settings,
+            warnings: diags.warnings,
+        })
     } else {
         Err(SettingsError::Invalid(diags))
     }

@@ -20,7 +20,11 @@ pub enum Platform {
 impl Platform {
     /// The platform akvsync is running on.
     pub fn current() -> Self {
-        if cfg!(windows) { Platform::Windows } else { Platform::Linux }
+        if cfg!(windows) {
+            Platform::Windows
+        } else {
+            Platform::Linux
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -99,7 +103,10 @@ pub struct IdentitySettings {
 
 impl Default for IdentitySettings {
     fn default() -> Self {
-        IdentitySettings { endpoint: DEFAULT_MSI_ENDPOINT.to_owned(), user_assigned: None }
+        IdentitySettings {
+            endpoint: DEFAULT_MSI_ENDPOINT.to_owned(),
+            user_assigned: None,
+        }
     }
 }
 

@@ -20,12 +20,25 @@ pub fn report(validated: &Validated) -> String {
         "valid {form} for {}: {} certificate{}, polling every {} s, requireInitialSync {}, linkOnRenewal {}",
         settings.platform.name(),
         settings.certificates.len(),
-        if settings.certificates.len() == 1 { "" } else { "s" },
+        if settings.certificates.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         settings.polling_interval_s,
         on_off(settings.require_initial_sync),
         on_off(settings.link_on_renewal),
     );
     let _ = writeln!(out, "identity: {}", identity(settings));
+    let ours = &settings.akvsync;
+    let _ = writeln!(
+        out,
+        "akvsync: keeps {} version{} per certificate, initial sync attempts {}",
+        ours.retain_versions,
+        if ours.retain_versions == 1 { "" } else { "s" },
+        ours.initial_sync_max_attempts
+            .map_or("unlimited".to_owned(), |n| n.to_string()),
+    );
     for certificate in &settings.certificates {
         let _ = writeln!(out, "{}", certificate_line(certificate));
     }
@@ -80,7 +93,10 @@ pub fn certificate_line(certificate: &ObservedCertificate) -> String {
             line
         }
     };
-    format!("{}  {}  {version}  -> {target}", certificate.vault_host, certificate.secret.secret_name)
+    format!(
+        "{}  {}  {version}  -> {target}",
+        certificate.vault_host, certificate.secret.secret_name
+    )
 }
 
 fn acl(entry: &AclEntry) -> String {

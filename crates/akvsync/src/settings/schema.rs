@@ -39,7 +39,10 @@ fn unwrap_runtime<'a>(doc: &'a Json, root: &JsonPath, diags: &mut Diagnostics) -
     let (value, path) = runtime?;
     let items = fields::array(value, &path, diags)?;
     if items.len() != 1 {
-        diags.error(&path, format!("expected exactly one element, found {}", items.len()));
+        diags.error(
+            &path,
+            format!("expected exactly one element, found {}", items.len()),
+        );
         return None;
     }
     let mut item = ObjectReader::new(&items[0], &path.index(0), diags)?;
@@ -52,7 +55,10 @@ fn unwrap_runtime<'a>(doc: &'a Json, root: &JsonPath, diags: &mut Diagnostics) -
         // Never echo the content: it may be a secret the user put there by mistake.
         let empty = matches!(protected, Json::String(s) if s.trim().is_empty());
         if !empty {
-            diags.warn(&path, "protected settings are present and ignored; akvsync has none");
+            diags.warn(
+                &path,
+                "protected settings are present and ignored; akvsync has none",
+            );
         }
     }
     handler.take("protectedSettingsCertThumbprint", diags);
@@ -60,14 +66,22 @@ fn unwrap_runtime<'a>(doc: &'a Json, root: &JsonPath, diags: &mut Diagnostics) -
     match public {
         Some((value, _)) => Some(value),
         None => {
-            diags.warn(&handler_path.field("publicSettings"), "no settings yet; nothing to observe");
+            diags.warn(
+                &handler_path.field("publicSettings"),
+                "no settings yet; nothing to observe",
+            );
             None
         }
     }
 }
 
 /// The public settings object.
-fn read_public(value: &Json, platform: Platform, form: SettingsForm, diags: &mut Diagnostics) -> Settings {
+fn read_public(
+    value: &Json,
+    platform: Platform,
+    form: SettingsForm,
+    diags: &mut Diagnostics,
+) -> Settings {
     let root = JsonPath::root();
     let mut settings = Settings::empty(platform, Some(form));
     let Some(mut top) = ObjectReader::new(value, &root, diags) else {
@@ -80,7 +94,10 @@ fn read_public(value: &Json, platform: Platform, form: SettingsForm, diags: &mut
     let secrets = top.require("secretsManagementSettings", diags);
     let top_auth = top.take("authenticationSettings", diags);
     if let Some((_, path)) = top.take("loggingSettings", diags) {
-        diags.warn(&path, "fluentd log forwarding is not supported; logs go to akvsync's own log");
+        diags.warn(
+            &path,
+            "fluentd log forwarding is not supported; logs go to akvsync's own log",
+        );
     }
     if let Some((value, path)) = top.take("akvsync", diags) {
         settings.akvsync = akvsync_section::parse(value, &path, diags);
@@ -94,7 +111,10 @@ fn read_public(value: &Json, platform: Platform, form: SettingsForm, diags: &mut
     settings.identity = match (top_auth, nested_auth) {
         (Some((value, path)), None) => auth::parse(value, &path, diags),
         (None, Some((value, path))) => {
-            diags.warn(&path, "belongs at the top level, beside secretsManagementSettings; accepted here");
+            diags.warn(
+                &path,
+                "belongs at the top level, beside secretsManagementSettings; accepted here",
+            );
             auth::parse(value, &path, diags)
         }
         (Some(_), Some((_, path))) => {
@@ -122,7 +142,10 @@ fn read_secrets_management<'a>(
 ) -> Option<(&'a Json, JsonPath)> {
     let platform = settings.platform;
     let mut reader = ObjectReader::new(value, path, diags)?;
-    let polling = reader.take("pollingIntervalInS", diags);
+    if let Some((value, path)) = reader.take("pollingIntervalInS", diags) {
+        settings.polling_interval_s = polling_interval(value, &path, &settings.akvsync, diags)
+            .unwrap_or(settings.polling_interval_s);
+    }
     if let Some((value, path)) = reader.take("requireInitialSync", diags) {
         settings.require_initial_sync = fields::boolean(value, &path, diags).unwrap_or(false);
     }
@@ -142,24 +165,24 @@ fn read_secrets_management<'a>(
     let mut acl_enabled = false;
     match platform {
         Platform::Windows => {
-            if let Some((value, path)) = reader.take("certificateStoreName", diags) {
-                if let Some(name) = targets::windows_store_name(value, &path, diags) {
-                    defaults.windows_store_name = name;
-                }
+            if let Some((value, path)) = reader.take("certificateStoreName", diags)
+                && let Some(name) = targets::windows_store_name(value, &path, diags)
+            {
+                defaults.windows_store_name = name;
             }
-            if let Some((value, path)) = reader.take("certificateStoreLocation", diags) {
-                if let Some(location) = targets::windows_location(value, &path, diags) {
-                    defaults.windows_location = location;
-                }
+            if let Some((value, path)) = reader.take("certificateStoreLocation", diags)
+                && let Some(location) = targets::windows_location(value, &path, diags)
+            {
+                defaults.windows_location = location;
             }
             reader.ignore_for_platform("aclEnabled", "windows", diags);
         }
         Platform::Linux => {
             reader.ignore_for_platform("certificateStoreName", "linux", diags);
-            if let Some((value, path)) = reader.take("certificateStoreLocation", diags) {
-                if let Some(directory) = targets::linux_directory(value, &path, diags) {
-                    defaults.linux_directory = directory;
-                }
+            if let Some((value, path)) = reader.take("certificateStoreLocation", diags)
+                && let Some(directory) = targets::linux_directory(value, &path, diags)
+            {
+                defaults.linux_directory = directory;
             }
             if let Some((value, path)) = reader.take("aclEnabled", diags) {
                 acl_enabled = fields::boolean(value, &path, diags).unwrap_or(false);
@@ -170,32 +193,43 @@ fn read_secrets_management<'a>(
     let observed = reader.require("observedCertificates", diags);
     reader.finish(diags);
 
-    if let Some((value, path)) = polling {
-        settings.polling_interval_s = polling_interval(value, &path, &settings.akvsync, diags)
-            .unwrap_or(settings.polling_interval_s);
-    }
-    if let Some((value, path)) = observed {
-        if let Some(items) = fields::array(value, &path, diags) {
-            if items.is_empty() {
-                diags.warn(&path, "empty; no certificate is observed");
-            }
-            let context = CertificateContext { platform, defaults: &defaults, acl_enabled };
-            settings.certificates = items
-                .iter()
-                .enumerate()
-                .filter_map(|(index, item)| read_certificate(item, index, &path, &context, diags))
-                .collect();
-            check_duplicates(&settings.certificates, &path, diags);
+    if let Some((value, path)) = observed
+        && let Some(items) = fields::array(value, &path, diags)
+    {
+        if items.is_empty() {
+            diags.warn(&path, "empty; no certificate is observed");
         }
+        let context = CertificateContext {
+            platform,
+            defaults: &defaults,
+            acl_enabled,
+        };
+        settings.certificates = items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| read_certificate(item, index, &path, &context, diags))
+            .collect();
+        check_duplicates(&settings.certificates, &path, diags);
     }
     nested_auth
 }
 
-fn polling_interval(value: &Json, path: &JsonPath, ours: &AkvsyncSettings, diags: &mut Diagnostics) -> Option<u64> {
+fn polling_interval(
+    value: &Json,
+    path: &JsonPath,
+    ours: &AkvsyncSettings,
+    diags: &mut Diagnostics,
+) -> Option<u64> {
     let seconds = fields::positive_integer(value, path, MAX_POLLING_INTERVAL_S, diags)?;
-    let floor = ours.testing.min_polling_interval_s.unwrap_or(MIN_POLLING_INTERVAL_S);
+    let floor = ours
+        .testing
+        .min_polling_interval_s
+        .unwrap_or(MIN_POLLING_INTERVAL_S);
     if seconds < floor {
-        diags.warn(path, format!("{seconds} s is below the minimum; raised to {floor} s"));
+        diags.warn(
+            path,
+            format!("{seconds} s is below the minimum; raised to {floor} s"),
+        );
         return Some(floor);
     }
     Some(seconds)
@@ -225,7 +259,13 @@ fn read_certificate(
             (value, url_path, Some(reader))
         }
         other => {
-            diags.error(path, format!("expected a URL string or an object with \"url\", found {}", other.kind()));
+            diags.error(
+                path,
+                format!(
+                    "expected a URL string or an object with \"url\", found {}",
+                    other.kind()
+                ),
+            );
             return None;
         }
     };
@@ -242,21 +282,25 @@ fn read_certificate(
             None
         }
     });
-    if let Some(secret) = &secret {
-        if secret.kind == UrlKind::Certificates {
-            diags.warn(
-                &url_path,
-                format!(
-                    "/certificates/ URLs carry no private key; the secret {} is fetched instead",
-                    secret.secret_url()
-                ),
-            );
-        }
+    if let Some(secret) = &secret
+        && secret.kind == UrlKind::Certificates
+    {
+        diags.warn(
+            &url_path,
+            format!(
+                "/certificates/ URLs carry no private key; the secret {} is fetched instead",
+                secret.secret_url()
+            ),
+        );
     }
     let target = match context.platform {
-        Platform::Windows => windows_target(reader.as_mut(), context.defaults, diags).map(Target::WindowsStore),
+        Platform::Windows => {
+            windows_target(reader.as_mut(), context.defaults, diags).map(Target::WindowsStore)
+        }
         Platform::Linux => {
-            let link = secret.as_ref().map(|s| format!("{}.{}", s.vault_name, s.secret_name));
+            let link = secret
+                .as_ref()
+                .map(|s| format!("{}.{}", s.vault_name, s.secret_name));
             linux_target(reader.as_mut(), context, link, diags).map(Target::LinuxDirectory)
         }
     };
@@ -369,42 +413,36 @@ fn linux_target(
 
 /// Two certificates may not share a store entry: the same vault+secret in the same
 /// store, or (Linux) the same link name in the same directory (SPEC §1.3, §10).
-fn check_duplicates(certificates: &[ObservedCertificate], list_path: &JsonPath, diags: &mut Diagnostics) {
+fn check_duplicates(
+    certificates: &[ObservedCertificate],
+    list_path: &JsonPath,
+    diags: &mut Diagnostics,
+) {
     let mut owners: HashMap<String, usize> = HashMap::new();
     for (position, certificate) in certificates.iter().enumerate() {
-        let secret = format!("{}/{}", certificate.secret.vault_name, certificate.secret.secret_name.to_ascii_lowercase());
-        let mut keys = Vec::new();
-        match &certificate.target {
-            Target::WindowsStore(t) => keys.push((
-                format!("store {}\\{}|{secret}", t.store_location.name(), t.store_name.to_ascii_lowercase()),
-                format!(
-                    "{}/{} is already installed into {}\\{} by",
-                    certificate.vault_host, certificate.secret.secret_name, t.store_location.name(), t.store_name
-                ),
-            )),
-            Target::LinuxDirectory(t) => {
-                keys.push((
-                    format!("dir {}|{secret}", t.directory),
-                    format!(
-                        "{}/{} is already installed into {} by",
-                        certificate.vault_host, certificate.secret.secret_name, t.directory
-                    ),
-                ));
-                for link in std::iter::once(&t.link_name).chain(&t.custom_link_name) {
-                    keys.push((
-                        format!("link {}/{link}", t.directory),
-                        format!("link name {} in {} is already used by", quote(link), t.directory),
-                    ));
-                }
-            }
-        }
-        for (key, message) in keys {
+        for (key, what) in store_entries(certificate) {
             match owners.get(&key) {
                 Some(&first) if first != position => {
-                    let first_path = list_path.index(certificates[first].index);
+                    let owner = &certificates[first];
+                    let message = match what {
+                        StoreEntry::Secret => format!(
+                            "{}/{} is already installed into {} by",
+                            owner.vault_host,
+                            owner.secret.secret_name,
+                            store_name(&owner.target)
+                        ),
+                        StoreEntry::Link(link) => format!(
+                            "link name {} in {} is already used by",
+                            quote(&link),
+                            store_name(&owner.target)
+                        ),
+                    };
                     diags.error(
                         &list_path.index(certificate.index),
-                        format!("duplicate target: {message} {first_path}"),
+                        format!(
+                            "duplicate target: {message} {}",
+                            list_path.index(owner.index)
+                        ),
                     );
                     break;
                 }
@@ -414,5 +452,48 @@ fn check_duplicates(certificates: &[ObservedCertificate], list_path: &JsonPath, 
                 }
             }
         }
+    }
+}
+
+enum StoreEntry {
+    Secret,
+    Link(String),
+}
+
+/// The store entries a certificate occupies, as comparable keys. Key Vault names are
+/// case-insensitive, Windows store names too; Linux file names are not.
+fn store_entries(certificate: &ObservedCertificate) -> Vec<(String, StoreEntry)> {
+    let secret = format!(
+        "{}/{}",
+        certificate.secret.vault_name,
+        certificate.secret.secret_name.to_ascii_lowercase()
+    );
+    match &certificate.target {
+        Target::WindowsStore(t) => vec![(
+            format!(
+                "store {}\\{}|{secret}",
+                t.store_location.name(),
+                t.store_name.to_ascii_lowercase()
+            ),
+            StoreEntry::Secret,
+        )],
+        Target::LinuxDirectory(t) => {
+            let mut entries = vec![(format!("dir {}|{secret}", t.directory), StoreEntry::Secret)];
+            for link in std::iter::once(&t.link_name).chain(&t.custom_link_name) {
+                entries.push((
+                    format!("link {}/{link}", t.directory),
+                    StoreEntry::Link(link.clone()),
+                ));
+            }
+            entries
+        }
+    }
+}
+
+/// `LocalMachine\MY` or the directory.
+fn store_name(target: &Target) -> String {
+    match target {
+        Target::WindowsStore(t) => format!("{}\\{}", t.store_location.name(), t.store_name),
+        Target::LinuxDirectory(t) => t.directory.clone(),
     }
 }

@@ -14,7 +14,11 @@ const MAX_NAME_LEN: usize = 255;
 pub const TEMP_PREFIX: &str = ".akvsync-tmp-";
 
 /// `certificateStoreLocation` on Windows: exactly `LocalMachine` or `CurrentUser`.
-pub fn windows_location(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<StoreLocation> {
+pub fn windows_location(
+    value: &Json,
+    path: &JsonPath,
+    diags: &mut Diagnostics,
+) -> Option<StoreLocation> {
     let text = fields::string(value, path, diags)?;
     match text {
         "LocalMachine" => Some(StoreLocation::LocalMachine),
@@ -22,7 +26,10 @@ pub fn windows_location(value: &Json, path: &JsonPath, diags: &mut Diagnostics) 
         other => {
             diags.error(
                 path,
-                format!("must be \"LocalMachine\" or \"CurrentUser\" (case-sensitive), found {}", quote(other)),
+                format!(
+                    "must be \"LocalMachine\" or \"CurrentUser\" (case-sensitive), found {}",
+                    quote(other)
+                ),
             );
             None
         }
@@ -30,7 +37,11 @@ pub fn windows_location(value: &Json, path: &JsonPath, diags: &mut Diagnostics) 
 }
 
 /// `certificateStoreName`: a system store name.
-pub fn windows_store_name(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<String> {
+pub fn windows_store_name(
+    value: &Json,
+    path: &JsonPath,
+    diags: &mut Diagnostics,
+) -> Option<String> {
     let text = fields::nonblank_string(value, path, diags)?;
     if text.len() > MAX_NAME_LEN || text.contains('\\') || text.chars().any(fields::is_control) {
         diags.error(
@@ -66,11 +77,20 @@ pub fn accounts(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Optio
 pub fn linux_directory(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<String> {
     let text = fields::nonblank_string(value, path, diags)?;
     if !text.starts_with('/') {
-        diags.error(path, format!("expected an absolute directory path on linux, found {}", quote(text)));
+        diags.error(
+            path,
+            format!(
+                "expected an absolute directory path on linux, found {}",
+                quote(text)
+            ),
+        );
         return None;
     }
     if text.chars().any(fields::is_control) {
-        diags.error(path, format!("directory {} contains control characters", quote(text)));
+        diags.error(
+            path,
+            format!("directory {} contains control characters", quote(text)),
+        );
         return None;
     }
     let mut parts = Vec::new();
@@ -78,7 +98,13 @@ pub fn linux_directory(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -
         match part {
             "" | "." => {}
             ".." => {
-                diags.error(path, format!("directory {} must not contain \"..\" components", quote(text)));
+                diags.error(
+                    path,
+                    format!(
+                        "directory {} must not contain \"..\" components",
+                        quote(text)
+                    ),
+                );
                 return None;
             }
             part => parts.push(part),
@@ -144,7 +170,10 @@ pub fn acls(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Ve
             }
         };
         let had_any = user.is_some() || group.is_some();
-        let entry = AclEntry { user: principal(user, "user"), group: principal(group, "group") };
+        let entry = AclEntry {
+            user: principal(user, "user"),
+            group: principal(group, "group"),
+        };
         if !had_any {
             diags.error(&item_path, "needs a \"user\", a \"group\" or both");
             ok = false;
@@ -159,7 +188,10 @@ pub fn acls(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Ve
 /// accounts have spaces and backslashes), except the `:` and `,` that ACL syntax uses.
 fn valid_principal(name: &str) -> bool {
     let name = name.trim();
-    name.chars().count() <= MAX_NAME_LEN && !name.chars().any(|c| fields::is_control(c) || c == ':' || c == ',')
+    name.chars().count() <= MAX_NAME_LEN
+        && !name
+            .chars()
+            .any(|c| fields::is_control(c) || c == ':' || c == ',')
 }
 
 fn principal_error(kind: &str, name: &str) -> String {

@@ -22,7 +22,12 @@ pub enum Cloud {
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 4] = [Cloud::Public, Cloud::China, Cloud::UsGovernment, Cloud::Germany];
+    pub const ALL: [Cloud; 4] = [
+        Cloud::Public,
+        Cloud::China,
+        Cloud::UsGovernment,
+        Cloud::Germany,
+    ];
 
     /// The DNS suffix of the cloud's vaults.
     pub fn suffix(self) -> &'static str {
@@ -72,7 +77,11 @@ impl SecretUrl {
     /// The secret's URL as akvsync requests it (without api-version).
     pub fn secret_url(&self) -> String {
         match &self.version {
-            Some(v) => format!("https://{}/secrets/{}/{v}", self.vault_host(), self.secret_name),
+            Some(v) => format!(
+                "https://{}/secrets/{}/{v}",
+                self.vault_host(),
+                self.secret_name
+            ),
             None => format!("https://{}/secrets/{}", self.vault_host(), self.secret_name),
         }
     }
@@ -92,10 +101,16 @@ pub fn parse(url: &str) -> Result<SecretUrl, String> {
         return Err(format!("must not be empty; expected {EXPECTED_FORM}"));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{} contains spaces or control characters", quote(url)));
+        return Err(format!(
+            "{} contains spaces or control characters",
+            quote(url)
+        ));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("{} is not an absolute URL; expected {EXPECTED_FORM}", quote(url)));
+        return Err(format!(
+            "{} is not an absolute URL; expected {EXPECTED_FORM}",
+            quote(url)
+        ));
     };
     if !scheme.eq_ignore_ascii_case("https") {
         return Err(format!("scheme must be \"https\", found {}", quote(scheme)));
@@ -119,7 +134,13 @@ pub fn parse(url: &str) -> Result<SecretUrl, String> {
     let host = split_port(authority)?;
     let (vault_name, cloud) = parse_vault_host(host)?;
     let (kind, secret_name, version) = parse_path(path)?;
-    Ok(SecretUrl { vault_name, cloud, secret_name, version, kind })
+    Ok(SecretUrl {
+        vault_name,
+        cloud,
+        secret_name,
+        version,
+        kind,
+    })
 }
 
 /// Removes an explicit `:443`; any other port is refused.
@@ -159,7 +180,10 @@ pub fn parse_vault_host(host: &str) -> Result<(String, Cloud), String> {
         return Err(format!("host {} is not a Key Vault host", quote(host)));
     }
     if !(3..=24).contains(&label.len()) || !label.bytes().all(is_name_byte) {
-        return Err(format!("vault name {} must be 3 to 24 letters, digits or hyphens", quote(label)));
+        return Err(format!(
+            "vault name {} must be 3 to 24 letters, digits or hyphens",
+            quote(label)
+        ));
     }
     Ok((label.to_owned(), cloud))
 }
@@ -195,14 +219,22 @@ fn parse_path(path: &str) -> Result<ParsedPath, String> {
         return Err(shape_error());
     };
     if name.is_empty() || name.len() > 127 || !name.bytes().all(is_name_byte) {
-        return Err(format!("secret name {} must be 1 to 127 letters, digits or hyphens", quote(name)));
+        return Err(format!(
+            "secret name {} must be 1 to 127 letters, digits or hyphens",
+            quote(name)
+        ));
     }
     let version = match version {
         None => None,
         Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Some(v.to_ascii_lowercase())
         }
-        Some(v) => return Err(format!("version {} must be 32 hexadecimal digits", quote(v))),
+        Some(v) => {
+            return Err(format!(
+                "version {} must be 32 hexadecimal digits",
+                quote(v)
+            ));
+        }
     };
     Ok((kind, name.to_owned(), version))
 }
@@ -218,28 +250,77 @@ mod tests {
         assert_eq!(url.vault_host(), "myvault.vault.azure.net");
         assert_eq!(url.secret_name, "cert-1");
         assert_eq!(url.version, None);
-        let pinned = parse("HTTPS://v01.vault.azure.cn:443/secrets/c/0123456789ABCDEF0123456789abcdef/").unwrap();
-        assert_eq!(pinned.version.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        let pinned =
+            parse("HTTPS://v01.vault.azure.cn:443/secrets/c/0123456789ABCDEF0123456789abcdef/")
+                .unwrap();
+        assert_eq!(
+            pinned.version.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(pinned.cloud, Cloud::China);
-        assert_eq!(parse("https://abc.vault.azure.net/certificates/x").unwrap().kind, UrlKind::Certificates);
+        assert_eq!(
+            parse("https://abc.vault.azure.net/certificates/x")
+                .unwrap()
+                .kind,
+            UrlKind::Certificates
+        );
     }
 
     #[test]
     fn rejects_everything_else() {
         for (url, message) in [
-            ("http://abc.vault.azure.net/secrets/x", "scheme must be \"https\", found \"http\""),
-            ("https://evil.example.com/secrets/x", "host \"evil.example.com\" is not a Key Vault host"),
-            ("https://a.b.vault.azure.net/secrets/x", "host \"a.b.vault.azure.net\" is not a Key Vault host"),
-            ("https://vault.azure.net/secrets/x", "host \"vault.azure.net\" is not a Key Vault host"),
-            ("https://abc.vault.azure.net.evil.com/secrets/x", "host \"abc.vault.azure.net.evil.com\" is not a Key Vault host"),
-            ("https://abc.vault.azure.net:8443/secrets/x", "port \"8443\" is not allowed; Key Vault is served on port 443"),
-            ("https://u@abc.vault.azure.net/secrets/x", "user information (…@) is not allowed"),
-            ("https://abc.vault.azure.net/secrets/x?api-version=7.4", "query strings (?…) are not allowed"),
-            ("https://abc.vault.azure.net/secrets/x#f", "fragments (#…) are not allowed"),
-            ("https://abc.vault.azure.net/secrets/../x", "secret name \"..\" must be 1 to 127 letters, digits or hyphens"),
-            ("https://abc.vault.azure.net/secrets/a%2Fb", "secret name \"a%2Fb\" must be 1 to 127 letters, digits or hyphens"),
-            ("https://abc.vault.azure.net/keys/x", "path \"/keys/x\" must be /secrets/<name> or /secrets/<name>/<version>"),
-            ("https://abc.vault.azure.net/secrets/x/123", "version \"123\" must be 32 hexadecimal digits"),
+            (
+                "http://abc.vault.azure.net/secrets/x",
+                "scheme must be \"https\", found \"http\"",
+            ),
+            (
+                "https://evil.example.com/secrets/x",
+                "host \"evil.example.com\" is not a Key Vault host",
+            ),
+            (
+                "https://a.b.vault.azure.net/secrets/x",
+                "host \"a.b.vault.azure.net\" is not a Key Vault host",
+            ),
+            (
+                "https://vault.azure.net/secrets/x",
+                "host \"vault.azure.net\" is not a Key Vault host",
+            ),
+            (
+                "https://abc.vault.azure.net.evil.com/secrets/x",
+                "host \"abc.vault.azure.net.evil.com\" is not a Key Vault host",
+            ),
+            (
+                "https://abc.vault.azure.net:8443/secrets/x",
+                "port \"8443\" is not allowed; Key Vault is served on port 443",
+            ),
+            (
+                "https://u@abc.vault.azure.net/secrets/x",
+                "user information (…@) is not allowed",
+            ),
+            (
+                "https://abc.vault.azure.net/secrets/x?api-version=7.4",
+                "query strings (?…) are not allowed",
+            ),
+            (
+                "https://abc.vault.azure.net/secrets/x#f",
+                "fragments (#…) are not allowed",
+            ),
+            (
+                "https://abc.vault.azure.net/secrets/../x",
+                "secret name \"..\" must be 1 to 127 letters, digits or hyphens",
+            ),
+            (
+                "https://abc.vault.azure.net/secrets/a%2Fb",
+                "secret name \"a%2Fb\" must be 1 to 127 letters, digits or hyphens",
+            ),
+            (
+                "https://abc.vault.azure.net/keys/x",
+                "path \"/keys/x\" must be /secrets/<name> or /secrets/<name>/<version>",
+            ),
+            (
+                "https://abc.vault.azure.net/secrets/x/123",
+                "version \"123\" must be 32 hexadecimal digits",
+            ),
         ] {
             assert_eq!(parse(url).unwrap_err(), message, "{url}");
         }
