@@ -1,0 +1,217 @@
+//! The Linux directory store, compatible with KeyVaultForLinux 2.x/3.x (SPEC §5.2, §10):
+//! one PEM file per version (`<vault>.<secret>.<version>`: leaf, chain, private key last),
+//! mode 0600 from creation, written to a temporary file, fsynced and renamed into place;
+//! the stable names are symlinks (`<vault>.<secret>` and `customSymbolicLinkName`) with an
+//! absolute target, switched atomically; POSIX ACLs from `acls`; pruning of old versions
+//! that akvsync itself installed.
+//!
+//! Order of an install, so that a crash at any instant leaves the old complete
+//! certificate or the new complete one behind each stable name:
+//! check everything that can be refused (directory, foreign files at link names, ACL
+//! principals) → write the version file completely under a temporary name (0600, ACL,
+//! fsync) → rename → fsync directory → switch each link → fsync directory.
+
+pub mod acl;
+mod atomic;
+
+use std::fs::{self, DirBuilder};
+use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::settings::LinuxTarget;
+
+pub use atomic::remove_stale_temps;
+
+/// One certificate version to install.
+#[derive(Clone, Copy)]
+pub struct NewVersion<'a> {
+    pub vault_name: &'a str,
+    pub secret_name: &'a str,
+    /// 32 lowercase hex digits.
+    pub version: &'a str,
+    /// The PEM file content: leaf, intermediates, root if present, then the private key.
+    pub pem: &'a [u8],
+}
+
+impl std::fmt::Debug for NewVersion<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewVersion")
+            .field("vault_name", &self.vault_name)
+            .field("secret_name", &self.secret_name)
+            .field("version", &self.version)
+            .field("pem", &format_args!("<{} bytes, redacted>", self.pem.len()))
+            .finish()
+    }
+}
+
+/// What an install left on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The version file.
+    pub path: PathBuf,
+    /// Every stable link now pointing at it.
+    pub links: Vec<PathBuf>,
+}
+
+/// Why an install or prune failed; nothing behind the stable names changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{} exists and is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} exists and is not a symlink; akvsync never replaces it (move it away to let akvsync manage this name)", .0.display())]
+    ForeignFile(PathBuf),
+    #[error("{name:?} is not a safe file name")]
+    UnsafeName { name: String },
+    #[error("acls: {0}")]
+    Acl(#[from] acl::AclError),
+}
+
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// File name of a version: `<vault>.<secret>.<version>`.
+pub fn version_file_name(vault_name: &str, secret_name: &str, version: &str) -> String {
+    format!("{vault_name}.{secret_name}.{version}")
+}
+
+/// Names are built from validated URL parts, but the store checks again: a name is one
+/// path component that is not hidden and not reserved.
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let safe = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !name.starts_with(crate::settings::TEMP_PREFIX);
+    if safe {
+        Ok(())
+    } else {
+        Err(StoreError::UnsafeName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// The stable link names of a target.
+pub fn link_names(target: &LinuxTarget) -> impl Iterator<Item = &str> {
+    std::iter::once(target.link_name.as_str()).chain(target.custom_link_name.as_deref())
+}
+
+/// Creates the store directory (mode 0700) if it is missing.
+pub fn ensure_directory(dir: &Path) -> Result<(), StoreError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::NotADirectory(dir.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error("create directory", dir)),
+        Err(e) => Err(io_error("inspect", dir)(e)),
+    }
+}
+
+/// Installs a version and points the target's links at it.
+pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, StoreError> {
+    let dir = Path::new(&target.directory);
+    let file_name = version_file_name(new.vault_name, new.secret_name, new.version);
+    check_name(&file_name)?;
+    for link in link_names(target) {
+        check_name(link)?;
+    }
+    ensure_directory(dir)?;
+    // Everything that can be refused is refused before the first byte is written.
+    let grants = acl::resolve(&target.acls)?;
+    for link in link_names(target) {
+        let path = dir.join(link);
+        if atomic::existing(&path).map_err(io_error("inspect", &path))? == atomic::Existing::Other {
+            return Err(StoreError::ForeignFile(path));
+        }
+    }
+
+    let final_path = dir.join(&file_name);
+    let (mut file, temp_path) =
+        atomic::create_private_temp(dir).map_err(io_error("create a file in", dir))?;
+    let written = (|| {
+        file.write_all(new.pem)
+            .map_err(io_error("write", &temp_path))?;
+        acl::add_to(&file, &grants, acl::READ)?;
+        file.sync_all().map_err(io_error("sync", &temp_path))?;
+        fs::rename(&temp_path, &final_path).map_err(io_error("rename into", &final_path))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp_path);
+        return Err(e);
+    }
+    atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
+    if !grants.is_empty() {
+        let handle = fs::File::open(dir).map_err(io_error("open", dir))?;
+        acl::add_to(&handle, &grants, acl::EXECUTE)?;
+    }
+
+    let mut links = Vec::new();
+    for link in link_names(target) {
+        atomic::replace_symlink(dir, link, &final_path)
+            .map_err(io_error("switch link", &dir.join(link)))?;
+        links.push(dir.join(link));
+    }
+    atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
+    Ok(Installed {
+        path: final_path,
+        links,
+    })
+}
+
+/// The version the target's main link points at, if it points at one of our version files
+/// of this certificate.
+pub fn current_version(target: &LinuxTarget) -> Option<String> {
+    let link = Path::new(&target.directory).join(&target.link_name);
+    let pointed = fs::read_link(link).ok()?;
+    let name = pointed.file_name()?.to_str()?;
+    let version = name.strip_prefix(&format!("{}.", target.link_name))?;
+    let is_version = version.len() == 32
+        && version
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    is_version.then(|| version.to_owned())
+}
+
+/// Removes version files of this certificate that akvsync installed (`owned`), except those
+/// in `keep`; files akvsync did not write are never touched (SPEC §10). Returns the removed
+/// versions.
+pub fn prune(
+    target: &LinuxTarget,
+    owned: &[String],
+    keep: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let dir = Path::new(&target.directory);
+    let mut removed = Vec::new();
+    for version in owned.iter().filter(|v| !keep.contains(&v.as_str())) {
+        let path = dir.join(format!("{}.{version}", target.link_name));
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                fs::remove_file(&path).map_err(io_error("remove", &path))?;
+                removed.push(version.clone());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => removed.push(version.clone()),
+            Err(e) => return Err(io_error("inspect", &path)(e)),
+        }
+    }
+    if !removed.is_empty() {
+        atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
+    }
+    Ok(removed)
+}

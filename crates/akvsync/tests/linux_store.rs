@@ -1,0 +1,288 @@
+//! The Linux directory store on real files: layout, modes, atomic links, retention,
+//! refusal to clobber foreign files, cleanup of temporaries, and POSIX ACLs checked by
+//! reading as an unprivileged user (root only; CI runs as root).
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use akvsync::settings::{AclEntry, LinuxTarget};
+use akvsync::store::linux::{self, NewVersion, StoreError};
+
+const V1: &str = "0123456789abcdef0123456789abcdef";
+const V2: &str = "fedcba9876543210fedcba9876543210";
+const V3: &str = "00000000000000000000000000000003";
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("akvsync-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn target(dir: &Path, custom: Option<&str>, acls: Vec<AclEntry>) -> LinuxTarget {
+    LinuxTarget {
+        directory: dir.to_str().unwrap().to_owned(),
+        link_name: "myvault.web".to_owned(),
+        custom_link_name: custom.map(str::to_owned),
+        acls,
+    }
+}
+
+fn version<'a>(v: &'a str, pem: &'a [u8]) -> NewVersion<'a> {
+    NewVersion {
+        vault_name: "myvault",
+        secret_name: "web",
+        version: v,
+        pem,
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn installs_versions_behind_atomic_absolute_links() {
+    let tmp = TempDir::new("layout");
+    let dir = tmp.0.join("nested/store");
+    let t = target(&dir, Some("web.pem"), vec![]);
+
+    let first = linux::install(&t, &version(V1, b"PEM ONE")).unwrap();
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(first.path, dir.join(format!("myvault.web.{V1}")));
+    assert_eq!(
+        fs::metadata(&first.path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(fs::read(dir.join("myvault.web")).unwrap(), b"PEM ONE");
+    assert_eq!(fs::read_link(dir.join("web.pem")).unwrap(), first.path);
+    assert!(
+        fs::read_link(dir.join("myvault.web"))
+            .unwrap()
+            .is_absolute()
+    );
+    assert_eq!(linux::current_version(&t).as_deref(), Some(V1));
+
+    let second = linux::install(&t, &version(V2, b"PEM TWO")).unwrap();
+    assert_eq!(fs::read(dir.join("web.pem")).unwrap(), b"PEM TWO");
+    assert_eq!(
+        fs::read(&first.path).unwrap(),
+        b"PEM ONE",
+        "the previous version stays"
+    );
+    assert_eq!(linux::current_version(&t).as_deref(), Some(V2));
+    assert_eq!(
+        second.links,
+        vec![dir.join("myvault.web"), dir.join("web.pem")]
+    );
+    assert_eq!(
+        names(&dir),
+        vec![
+            "myvault.web".to_owned(),
+            format!("myvault.web.{V1}"),
+            format!("myvault.web.{V2}"),
+            "web.pem".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn prunes_only_owned_versions_outside_the_keep_list() {
+    let tmp = TempDir::new("prune");
+    let t = target(&tmp.0, None, vec![]);
+    for v in [V1, V2, V3] {
+        linux::install(&t, &version(v, v.as_bytes())).unwrap();
+    }
+    let foreign = tmp.0.join("myvault.web.11111111111111111111111111111111");
+    fs::write(&foreign, "not ours").unwrap();
+    let owned = vec![V1.to_owned(), V2.to_owned(), V3.to_owned()];
+    let removed = linux::prune(&t, &owned, &[V3, V2]).unwrap();
+    assert_eq!(removed, vec![V1.to_owned()]);
+    assert!(!tmp.0.join(format!("myvault.web.{V1}")).exists());
+    assert!(tmp.0.join(format!("myvault.web.{V2}")).exists());
+    assert!(
+        foreign.exists(),
+        "files akvsync did not write are never pruned"
+    );
+}
+
+#[test]
+fn never_clobbers_a_foreign_file_at_a_link_name() {
+    let tmp = TempDir::new("foreign");
+    fs::write(tmp.0.join("myvault.web"), "an admin's own file").unwrap();
+    let t = target(&tmp.0, None, vec![]);
+    let err = linux::install(&t, &version(V1, b"PEM")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::ForeignFile(ref p) if p == &tmp.0.join("myvault.web")),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(tmp.0.join("myvault.web")).unwrap(),
+        "an admin's own file"
+    );
+    assert_eq!(
+        names(&tmp.0),
+        vec!["myvault.web".to_owned()],
+        "nothing written"
+    );
+}
+
+#[test]
+fn adopts_an_existing_keyvaultforlinux_link() {
+    let tmp = TempDir::new("adopt");
+    let old = tmp.0.join("myvault.web.5f2c3c6c.1234.PEM");
+    fs::write(&old, "written by the Microsoft extension").unwrap();
+    symlink(&old, tmp.0.join("myvault.web")).unwrap();
+    let t = target(&tmp.0, None, vec![]);
+    linux::install(&t, &version(V1, b"NEW")).unwrap();
+    assert_eq!(fs::read(tmp.0.join("myvault.web")).unwrap(), b"NEW");
+    assert!(old.exists(), "the old extension's file stays");
+}
+
+#[test]
+fn removes_stale_temporaries_and_nothing_else() {
+    let tmp = TempDir::new("temps");
+    fs::write(tmp.0.join(".akvsync-tmp-1-2-3"), "half a certificate").unwrap();
+    symlink("/nowhere", tmp.0.join(".akvsync-tmp-4-5-6")).unwrap();
+    fs::write(tmp.0.join("keep.pem"), "x").unwrap();
+    assert_eq!(linux::remove_stale_temps(&tmp.0).unwrap(), 2);
+    assert_eq!(names(&tmp.0), vec!["keep.pem".to_owned()]);
+}
+
+#[test]
+fn refuses_a_directory_that_is_a_file() {
+    let tmp = TempDir::new("notdir");
+    let file = tmp.0.join("store");
+    fs::write(&file, "").unwrap();
+    let err = linux::install(&target(&file, None, vec![]), &version(V1, b"PEM")).unwrap_err();
+    assert!(matches!(err, StoreError::NotADirectory(_)), "{err}");
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Creates a system user (idempotent) for ACL tests; root only.
+fn ensure_user(name: &str) {
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+    }
+}
+
+/// Reads `path` as `user` (runuser drops privileges), returning whether it succeeded.
+fn can_read_as(user: &str, path: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", user, "--", "cat"])
+        .arg(path)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn acls_grant_read_to_listed_users_only() {
+    if !is_root() {
+        eprintln!("SKIPPED acls_grant_read_to_listed_users_only: needs root (CI runs it as root)");
+        return;
+    }
+    ensure_user("akvsync-acl-reader");
+    ensure_user("akvsync-acl-other");
+    let tmp = TempDir::new("acl");
+    // The reader must be able to reach the store directory's parent.
+    fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.0.join("store");
+    let t = target(
+        &dir,
+        None,
+        vec![AclEntry {
+            user: Some("akvsync-acl-reader".into()),
+            group: None,
+        }],
+    );
+    let installed = linux::install(&t, &version(V1, b"SECRET PEM")).unwrap();
+    let link = dir.join("myvault.web");
+    assert!(
+        can_read_as("akvsync-acl-reader", &link),
+        "listed user reads through the link"
+    );
+    assert!(
+        !can_read_as("akvsync-acl-other", &link),
+        "an unlisted user does not"
+    );
+    let file = fs::File::open(&installed.path).unwrap();
+    let entries = linux::acl::named_entries(&file).unwrap();
+    let uid = nix::unistd::User::from_name("akvsync-acl-reader")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(entries.users, vec![(uid, linux::acl::READ)]);
+    assert!(entries.groups.is_empty());
+    assert_eq!(fs::metadata(&installed.path).unwrap().uid(), 0);
+
+    // A certificate without acls in the same directory stays private.
+    let plain = LinuxTarget {
+        link_name: "myvault.other".into(),
+        ..target(&dir, None, vec![])
+    };
+    let other = linux::install(
+        &plain,
+        &NewVersion {
+            secret_name: "other",
+            ..version(V1, b"OTHER")
+        },
+    )
+    .unwrap();
+    assert!(!can_read_as("akvsync-acl-reader", &other.path));
+}
+
+#[test]
+fn unknown_acl_user_is_an_error_and_nothing_is_written() {
+    let tmp = TempDir::new("acl-missing");
+    let t = target(
+        &tmp.0,
+        None,
+        vec![AclEntry {
+            user: Some("akvsync-no-such-user-x".into()),
+            group: None,
+        }],
+    );
+    let err = linux::install(&t, &version(V1, b"PEM")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "acls: user \"akvsync-no-such-user-x\" does not exist"
+    );
+    assert!(names(&tmp.0).is_empty());
+}
