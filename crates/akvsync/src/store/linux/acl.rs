@@ -190,15 +190,21 @@ fn read(file: &File) -> Result<Option<Acl>, AclError> {
     }
 }
 
-/// Named user and group entries of the file's ACL with their permissions, for `status`
-/// and tests: `(users, groups)`.
-pub fn named_entries(file: &File) -> Result<(Vec<(u32, u16)>, Vec<(u32, u16)>), AclError> {
+/// The named entries of a file's ACL: `(id, permission bits)` per user and per group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedEntries {
+    pub users: Vec<(u32, u16)>,
+    pub groups: Vec<(u32, u16)>,
+}
+
+/// Reads the named user and group entries of the file's ACL, for `status` and tests.
+pub fn named_entries(file: &File) -> Result<NamedEntries, AclError> {
     Ok(match read(file)? {
-        Some(acl) => (
-            acl.users.into_iter().collect(),
-            acl.groups.into_iter().collect(),
-        ),
-        None => (Vec::new(), Vec::new()),
+        Some(acl) => NamedEntries {
+            users: acl.users.into_iter().collect(),
+            groups: acl.groups.into_iter().collect(),
+        },
+        None => NamedEntries::default(),
     })
 }
 
