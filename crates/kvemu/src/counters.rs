@@ -1,0 +1,49 @@
+//! Request counters readable by tests: per vault, per object, per status, and
+//! for the identity endpoint. Every request is counted on arrival, before any
+//! fault, throttling or authentication decides its answer.
+
+use std::collections::BTreeMap;
+
+/// A snapshot of all counters (keys lowercase).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests per vault name.
+    pub vault: BTreeMap<String, u64>,
+    /// Requests per (vault, secret or certificate name).
+    pub object: BTreeMap<(String, String), u64>,
+    /// Answers per (vault, HTTP status); faults that send no status are not here.
+    pub status: BTreeMap<(String, u16), u64>,
+    /// Requests to the vault listener whose host is not a vault.
+    pub unknown_host: u64,
+    /// Requests to the identity endpoint.
+    pub identity: u64,
+    /// Identity-endpoint answers per status.
+    pub identity_status: BTreeMap<u16, u64>,
+    /// Tokens issued per identity client id.
+    pub tokens_issued: BTreeMap<String, u64>,
+    /// Requests answered with 429 by the throttle (not by injected faults).
+    pub throttled: u64,
+}
+
+impl Counters {
+    pub fn vault_requests(&self, vault: &str) -> u64 {
+        self.vault
+            .get(&vault.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn object_requests(&self, vault: &str, object: &str) -> u64 {
+        self.object
+            .get(&(vault.to_ascii_lowercase(), object.to_ascii_lowercase()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn status_count(&self, vault: &str, status: u16) -> u64 {
+        self.status
+            .get(&(vault.to_ascii_lowercase(), status))
+            .copied()
+            .unwrap_or(0)
+    }
+}

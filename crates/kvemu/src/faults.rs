@@ -1,0 +1,258 @@
+//! Scriptable fault injection: which requests a fault applies to (vault, secret,
+//! path, identity endpoint), when (the next N matching requests, or with a
+//! probability drawn from the seeded PRNG) and what it does.
+
+use crate::ids::Rng;
+use std::time::Duration;
+
+/// What a fault does to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Answer with this status (Key Vault / IMDS error body), optionally with `Retry-After` seconds.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Wait, then answer normally (identity endpoint: a slow start).
+    Delay(Duration),
+    /// Never answer; the connection stays open until the client gives up or the emulator stops.
+    Hang,
+    /// Abort the TCP connection with a reset (RST) instead of answering.
+    Reset,
+    /// Declare the full `Content-Length`, send half the body, then drop the connection.
+    TruncateBody,
+    /// Answer normally but with a `value` that is not valid base64.
+    CorruptBase64,
+    /// Answer normally but with a `value` that is valid base64 of bytes that are not a PFX.
+    BadPfx,
+    /// Answer normally but with this `contentType`.
+    WrongContentType(String),
+    /// Redirect (3xx, e.g. 302 or 307) to `location` (another host).
+    Redirect { status: u16, location: String },
+    /// A 200 whose JSON body streams `bytes` bytes (generated lazily, never held in memory).
+    Oversize { bytes: u64 },
+    /// The normal body, `chunk` bytes every `interval` (slowloris-style).
+    SlowDrip { interval: Duration, chunk: usize },
+    /// Identity endpoint: a token whose `expires_on` is off by this many seconds (clock skew).
+    ExpiresOnSkew(i64),
+}
+
+impl FaultKind {
+    /// Body faults need the normal response and apply only to 2xx answers.
+    pub fn is_body_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::TruncateBody
+                | FaultKind::CorruptBase64
+                | FaultKind::BadPfx
+                | FaultKind::WrongContentType(_)
+                | FaultKind::Oversize { .. }
+                | FaultKind::SlowDrip { .. }
+                | FaultKind::ExpiresOnSkew(_)
+        )
+    }
+}
+
+/// Which requests a fault matches. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultTarget {
+    /// `true`: the identity endpoint; `false`: the vault API.
+    pub identity: bool,
+    /// Vault name (first DNS label, case-insensitive).
+    pub vault: Option<String>,
+    /// Secret or certificate name (case-insensitive).
+    pub object: Option<String>,
+    /// Substring of the request path.
+    pub path_contains: Option<String>,
+}
+
+/// When a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trigger {
+    /// The next N matching requests.
+    Next(u32),
+    /// Each matching request with this probability (seeded, reproducible), forever.
+    Probability(f64),
+}
+
+/// A scripted fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub target: FaultTarget,
+    pub kind: FaultKind,
+    pub trigger: Trigger,
+}
+
+impl Fault {
+    /// `kind` on the next `n` requests for `vault` (any object).
+    pub fn vault(vault: &str, kind: FaultKind, n: u32) -> Self {
+        Fault {
+            target: FaultTarget {
+                vault: Some(vault.to_string()),
+                ..Default::default()
+            },
+            kind,
+            trigger: Trigger::Next(n),
+        }
+    }
+
+    /// `kind` on the next `n` requests for `vault`/`object`.
+    pub fn object(vault: &str, object: &str, kind: FaultKind, n: u32) -> Self {
+        Fault {
+            target: FaultTarget {
+                vault: Some(vault.to_string()),
+                object: Some(object.to_string()),
+                ..Default::default()
+            },
+            kind,
+            trigger: Trigger::Next(n),
+        }
+    }
+
+    /// `kind` on the next `n` identity-endpoint requests.
+    pub fn identity(kind: FaultKind, n: u32) -> Self {
+        Fault {
+            target: FaultTarget {
+                identity: true,
+                ..Default::default()
+            },
+            kind,
+            trigger: Trigger::Next(n),
+        }
+    }
+
+    /// Same target and kind, firing with probability `p` instead.
+    pub fn with_probability(mut self, p: f64) -> Self {
+        self.trigger = Trigger::Probability(p);
+        self
+    }
+}
+
+/// What a request looks like to the matcher.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub identity: bool,
+    pub vault: Option<&'a str>,
+    pub object: Option<&'a str>,
+    pub path: &'a str,
+}
+
+/// Upper bound of scripted faults held at once (a runaway test cannot grow it forever).
+const MAX_FAULTS: usize = 10_000;
+
+/// The scripted faults, in insertion order; the first that matches and fires wins.
+#[derive(Debug)]
+pub struct Faults {
+    rules: Vec<Fault>,
+    rng: Rng,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Self {
+        Faults {
+            rules: Vec::new(),
+            rng: Rng::new(seed ^ 0xfa17),
+        }
+    }
+
+    pub fn add(&mut self, f: Fault) {
+        if self.rules.len() < MAX_FAULTS {
+            self.rules.push(f);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    pub fn pending(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The fault to apply to this request, if any; `body` selects body faults
+    /// (asked once the normal answer is known to be a 2xx) or the others.
+    pub fn take(&mut self, key: RequestKey<'_>, body: bool) -> Option<FaultKind> {
+        let idx = self.rules.iter().position(|f| {
+            f.kind.is_body_fault() == body
+                && matches(&f.target, key)
+                && f.trigger != Trigger::Next(0)
+        });
+        // Probability rules are rolled in order; a miss lets later rules try.
+        let mut i = idx?;
+        loop {
+            let f = &mut self.rules[i];
+            let fire = match &mut f.trigger {
+                Trigger::Next(n) => {
+                    *n -= 1;
+                    true
+                }
+                Trigger::Probability(p) => self.rng.next_f64() < *p,
+            };
+            if fire {
+                let kind = f.kind.clone();
+                if f.trigger == Trigger::Next(0) {
+                    self.rules.remove(i);
+                }
+                return Some(kind);
+            }
+            i = (i + 1..self.rules.len()).find(|&j| {
+                let f = &self.rules[j];
+                f.kind.is_body_fault() == body && matches(&f.target, key)
+            })?;
+        }
+    }
+}
+
+fn matches(t: &FaultTarget, k: RequestKey<'_>) -> bool {
+    let eq = |want: &Option<String>, got: Option<&str>| match want {
+        None => true,
+        Some(w) => got.is_some_and(|g| g.eq_ignore_ascii_case(w)),
+    };
+    t.identity == k.identity
+        && eq(&t.vault, k.vault)
+        && eq(&t.object, k.object)
+        && t.path_contains
+            .as_deref()
+            .is_none_or(|p| k.path.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<'a>(vault: &'a str, object: &'a str) -> RequestKey<'a> {
+        RequestKey {
+            identity: false,
+            vault: Some(vault),
+            object: Some(object),
+            path: "/secrets/x",
+        }
+    }
+
+    #[test]
+    fn next_n_then_gone() {
+        let mut f = Faults::new(1);
+        f.add(Fault::object("v1", "s", FaultKind::Hang, 2));
+        assert_eq!(f.take(key("v2", "s"), false), None);
+        assert_eq!(f.take(key("V1", "S"), true), None);
+        assert_eq!(f.take(key("v1", "s"), false), Some(FaultKind::Hang));
+        assert_eq!(f.take(key("v1", "s"), false), Some(FaultKind::Hang));
+        assert_eq!(f.take(key("v1", "s"), false), None);
+        assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn probability_is_reproducible() {
+        let run = || {
+            let mut f = Faults::new(42);
+            f.add(Fault::vault("v", FaultKind::Reset, 0).with_probability(0.3));
+            (0..200)
+                .map(|_| f.take(key("v", "s"), false).is_some())
+                .collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        let hits = a.iter().filter(|x| **x).count();
+        assert!((30..90).contains(&hits), "{hits}");
+    }
+}
