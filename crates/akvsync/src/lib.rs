@@ -3,6 +3,10 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of modules.
 
+pub mod backoff;
 pub mod cli;
+pub mod http;
+pub mod identity;
 pub mod settings;
 pub mod store;
+pub mod vault;

@@ -1,0 +1,505 @@
+//! The Key Vault client (SPEC §3): the only code that sends a bearer token, and only to
+//! a host that passed settings validation, over TLS 1.2+, with redirects refused.
+//!
+//! `GET https://<vault>/secrets/<name>[/<version>]?api-version=7.4`; the token's resource
+//! comes from the vault's 401 challenge, accepted only when the vault host lies under the
+//! resource's host (the official SDKs' rule); `Retry-After` on 429/503 pushes back every
+//! request to that vault; transient errors are retried with backoff within one call;
+//! bodies are capped at 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to vault traffic only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::backoff::{self, Backoff};
+use crate::http;
+use crate::identity::{Credential, IdentityError};
+use crate::settings::SecretUrl;
+
+/// The data-plane API version: GA in every cloud, including the sovereign ones.
+pub const API_VERSION: &str = "7.4";
+/// Longest push-back a vault's `Retry-After` can impose; beyond it the next poll retries.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A secret as Key Vault returned it. The value is zeroed on drop and never printed.
+pub struct SecretBundle {
+    pub value: Zeroizing<String>,
+    pub content_type: Option<String>,
+    /// The full id, `https://<vault>/secrets/<name>/<version>`.
+    pub id: String,
+    /// 32 lowercase hex digits, from `id`.
+    pub version: String,
+    pub managed: bool,
+    pub enabled: bool,
+    pub not_before: Option<i64>,
+    pub expires: Option<i64>,
+}
+
+impl std::fmt::Debug for SecretBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretBundle")
+            .field("id", &self.id)
+            .field("content_type", &self.content_type)
+            .field("value", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a secret could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{host} throttled the request (429/503); retry after {retry_after:?}")]
+    Throttled {
+        host: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{host} answered {status} {code}: {message}")]
+    Status {
+        host: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{host} is unreachable: {source}")]
+    Transport {
+        host: String,
+        source: reqwest::Error,
+    },
+    #[error("{host} redirected to {location:?}; redirects are refused (no token follows them)")]
+    Redirect { host: String, location: String },
+    #[error("{host} sent an unacceptable authentication challenge: {reason}")]
+    Challenge { host: String, reason: String },
+    #[error("{host} gave an unusable response: {reason}")]
+    BadResponse { host: String, reason: String },
+    #[error("no token for {host}: {source}")]
+    Identity { host: String, source: IdentityError },
+    #[error("cannot set up the HTTPS client: {0}")]
+    Setup(String),
+}
+
+impl VaultError {
+    /// Transient: connection, timeout, 408, 429, 5xx (SPEC §10). Everything else waits
+    /// for the next poll.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VaultError::Throttled { .. } | VaultError::Transport { .. } => true,
+            VaultError::Status { status, .. } => *status == 408 || *status >= 500,
+            VaultError::Identity { source, .. } => source.is_transient(),
+            VaultError::BadResponse { .. } => true,
+            VaultError::Redirect { .. } | VaultError::Challenge { .. } | VaultError::Setup(_) => {
+                false
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VaultError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// How the HTTPS client is built.
+#[derive(Debug, Clone, Default)]
+pub struct VaultOptions {
+    /// Extra trusted CA certificates, PEM (the testing `caFile`).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Vault host → `host:port` to connect to (the testing `connectTo`).
+    pub connect_to: BTreeMap<String, String>,
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Deserialize)]
+struct SecretResponse {
+    value: Option<Zeroizing<String>>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+    id: String,
+    #[serde(default)]
+    managed: bool,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+#[derive(Deserialize, Default)]
+struct Attributes {
+    enabled: Option<bool>,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The Key Vault client; one per process, shared by every certificate task.
+#[derive(Debug)]
+pub struct VaultClient {
+    http: reqwest::Client,
+    credential: Arc<Credential>,
+    backoff: Backoff,
+    /// Vault host → token resource learnt from its challenge.
+    resources: std::sync::Mutex<HashMap<String, String>>,
+    /// Vault host → no request before this instant (Retry-After).
+    not_before: std::sync::Mutex<HashMap<String, Instant>>,
+    requests: AtomicU64,
+}
+
+impl VaultClient {
+    pub fn new(credential: Arc<Credential>, options: &VaultOptions) -> Result<Self, VaultError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(http::CONNECT_TIMEOUT)
+            .timeout(http::REQUEST_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(pem) = &options.extra_ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| VaultError::Setup(format!("caFile: {e}")))?;
+            if certificates.is_empty() {
+                return Err(VaultError::Setup("caFile holds no certificate".to_owned()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        for (host, address) in &options.connect_to {
+            let resolved = address
+                .to_socket_addrs()
+                .map_err(|e| VaultError::Setup(format!("connectTo {host}: {address}: {e}")))?
+                .next()
+                .ok_or_else(|| {
+                    VaultError::Setup(format!("connectTo {host}: {address} resolves to nothing"))
+                })?;
+            builder = builder.resolve(host, resolved);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| VaultError::Setup(e.to_string()))?;
+        Ok(VaultClient {
+            http,
+            credential,
+            backoff: options.backoff.unwrap_or(Backoff::VAULT),
+            resources: std::sync::Mutex::new(HashMap::new()),
+            not_before: std::sync::Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests sent to vaults so far (for tests and metrics).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The latest (or pinned) version of a secret, retrying transient errors.
+    pub async fn get_secret(&self, secret: &SecretUrl) -> Result<SecretBundle, VaultError> {
+        let host = secret.vault_host();
+        let mut attempt = 1;
+        loop {
+            self.wait_for(&host).await;
+            let result = self.get_once(secret, &host).await;
+            if let Err(error) = &result {
+                if let Some(delay) = error.retry_after() {
+                    self.push_back(&host, delay);
+                }
+                if error.is_transient() && attempt < self.backoff.attempts {
+                    if error.retry_after().is_none() {
+                        tokio::time::sleep(self.backoff.delay(attempt)).await;
+                    }
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return result;
+        }
+    }
+
+    async fn wait_for(&self, host: &str) {
+        let until = self
+            .not_before
+            .lock()
+            .map(|m| m.get(host).copied())
+            .unwrap_or(None);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Every later request to `host` waits at least `delay` (plus jitter, so that the
+    /// certificates of one vault do not all return at the same instant).
+    fn push_back(&self, host: &str, delay: Duration) {
+        let until = Instant::now() + backoff::jitter_between(delay, delay + delay / 10);
+        if let Ok(mut map) = self.not_before.lock() {
+            let entry = map.entry(host.to_owned()).or_insert(until);
+            if *entry < until {
+                *entry = until;
+            }
+        }
+    }
+
+    fn resource_for(&self, secret: &SecretUrl, host: &str) -> String {
+        self.resources
+            .lock()
+            .ok()
+            .and_then(|m| m.get(host).cloned())
+            .unwrap_or_else(|| secret.cloud.resource())
+    }
+
+    async fn get_once(&self, secret: &SecretUrl, host: &str) -> Result<SecretBundle, VaultError> {
+        let url = format!("{}?api-version={API_VERSION}", secret.secret_url());
+        let mut resource = self.resource_for(secret, host);
+        let mut refreshed = false;
+        loop {
+            let token =
+                self.credential
+                    .token(&resource)
+                    .await
+                    .map_err(|source| VaultError::Identity {
+                        host: host.to_owned(),
+                        source,
+                    })?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(token.secret())
+                .send()
+                .await
+                .map_err(|source| VaultError::Transport {
+                    host: host.to_owned(),
+                    source: source.without_url(),
+                })?;
+            if response.status() != StatusCode::UNAUTHORIZED || refreshed {
+                return self.handle(response, secret, host).await;
+            }
+            // 401: learn the resource from the challenge, or refresh a rejected token, once.
+            let challenged = challenge_resource(&response, host)?;
+            if challenged != resource {
+                if let Ok(mut map) = self.resources.lock() {
+                    map.insert(host.to_owned(), challenged.clone());
+                }
+                resource = challenged;
+            } else {
+                self.credential.invalidate(&resource).await;
+            }
+            refreshed = true;
+        }
+    }
+
+    async fn handle(
+        &self,
+        response: reqwest::Response,
+        secret: &SecretUrl,
+        host: &str,
+    ) -> Result<SecretBundle, VaultError> {
+        let status = response.status();
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if status.is_redirection() {
+            let location = header(reqwest::header::LOCATION).unwrap_or_default();
+            return Err(VaultError::Redirect {
+                host: host.to_owned(),
+                location,
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = header(reqwest::header::RETRY_AFTER)
+                .and_then(|v| backoff::parse_retry_after(&v, MAX_RETRY_AFTER));
+            return Err(VaultError::Throttled {
+                host: host.to_owned(),
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+        let bad = |reason: String| VaultError::BadResponse {
+            host: host.to_owned(),
+            reason,
+        };
+        let body = http::read_capped(response, http::MAX_BODY_BYTES)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if !status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorResponse>(&body) {
+                Ok(ErrorResponse { error }) => (
+                    error.code.unwrap_or_default(),
+                    error.message.unwrap_or_default(),
+                ),
+                Err(_) => (
+                    String::new(),
+                    status.canonical_reason().unwrap_or("error").to_owned(),
+                ),
+            };
+            return Err(VaultError::Status {
+                host: host.to_owned(),
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        let parsed: SecretResponse = serde_json::from_slice(&body).map_err(|e| {
+            bad(format!(
+                "not a secret (JSON error at line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let version = version_from_id(&parsed.id, secret, host).map_err(bad)?;
+        let value = parsed
+            .value
+            .ok_or_else(|| bad("the secret has no value".to_owned()))?;
+        Ok(SecretBundle {
+            value,
+            content_type: parsed.content_type,
+            id: parsed.id,
+            version,
+            managed: parsed.managed,
+            enabled: parsed.attributes.enabled.unwrap_or(true),
+            not_before: parsed.attributes.nbf,
+            expires: parsed.attributes.exp,
+        })
+    }
+}
+
+/// The version in `id`, checked to be this vault's secret of this name (and the pinned
+/// version, if one was asked for).
+fn version_from_id(id: &str, secret: &SecretUrl, host: &str) -> Result<String, String> {
+    let expected_prefix = format!("https://{host}/secrets/");
+    let rest = id
+        .get(..expected_prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(&expected_prefix))
+        .map(|_| &id[expected_prefix.len()..])
+        .ok_or_else(|| format!("id {id:?} is not a secret of {host}"))?;
+    let (name, version) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("id {id:?} has no version"))?;
+    if !name.eq_ignore_ascii_case(&secret.secret_name) {
+        return Err(format!("id {id:?} names another secret"));
+    }
+    let version = version.trim_end_matches('/').to_ascii_lowercase();
+    if version.len() != 32 || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("id {id:?} has no 32-hex-digit version"));
+    }
+    if secret
+        .version
+        .as_ref()
+        .is_some_and(|pinned| *pinned != version)
+    {
+        return Err(format!(
+            "asked for version {:?}, got {version}",
+            secret.version
+        ));
+    }
+    Ok(version)
+}
+
+/// The resource of a `Bearer` challenge (`resource="…"` or `scope="…/.default"`),
+/// accepted only if the vault host is the resource host or lies under it.
+fn challenge_resource(response: &reqwest::Response, host: &str) -> Result<String, VaultError> {
+    let refuse = |reason: String| VaultError::Challenge {
+        host: host.to_owned(),
+        reason,
+    };
+    let header = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refuse("401 without WWW-Authenticate".to_owned()))?;
+    let params = header
+        .trim()
+        .strip_prefix("Bearer")
+        .ok_or_else(|| refuse(format!("not a Bearer challenge: {header:?}")))?;
+    let resource = bearer_param(params, "resource")
+        .or_else(|| {
+            bearer_param(params, "scope").map(|s| s.trim_end_matches("/.default").to_owned())
+        })
+        .ok_or_else(|| refuse("no resource or scope".to_owned()))?;
+    let url =
+        url::Url::parse(&resource).map_err(|e| refuse(format!("resource {resource:?}: {e}")))?;
+    let resource_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let under = host == resource_host || host.ends_with(&format!(".{resource_host}"));
+    if url.scheme() != "https" || resource_host.is_empty() || !under {
+        return Err(refuse(format!(
+            "resource {resource:?} does not cover {host}"
+        )));
+    }
+    Ok(resource.trim_end_matches('/').to_owned())
+}
+
+/// `name="value"` from a comma-separated challenge parameter list.
+fn bearer_param(params: &str, name: &str) -> Option<String> {
+    params.split(',').find_map(|part| {
+        let (key, value) = part.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::parse_secret_url;
+
+    #[test]
+    fn version_comes_from_a_matching_id() {
+        let secret = parse_secret_url("https://myvault.vault.azure.net/secrets/web").unwrap();
+        let host = "myvault.vault.azure.net";
+        let id = "https://myvault.vault.azure.net/secrets/web/0123456789ABCDEF0123456789abcdef";
+        assert_eq!(
+            version_from_id(id, &secret, host).unwrap(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert!(
+            version_from_id(
+                "https://other.vault.azure.net/secrets/web/0123456789abcdef0123456789abcdef",
+                &secret,
+                host
+            )
+            .is_err()
+        );
+        assert!(
+            version_from_id(
+                "https://myvault.vault.azure.net/secrets/api/0123456789abcdef0123456789abcdef",
+                &secret,
+                host
+            )
+            .is_err()
+        );
+        assert!(
+            version_from_id("https://myvault.vault.azure.net/secrets/web", &secret, host).is_err()
+        );
+    }
+
+    #[test]
+    fn challenge_parameters() {
+        let params = r#" authorization="https://login.windows.net/72f988bf", resource="https://vault.azure.net""#;
+        assert_eq!(
+            bearer_param(params, "resource").as_deref(),
+            Some("https://vault.azure.net")
+        );
+        assert_eq!(bearer_param(params, "scope"), None);
+    }
+}
