@@ -15,6 +15,9 @@ use std::time::Duration;
 pub const SERVICE_VERSION: &str = "1.9.2795.1";
 /// Chunk size of streamed (oversize) bodies: small enough to stay cheap.
 const OVERSIZE_CHUNK: usize = 64 * 1024;
+/// Pause between the half body and the abort of a truncated response, so the
+/// half reaches the client first.
+const TRUNCATE_PAUSE: Duration = Duration::from_millis(50);
 
 /// A response before headers and faults are applied.
 #[derive(Debug)]
@@ -121,11 +124,22 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
             let bytes = body_bytes(&body);
             declared_len = Some(bytes.len());
             let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
-            let items: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::other("kvemu: truncated body fault")),
-            ];
-            stream = Some(Body::from_stream(futures_util::stream::iter(items)));
+            // Half the body, a pause so it is flushed to the client, then an
+            // error that makes the server drop the connection.
+            let s = futures_util::stream::unfold(0u8, move |step| {
+                let half = half.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok(half), 1)),
+                        1 => {
+                            tokio::time::sleep(TRUNCATE_PAUSE).await;
+                            Some((Err(std::io::Error::other("kvemu: truncated body fault")), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            stream = Some(Body::from_stream(s));
         }
         Some(FaultKind::Oversize { bytes }) => {
             stream = Some(oversize_body(bytes));
