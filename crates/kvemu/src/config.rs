@@ -70,7 +70,7 @@ impl Default for Config {
             token_lifetime: Duration::from_secs(24 * 3600),
             page_size: 25,
             throttle: ThrottleConfig::default(),
-            seed: 0x6b76_656d_75,
+            seed: 0x006b_7665_6d75,
             identity_mode: IdentityMode::Imds,
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".to_string(),
             region: "westus".to_string(),
