@@ -1,0 +1,217 @@
+//! The official Rust SDK (`azure_security_keyvault_secrets`) runs set / get /
+//! list / list versions against the emulator, with challenge verification on,
+//! a real-shaped vault URL (`https://<vault>.vault.azure.net/`, routed to the
+//! emulator by the transport's DNS override), the test CA trusted, and a token
+//! credential that asks the emulator's identity endpoint as IMDS clients do.
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, Transport};
+use azure_core::time::OffsetDateTime;
+use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
+use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
+use futures_util::TryStreamExt;
+use std::sync::Arc;
+
+/// A managed-identity credential for an arbitrary IMDS-style endpoint
+/// (`azure_identity`'s is hard-wired to 169.254.169.254).
+#[derive(Debug)]
+struct EndpointCredential {
+    endpoint: String,
+    client_id: Option<String>,
+    http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for EndpointCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let err = |m: String| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, m)
+        };
+        let scope = scopes.first().ok_or_else(|| err("no scope".into()))?;
+        let resource = scope.trim_end_matches("/.default");
+        let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
+        if let Some(c) = &self.client_id {
+            query.push(("client_id", c));
+        }
+        let url = reqwest::Url::parse_with_params(&self.endpoint, &query)
+            .map_err(|e| err(e.to_string()))?;
+        let rsp = self
+            .http
+            .get(url)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = rsp.status();
+        let body = rsp.text().await.map_err(|e| err(e.to_string()))?;
+        if !status.is_success() {
+            return Err(err(format!("identity endpoint: {status}: {body}")));
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| err(e.to_string()))?;
+        let token = v["access_token"]
+            .as_str()
+            .ok_or_else(|| err("no access_token".into()))?;
+        let expires_on: i64 = v["expires_on"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err("expires_on is not a string of digits".into()))?;
+        let expires_on =
+            OffsetDateTime::from_unix_timestamp(expires_on).map_err(|e| err(e.to_string()))?;
+        Ok(AccessToken::new(token.to_string(), expires_on))
+    }
+}
+
+fn transport(emu: &kvemu::Emulator, hosts: &[&str]) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::pem::PemObject::pem_slice_iter(emu.ca_pem().as_bytes()) {
+        let der: rustls::pki_types::CertificateDer<'static> = der.expect("CA PEM");
+        roots.add(der).expect("CA certificate");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut b = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    for h in hosts {
+        // The URL has no port, so the override's port is used.
+        b = b.resolve(h, emu.vault_addr());
+    }
+    b.build().expect("reqwest client")
+}
+
+async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
+    let host = format!("{vault}.vault.azure.net");
+    let http = transport(emu, &[&host]);
+    let credential = Arc::new(EndpointCredential {
+        endpoint: emu.identity_endpoint(),
+        client_id: client_id.map(str::to_string),
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+    });
+    let options = SecretClientOptions {
+        client_options: ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client =
+        SecretClient::new(&format!("https://{host}/"), credential, Some(options)).expect("client");
+
+    let mut versions = Vec::new();
+    for i in 0..3 {
+        let params = SetSecretParameters {
+            value: Some(format!("value-{i}")),
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        let secret = client
+            .set_secret("rs-secret", params.try_into().unwrap(), None)
+            .await
+            .expect("set_secret")
+            .into_model()
+            .unwrap();
+        assert_eq!(secret.value.as_deref(), Some(format!("value-{i}").as_str()));
+        versions.push(secret.resource_id().unwrap().version.unwrap());
+    }
+    let latest = client
+        .get_secret("rs-secret", None)
+        .await
+        .expect("get_secret")
+        .into_model()
+        .unwrap();
+    assert_eq!(latest.value.as_deref(), Some("value-2"));
+    assert_eq!(latest.content_type.as_deref(), Some("text/plain"));
+    assert!(latest.attributes.as_ref().unwrap().created.is_some());
+    let first = client
+        .get_secret(
+            "rs-secret",
+            Some(SecretClientGetSecretOptions {
+                secret_version: Some(versions[0].clone()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(first.value.as_deref(), Some("value-0"));
+
+    for n in ["a", "b", "c"] {
+        let p = SetSecretParameters {
+            value: Some(n.into()),
+            ..Default::default()
+        };
+        client
+            .set_secret(&format!("rs-{n}"), p.try_into().unwrap(), None)
+            .await
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut pager = client.list_secret_properties(None).unwrap();
+    while let Some(p) = pager.try_next().await.expect("list page") {
+        names.push(p.resource_id().unwrap().name);
+    }
+    names.sort();
+    assert_eq!(names, ["rs-a", "rs-b", "rs-c", "rs-secret"]);
+    let mut seen = Vec::new();
+    let mut pager = client
+        .list_secret_properties_versions("rs-secret", None)
+        .unwrap();
+    while let Some(p) = pager.try_next().await.expect("versions page") {
+        seen.push(p.resource_id().unwrap().version.unwrap());
+    }
+    seen.sort();
+    versions.sort();
+    assert_eq!(seen, versions);
+
+    // A missing secret is a 404 with the service's error code.
+    let e = client.get_secret("missing", None).await.unwrap_err();
+    assert!(format!("{e:?}").contains("SecretNotFound"), "{e:?}");
+
+    // A certificate-backed secret (imported through the emulator's import path).
+    let seeded = emu.seed(vault).unwrap();
+    let pem = seeded.iter().find(|i| i.name == "seed-rsa-pem").unwrap();
+    let s = client
+        .get_secret("seed-rsa-pem", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(s.managed, Some(true));
+    assert_eq!(
+        s.resource_id().unwrap().version.as_deref(),
+        Some(pem.version.as_str())
+    );
+    assert!(s.value.unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+}
+
+#[tokio::test]
+async fn official_rust_sdk_against_kvemu() {
+    // reqwest's `rustls-no-provider`: ring, process-wide (no aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ua = "0d2a3c41-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+    let emu = kvemu::Emulator::start(kvemu::Config {
+        identities: vec![ua.into()],
+        page_size: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    flow(&emu, "rsvault", None).await;
+    flow(&emu, "rsvault2", Some(ua)).await;
+    let c = emu.counters();
+    // Each client's first request goes without a token and gets the challenge.
+    assert!(c.status_count("rsvault", 401) >= 1);
+    assert_eq!(c.tokens_issued[ua], 1, "the SDK caches its token");
+    emu.shutdown().await;
+}
