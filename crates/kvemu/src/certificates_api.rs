@@ -156,8 +156,9 @@ pub fn do_import(
         updated: now,
         tags: meta.tags,
         managed: true,
+        previous_version: None,
     };
-    let stored = {
+    let (stored, previous) = {
         let mut st = lock(&sh.store);
         let e = st
             .vault(&vault.name)
@@ -167,10 +168,19 @@ pub fn do_import(
                 name: name.to_string(),
                 versions: Vec::new(),
             });
+        let previous = e.latest().map(|c| c.version.clone());
         e.versions.push(cv.clone());
-        e.name.clone()
+        (e.name.clone(), previous)
     };
-    insert_secret(sh, &vault.name, &stored, sv);
+    insert_secret(
+        sh,
+        &vault.name,
+        &stored,
+        SecretVersion {
+            previous_version: previous,
+            ..sv
+        },
+    );
     Ok(Imported {
         bundle: cert_bundle(&vault.host(), &stored, &cv),
         name: stored,
@@ -201,6 +211,18 @@ fn managed_value(
             _ => Err(bad(&format!("Cannot produce the PKCS#12 secret: {e}"))),
         },
     }
+}
+
+/// `outContentType=application/x-pem-file` on a PFX secret: the same
+/// certificate and key as Key Vault's PEM (key first).
+pub fn pfx_value_as_pem(value: &str) -> Result<String, String> {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|e| format!("stored value is not base64: {e}"))?;
+    let parts = pfx::decode(&der, None)?;
+    let key = parts.keys.into_iter().next().ok_or("no private key")?;
+    let chain = certparse::order_chain(&parts.certs, certparse::public_key_of(&key).as_deref())?;
+    Ok(certparse::key_vault_pem(&key, &chain))
 }
 
 pub fn import(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {

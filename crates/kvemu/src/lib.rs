@@ -54,6 +54,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use store::SecretVersion;
 
+/// How long a connection may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Errors of starting the emulator or of its library operations.
 #[derive(Debug)]
 pub enum Error {
@@ -202,12 +205,22 @@ impl Emulator {
         let vh = axum_server::Handle::new();
         let ih = axum_server::Handle::new();
         let rustls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls.config);
-        let vault_server = axum_server::tls_rustls::from_tcp_rustls(vault_listener, rustls)?
+        let mut vault_server = axum_server::tls_rustls::from_tcp_rustls(vault_listener, rustls)?
             .map(|a| a.acceptor(conn::ResetAcceptor))
             .handle(vh.clone());
-        let identity_server = axum_server::from_tcp(identity_listener)?
+        let mut identity_server = axum_server::from_tcp(identity_listener)?
             .acceptor(conn::ResetAcceptor)
             .handle(ih.clone());
+        // A client that never finishes its request head is dropped after this
+        // long (the service's own front end is stricter; tests never need more).
+        vault_server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+        identity_server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
         let tasks = vec![
             tokio::spawn(vault_server.serve(vault_app.into_make_service())),
             tokio::spawn(identity_server.serve(identity_app.into_make_service())),
@@ -353,6 +366,7 @@ impl Emulator {
             updated: now,
             tags: spec.tags,
             managed: false,
+            previous_version: None,
         };
         let stored = vault_api::insert_secret(&self.shared, &host.name, name, sv);
         Ok(SecretRef {

@@ -17,7 +17,6 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug)]
 pub struct Shared {
     pub tenant_id: String,
     pub region: String,
@@ -36,6 +35,18 @@ pub struct Shared {
     pub arc_keys: Mutex<HashSet<String>>,
     /// Flips to true at shutdown (releases hung requests).
     pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the Arc key files' contents or tokens.
+        f.debug_struct("Shared")
+            .field("tenant_id", &self.tenant_id)
+            .field("region", &self.region)
+            .field("auth", &self.auth)
+            .field("arc_dir", &self.arc_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {

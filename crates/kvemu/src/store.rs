@@ -24,6 +24,8 @@ pub struct SecretVersion {
     pub tags: Option<Map<String, Value>>,
     /// Backs a certificate: `managed: true` and a `kid`.
     pub managed: bool,
+    /// The certificate's previous version (`previousVersion`, api-version 2025-07-01 and later).
+    pub previous_version: Option<String>,
 }
 
 impl fmt::Debug for SecretVersion {
@@ -172,6 +174,9 @@ pub fn secret_bundle(
     if let Some(tags) = &s.tags {
         m.insert("tags".into(), Value::Object(tags.clone()));
     }
+    if let Some(p) = &s.previous_version {
+        m.insert("previousVersion".into(), json!(p));
+    }
     if s.managed {
         m.insert(
             "kid".into(),
@@ -310,6 +315,7 @@ mod tests {
             updated: 1,
             tags: None,
             managed: false,
+            previous_version: None,
         };
         assert!(!format!("{s:?}").contains("hunter2"));
     }

@@ -536,6 +536,7 @@ fn set_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
         updated: now,
         tags: meta.tags,
         managed: false,
+        previous_version: None,
     };
     let stored_name = insert_secret(sh, &ctx.vault.name, name, sv.clone());
     Reply::json(
@@ -583,10 +584,39 @@ fn get_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str, version: Option<&str>) -> 
             "SecretDisabled",
         );
     }
-    Reply::json(
-        StatusCode::OK,
-        Value::Object(secret_bundle(&ctx.vault.host(), &e.name, s, true)),
-    )
+    let mut bundle = secret_bundle(&ctx.vault.host(), &e.name, s, true);
+    if !api_version_at_least_2025_07(ctx.api_version) {
+        bundle.remove("previousVersion");
+        return Reply::json(StatusCode::OK, Value::Object(bundle));
+    }
+    if let Some(out) = ctx.query("outContentType") {
+        let current = s.content_type.as_deref().unwrap_or_default();
+        if out == certificates_api::CT_PEM && current == certificates_api::CT_PKCS12 && s.managed {
+            match certificates_api::pfx_value_as_pem(&s.value) {
+                Ok(pem) => {
+                    bundle.insert("value".into(), json!(pem));
+                    bundle.insert("contentType".into(), json!(out));
+                }
+                Err(e) => {
+                    return kv_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalServerError",
+                        &format!("Cannot convert the certificate: {e}"),
+                    );
+                }
+            }
+        } else if out != current {
+            return bad(&format!(
+                "The requested outContentType '{out}' is not supported for this secret; only PFX to PEM conversion is."
+            ));
+        }
+    }
+    Reply::json(StatusCode::OK, Value::Object(bundle))
+}
+
+/// `previousVersion` and `outContentType` came with api-version 2025-07-01.
+fn api_version_at_least_2025_07(v: &str) -> bool {
+    !v.starts_with("7.") && v >= "2025-07-01"
 }
 
 fn delete_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {

@@ -422,3 +422,45 @@ async fn vaults_are_selected_by_host_in_every_cloud() {
     assert!(c.status_count("cnvault", 401) == 1);
     env.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn sni_selects_the_vault_when_host_is_not_a_vault() {
+    let env = start().await;
+    env.emu.set_secret("vault1", "s", "via-sni", None);
+    let tok = env.token().await;
+    let r = env
+        .http
+        .get(env.v1("/secrets/s?api-version=7.4"))
+        .header("Host", "127.0.0.1")
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = json(r).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["value"], "via-sni");
+    env.emu.shutdown().await;
+}
+
+#[test]
+fn blocking_wrapper_and_debug_hide_secrets() {
+    let emu = kvemu::BlockingEmulator::start(kvemu::Config::default()).unwrap();
+    emu.set_secret("vault1", "s", "top-secret-value", None);
+    let token = emu
+        .issue_token(&emu.system_identity().client_id, "https://vault.azure.net")
+        .unwrap();
+    let dbg = format!("{emu:?} {:?}", *emu);
+    assert!(
+        !dbg.contains("top-secret-value") && !dbg.contains(&token),
+        "{dbg}"
+    );
+    let spec = kvemu::SecretSpec {
+        value: "top-secret-value".into(),
+        ..Default::default()
+    };
+    assert!(!format!("{spec:?}").contains("top-secret-value"));
+    assert!(emu.ca_file().is_absolute() && emu.ca_file().exists());
+    let ca = emu.ca_file().to_path_buf();
+    emu.shutdown();
+    assert!(!ca.exists(), "temporary state directory removed");
+}
