@@ -5,8 +5,14 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod decode;
 pub mod http;
 pub mod identity;
+pub mod notify;
+pub mod schedule;
+pub mod service;
 pub mod settings;
+pub mod state;
 pub mod store;
+pub mod sync;
 pub mod vault;

@@ -118,6 +118,32 @@ pub struct VaultOptions {
     pub backoff: Option<Backoff>,
 }
 
+impl VaultOptions {
+    /// The options the settings' testing overrides ask for (none in production).
+    pub fn from_settings(settings: &crate::settings::Settings) -> Result<Self, String> {
+        let testing = &settings.akvsync.testing;
+        let extra_ca_pem = match &testing.ca_file {
+            None => None,
+            Some(path) => {
+                let file =
+                    std::fs::File::open(path).map_err(|e| format!("caFile {path:?}: {e}"))?;
+                let mut pem = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(file, http::MAX_BODY_BYTES as u64),
+                    &mut pem,
+                )
+                .map_err(|e| format!("caFile {path:?}: {e}"))?;
+                Some(pem)
+            }
+        };
+        Ok(VaultOptions {
+            extra_ca_pem,
+            connect_to: testing.connect_to.clone(),
+            backoff: None,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct SecretResponse {
     value: Option<Zeroizing<String>>,

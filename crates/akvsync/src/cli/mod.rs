@@ -1,6 +1,11 @@
 //! The command line: verbs, flags and exit codes (SPEC §8, §10). Each verb is a thin
 //! layer over the library; this module owns only argument parsing and printing.
 
+#[cfg(feature = "demo")]
+mod demo;
+mod sync_verbs;
+mod table;
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +42,34 @@ struct Cli {
 enum Command {
     /// Check a settings file and print what it means, without touching anything.
     Validate(ValidateArgs),
+    /// Sync every certificate once; exit 0 only if every certificate is current.
+    Once(SyncArgs),
+    /// Keep the certificates current: sync, then poll (the service).
+    Run(SyncArgs),
+    /// Show what is installed for each certificate, read back from the stores.
+    Status(StatusArgs),
+    /// Run the whole job against the built-in Key Vault emulator, in ./akvsync-demo.
+    #[cfg(feature = "demo")]
+    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SyncArgs {
+    /// Settings file: the Azure runtime settings file or the public settings JSON.
+    #[arg(long)]
+    pub settings: PathBuf,
+    /// Where akvsync keeps its state and lock (default: /var/lib/akvsync, %ProgramData%\akvsync).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub common: SyncArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +115,11 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Once(args) => sync_verbs::once(&args),
+        Command::Run(args) => sync_verbs::run(&args),
+        Command::Status(args) => sync_verbs::status(&args),
+        #[cfg(feature = "demo")]
+        Command::Demo => demo::demo(),
     }
 }
 

@@ -215,3 +215,97 @@ pub fn prune(
     }
     Ok(removed)
 }
+
+/// The directory store as a [`super::CertificateStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryStore;
+
+impl DirectoryStore {
+    fn target(
+        certificate: &crate::settings::ObservedCertificate,
+    ) -> Result<&LinuxTarget, super::StoreFailure> {
+        match &certificate.target {
+            crate::settings::Target::LinuxDirectory(t) => Ok(t),
+            crate::settings::Target::WindowsStore(_) => Err("not a directory target".into()),
+        }
+    }
+}
+
+impl super::CertificateStore for DirectoryStore {
+    fn target_key(&self, certificate: &crate::settings::ObservedCertificate) -> String {
+        match &certificate.target {
+            crate::settings::Target::LinuxDirectory(t) => {
+                format!("{}/{}", t.directory.trim_end_matches('/'), t.link_name)
+            }
+            crate::settings::Target::WindowsStore(_) => String::new(),
+        }
+    }
+
+    fn describe(&self, certificate: &crate::settings::ObservedCertificate) -> String {
+        self.target_key(certificate)
+    }
+
+    fn current_version(
+        &self,
+        certificate: &crate::settings::ObservedCertificate,
+    ) -> Option<String> {
+        current_version(Self::target(certificate).ok()?)
+    }
+
+    fn install(
+        &self,
+        certificate: &crate::settings::ObservedCertificate,
+        version: &str,
+        bundle: &crate::decode::Bundle,
+    ) -> Result<(), super::StoreFailure> {
+        let target = Self::target(certificate)?;
+        let pem = bundle.to_pem();
+        let new = NewVersion {
+            vault_name: &certificate.secret.vault_name,
+            secret_name: &certificate.secret.secret_name,
+            version,
+            pem: &pem,
+        };
+        install(target, &new)?;
+        Ok(())
+    }
+
+    fn installed(
+        &self,
+        certificate: &crate::settings::ObservedCertificate,
+    ) -> Result<Option<super::InstalledCertificate>, super::StoreFailure> {
+        let target = Self::target(certificate)?;
+        let link = Path::new(&target.directory).join(&target.link_name);
+        let file = match fs::canonicalize(&link) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("resolve", &link)(e).into()),
+        };
+        let mut pem = zeroize::Zeroizing::new(String::new());
+        io::Read::read_to_string(
+            &mut io::Read::take(
+                fs::File::open(&file).map_err(io_error("open", &file))?,
+                crate::decode::MAX_VALUE_BYTES as u64,
+            ),
+            &mut pem,
+        )
+        .map_err(io_error("read", &file))?;
+        let bundle =
+            crate::decode::decode_pem(&pem).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(Some(super::InstalledCertificate {
+            version: current_version(target),
+            leaf: bundle.leaf,
+            has_private_key: true,
+            location: file.display().to_string(),
+        }))
+    }
+
+    fn prune(
+        &self,
+        certificate: &crate::settings::ObservedCertificate,
+        owned: &[String],
+        keep: &[&str],
+    ) -> Result<Vec<String>, super::StoreFailure> {
+        Ok(prune(Self::target(certificate)?, owned, keep)?)
+    }
+}

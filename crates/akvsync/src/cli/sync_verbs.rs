@@ -1,0 +1,357 @@
+//! `akvsync once` and `akvsync status`: load and validate the settings, lock the state
+//! directory, then sync (or read back) every certificate and print a table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::table;
+use super::{StatusArgs, SyncArgs, exit};
+use crate::backoff::Backoff;
+use crate::identity::{self, Credential};
+use crate::settings::{self, Platform, SettingsError, Validated, render};
+use crate::state::{self, StateDir, StateError};
+use crate::store;
+use crate::sync::{self, Engine, Report, SyncResult};
+
+use crate::vault::{VaultClient, VaultOptions};
+
+/// Loads settings for this platform, printing errors (exit 2) and warnings.
+fn load_settings(path: &std::path::Path) -> Result<Validated, ExitCode> {
+    match settings::load_file(path, Platform::current()) {
+        Ok(validated) => {
+            for warning in &validated.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(validated)
+        }
+        Err(SettingsError::Invalid(diags)) => {
+            eprint!("{}", render::errors(&diags.errors));
+            Err(ExitCode::from(exit::INVALID))
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Err(ExitCode::from(exit::INVALID))
+        }
+    }
+}
+
+fn open_state(dir: Option<&PathBuf>) -> Result<StateDir, ExitCode> {
+    let dir = dir.cloned().unwrap_or_else(state::default_state_dir);
+    StateDir::open(&dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(if matches!(error, StateError::Locked(_)) {
+            exit::LOCKED
+        } else {
+            exit::FAILURE
+        })
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime needs no resources that can fail")
+}
+
+/// Builds the engine for validated settings.
+pub(crate) fn engine(
+    settings: settings::Settings,
+    state_dir: StateDir,
+) -> Result<Arc<Engine>, String> {
+    let credential = Credential::new(
+        &settings.identity,
+        identity::default_arc_token_dir(),
+        Backoff::IDENTITY,
+    )
+    .map_err(|e| e.to_string())?;
+    let options = VaultOptions::from_settings(&settings)?;
+    let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
+    let (engine, warnings) = Engine::new(settings, Arc::new(vault), state_dir);
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(engine))
+}
+
+pub(crate) fn once(args: &SyncArgs) -> ExitCode {
+    let validated = match load_settings(&args.settings) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let state_dir = match open_state(args.state_dir.as_ref()) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let engine = match engine(validated.settings, state_dir) {
+        Ok(engine) => engine,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let reports = runtime().block_on(engine.sync_all());
+    print!("{}", sync_table(&reports));
+    for report in &reports {
+        for warning in &report.warnings {
+            eprintln!("warning: {}: {warning}", report.name);
+        }
+    }
+    if reports.iter().all(Report::is_current) {
+        ExitCode::from(exit::OK)
+    } else {
+        ExitCode::from(exit::FAILURE)
+    }
+}
+
+/// One row per certificate: name, result, version, thumbprint, expiry, target.
+pub(crate) fn sync_table(reports: &[Report]) -> String {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let result = match &r.result {
+                SyncResult::Installed => "installed".to_owned(),
+                SyncResult::Unchanged => "current".to_owned(),
+                SyncResult::Failed(message) => format!("FAILED: {message}"),
+            };
+            vec![
+                r.name.clone(),
+                r.version.clone().unwrap_or_else(|| "-".to_owned()),
+                r.thumbprint.clone().unwrap_or_else(|| "-".to_owned()),
+                r.not_after.map_or_else(|| "-".to_owned(), table::date),
+                r.target.clone(),
+                result,
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "CERTIFICATE",
+            "VERSION",
+            "THUMBPRINT",
+            "EXPIRES",
+            "TARGET",
+            "RESULT",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn status(args: &StatusArgs) -> ExitCode {
+    let validated = match load_settings(&args.common.settings) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let state_dir = args
+        .common
+        .state_dir
+        .clone()
+        .unwrap_or_else(state::default_state_dir);
+    let recorded = StateDir::peek(&state_dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut entries = Vec::new();
+    for certificate in &validated.settings.certificates {
+        let name = sync::substatus_name(certificate);
+        let (target, installed) = match store::for_target(&certificate.target) {
+            Ok(store) => (
+                store.describe(certificate),
+                store.installed(certificate).map_err(|e| e.to_string()),
+            ),
+            Err(message) => (String::new(), Err(message)),
+        };
+        let record = store::for_target(&certificate.target)
+            .ok()
+            .and_then(|s| recorded.targets.get(&s.target_key(certificate)).cloned());
+        entries.push(serde_json::json!({
+            "name": name,
+            "target": target,
+            "installed": match &installed {
+                Ok(Some(i)) => serde_json::json!({
+                    "version": i.version,
+                    "thumbprint": i.leaf.thumbprint,
+                    "sha256": i.leaf.sha256,
+                    "subject": i.leaf.subject,
+                    "dnsNames": i.leaf.dns_names,
+                    "notAfter": i.leaf.not_after,
+                    "daysLeft": (i.leaf.not_after as i64 - now as i64).div_euclid(86_400),
+                    "hasPrivateKey": i.has_private_key,
+                    "location": i.location,
+                }),
+                Ok(None) => serde_json::Value::Null,
+                Err(e) => serde_json::json!({"error": e}),
+            },
+            "lastCheck": record.as_ref().and_then(|r| r.last_check),
+            "lastSuccess": record.as_ref().and_then(|r| r.last_success),
+            "lastError": record.as_ref().and_then(|r| r.last_error.clone()),
+        }));
+    }
+    if args.json {
+        println!("{:#}", serde_json::json!({"certificates": entries}));
+    } else {
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                let i = &e["installed"];
+                let text = |v: &serde_json::Value| {
+                    v.as_str().map_or_else(|| "-".to_owned(), str::to_owned)
+                };
+                vec![
+                    text(&e["name"]),
+                    text(&i["version"]),
+                    text(&i["thumbprint"]),
+                    i["notAfter"]
+                        .as_u64()
+                        .map_or_else(|| "-".to_owned(), table::date),
+                    i["daysLeft"]
+                        .as_i64()
+                        .map_or_else(|| "-".to_owned(), |d| d.to_string()),
+                    i["dnsNames"].as_array().map_or_else(
+                        || "-".to_owned(),
+                        |names| {
+                            names
+                                .iter()
+                                .filter_map(|n| n.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        },
+                    ),
+                    e["lastCheck"]
+                        .as_u64()
+                        .map_or_else(|| "never".to_owned(), table::date),
+                    match (&e["lastError"], &i["error"]) {
+                        (serde_json::Value::String(err), _)
+                        | (_, serde_json::Value::String(err)) => err.clone(),
+                        _ if i.is_null() => "not installed".to_owned(),
+                        _ => "ok".to_owned(),
+                    },
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table::render(
+                &[
+                    "CERTIFICATE",
+                    "VERSION",
+                    "THUMBPRINT",
+                    "EXPIRES",
+                    "DAYS",
+                    "DNS NAMES",
+                    "LAST CHECK",
+                    "STATE"
+                ],
+                &rows
+            )
+        );
+    }
+    ExitCode::from(exit::OK)
+}
+
+/// Logs go to stderr (the journal under systemd): human-readable by default, JSON with
+/// `AKVSYNC_LOG_FORMAT=json`; level from `AKVSYNC_LOG` (error, warn, info, debug, trace).
+fn init_logging() {
+    let level = match std::env::var("AKVSYNC_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_max_level(level);
+    let _ = if std::env::var("AKVSYNC_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+}
+
+pub(crate) fn run(args: &SyncArgs) -> ExitCode {
+    init_logging();
+    let validated = match load_settings(&args.settings) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let state_dir = match open_state(args.state_dir.as_ref()) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let engine = match engine(validated.settings, state_dir) {
+        Ok(engine) => engine,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
+        let credential = Credential::new(
+            &settings.identity,
+            identity::default_arc_token_dir(),
+            Backoff::IDENTITY,
+        )
+        .map_err(|e| e.to_string())?;
+        let options = VaultOptions::from_settings(&settings)?;
+        let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
+        Ok(current.reconfigured(settings, Arc::new(vault)))
+    };
+    runtime().block_on(async move {
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let shutdown = shutdown_signal(Arc::clone(&reload));
+        let reload_wait = move || {
+            let reload = Arc::clone(&reload);
+            Box::pin(async move { reload.notified().await })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        };
+        tracing::info!(
+            certificates = engine.settings().certificates.len(),
+            "akvsync started"
+        );
+        crate::service::run(
+            engine,
+            args.settings.clone(),
+            &rebuild,
+            reload_wait,
+            shutdown,
+        )
+        .await;
+    });
+    ExitCode::from(exit::OK)
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C on Windows); SIGHUP wakes `reload`.
+async fn shutdown_signal(reload: Arc<tokio::sync::Notify>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                reload.notify_one();
+            }
+        });
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reload;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

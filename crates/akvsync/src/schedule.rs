@@ -1,0 +1,58 @@
+//! When to poll (SPEC §6, §10): the polling interval with ±10 % jitter so that a scale set
+//! does not hit its vault in lock-step, and the initial-sync retry delays (from 5 s, doubling,
+//! capped at min(pollingIntervalInS, 300 s)) used while `requireInitialSync` waits for every
+//! certificate. Pure functions of their inputs, so that the fleet simulation can run them
+//! with a virtual clock.
+
+use std::time::Duration;
+
+use crate::backoff;
+
+/// Jitter around the polling interval, as a fraction.
+pub const POLL_JITTER: f64 = 0.10;
+/// First retry of a failed initial sync.
+pub const INITIAL_RETRY: Duration = Duration::from_secs(5);
+/// Cap of the initial-sync retry delay.
+pub const INITIAL_RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// The delay until the next poll: `interval` ± 10 %.
+pub fn next_poll(interval: Duration) -> Duration {
+    let spread = interval.mul_f64(POLL_JITTER);
+    backoff::jitter_between(interval.saturating_sub(spread), interval + spread)
+}
+
+/// The delay before initial-sync attempt `attempt + 1` (attempt ≥ 1).
+pub fn initial_retry(attempt: u32, interval: Duration) -> Duration {
+    let cap = interval.min(INITIAL_RETRY_CAP).max(Duration::from_secs(1));
+    let base = INITIAL_RETRY
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(cap);
+    backoff::jitter_between(base.mul_f64(0.8).min(cap), base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_jitter_stays_within_ten_percent() {
+        let hour = Duration::from_secs(3600);
+        for _ in 0..1000 {
+            let d = next_poll(hour);
+            assert!(
+                d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn initial_retries_grow_from_five_seconds_to_the_cap() {
+        let hour = Duration::from_secs(3600);
+        assert!(initial_retry(1, hour) <= Duration::from_secs(5));
+        assert!(initial_retry(1, hour) >= Duration::from_secs(4));
+        assert!(initial_retry(20, hour) <= INITIAL_RETRY_CAP);
+        assert!(initial_retry(20, hour) >= Duration::from_secs(240));
+        assert!(initial_retry(20, Duration::from_secs(60)) <= Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,152 @@
+//! The long-running service (`akvsync run`, SPEC §6, §8): sync everything, then poll
+//! every `pollingIntervalInS` ± 10 %; with `requireInitialSync`, retry from 5 s with
+//! backoff until every certificate is installed once (or the attempt limit), and only
+//! then tell systemd READY; reload the settings on SIGHUP (an invalid file keeps the last
+//! good settings); stop promptly on SIGTERM/SIGINT (or the Windows service's stop).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::notify::notify;
+use crate::schedule;
+use crate::settings::{self, Platform, SettingsError};
+use crate::sync::{Engine, Report, SyncResult};
+
+/// Builds an engine for new settings sharing the running engine's state (used on reload).
+pub type Rebuild = dyn Fn(&Engine, settings::Settings) -> Result<Engine, String> + Send + Sync;
+
+/// Where the service is in its start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `requireInitialSync`: not every certificate has been installed yet.
+    InitialSync { attempt: u32 },
+    /// Polling (READY has been sent).
+    Polling,
+}
+
+/// Runs until `shutdown` completes. `reload` fires on SIGHUP (or never).
+pub async fn run(
+    mut engine: Arc<Engine>,
+    settings_path: PathBuf,
+    rebuild: &Rebuild,
+    mut reload: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut phase = if engine.settings().require_initial_sync {
+        notify("STATUS=initial sync");
+        Phase::InitialSync { attempt: 0 }
+    } else {
+        notify("READY=1");
+        Phase::Polling
+    };
+    loop {
+        let reports = tokio::select! {
+            reports = engine.sync_all() => reports,
+            () = &mut shutdown => break,
+        };
+        log_reports(&reports);
+        phase = next_phase(
+            phase,
+            &reports,
+            engine.settings().akvsync.initial_sync_max_attempts,
+        );
+        let interval = Duration::from_secs(engine.settings().polling_interval_s);
+        let delay = match phase {
+            Phase::InitialSync { attempt } => schedule::initial_retry(attempt, interval),
+            Phase::Polling => schedule::next_poll(interval),
+        };
+        tracing::debug!(?phase, ?delay, "next sync");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = reload() => {
+                notify("RELOADING=1");
+                if let Some(new) = reload_settings(&engine, &settings_path, rebuild) {
+                    engine = Arc::new(new);
+                }
+                notify("READY=1");
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    notify("STOPPING=1");
+    tracing::info!("stopped");
+}
+
+/// The phase after a sync round; sends READY when the initial sync completes or gives up.
+fn next_phase(phase: Phase, reports: &[Report], max_attempts: Option<u32>) -> Phase {
+    let Phase::InitialSync { attempt } = phase else {
+        return Phase::Polling;
+    };
+    let attempt = attempt + 1;
+    if reports.iter().all(Report::is_current) {
+        tracing::info!(
+            attempts = attempt,
+            "initial sync complete: every certificate is installed"
+        );
+        notify("READY=1\nSTATUS=polling");
+        Phase::Polling
+    } else if max_attempts.is_some_and(|max| attempt >= max) {
+        tracing::error!(
+            attempts = attempt,
+            "initial sync gave up; polling continues"
+        );
+        notify("READY=1\nSTATUS=initial sync failed; polling");
+        Phase::Polling
+    } else {
+        Phase::InitialSync { attempt }
+    }
+}
+
+fn reload_settings(engine: &Engine, path: &std::path::Path, rebuild: &Rebuild) -> Option<Engine> {
+    match settings::load_file(path, Platform::current()) {
+        Ok(validated) => {
+            for warning in &validated.warnings {
+                tracing::warn!(%warning, "settings");
+            }
+            match rebuild(engine, validated.settings) {
+                Ok(new) => {
+                    tracing::info!(path = %path.display(), "settings reloaded");
+                    Some(new)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reload failed; keeping the last good settings");
+                    None
+                }
+            }
+        }
+        Err(SettingsError::Invalid(diags)) => {
+            for error in &diags.errors {
+                tracing::error!(%error, "new settings are invalid; keeping the last good settings");
+            }
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "keeping the last good settings");
+            None
+        }
+    }
+}
+
+fn log_reports(reports: &[Report]) {
+    for report in reports {
+        let version = report.version.as_deref().unwrap_or("-");
+        let thumbprint = report.thumbprint.as_deref().unwrap_or("-");
+        match &report.result {
+            SyncResult::Installed => {
+                tracing::info!(certificate = %report.name, version, thumbprint, target = %report.target, "installed")
+            }
+            SyncResult::Unchanged => {
+                tracing::debug!(certificate = %report.name, version, "current")
+            }
+            SyncResult::Failed(error) => {
+                tracing::warn!(certificate = %report.name, %error, "not current")
+            }
+        }
+        for warning in &report.warnings {
+            tracing::warn!(certificate = %report.name, %warning);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Persisted agent state (SPEC §6): per store target, what akvsync installed (versions,
+//! thumbprint, expiry) and when it last checked. Lives in the state directory, never in a
+//! store directory; written crash-safely (temp file, fsync, rename, fsync directory); a
+//! corrupt file is set aside, not trusted, and never fatal. The directory is guarded by
+//! an exclusive lock so that two agents never share it (exit code 3).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+/// A state file of thousands of certificates is well under this.
+const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Default state directory of the platform.
+pub fn default_state_dir() -> PathBuf {
+    if cfg!(windows) {
+        let program_data =
+            std::env::var_os("ProgramData").unwrap_or_else(|| "C:\\ProgramData".into());
+        Path::new(&program_data).join("akvsync")
+    } else {
+        PathBuf::from("/var/lib/akvsync")
+    }
+}
+
+/// What akvsync knows about one store target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetState {
+    pub vault_host: String,
+    pub secret_name: String,
+    /// The version installed behind the stable name.
+    pub installed_version: Option<String>,
+    pub thumbprint: Option<String>,
+    pub not_after: Option<u64>,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// Versions akvsync wrote for this target, oldest first; only these are ever pruned.
+    #[serde(default)]
+    pub owned_versions: Vec<String>,
+    pub last_check: Option<u64>,
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another akvsync process holds the lock on {}", .0.display())]
+    Locked(PathBuf),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// The locked state directory. The lock is released when this is dropped.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates (0700) and locks the directory.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        create_private_dir(dir).map_err(io_err("create", dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => Ok(StateDir {
+                dir: dir.to_owned(),
+                _lock: lock,
+            }),
+            Err(fs::TryLockError::WouldBlock) => Err(StateError::Locked(dir.to_owned())),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &lock_path)(e)),
+        }
+    }
+
+    /// Reads the state without locking or creating anything (for `status`, which may run
+    /// beside the service); anything unreadable reads as empty.
+    pub fn peek(dir: &Path) -> State {
+        fs::File::open(dir.join(STATE_FILE))
+            .ok()
+            .and_then(|file| {
+                let mut bytes = Vec::new();
+                file.take(MAX_STATE_BYTES).read_to_end(&mut bytes).ok()?;
+                serde_json::from_slice(&bytes).ok()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the state; a missing file is an empty state, a corrupt one is renamed to
+    /// `state.json.corrupt` and replaced by an empty state (returned as the warning).
+    pub fn load(&self) -> (State, Option<String>) {
+        let path = self.dir.join(STATE_FILE);
+        let read = || -> io::Result<Vec<u8>> {
+            let file = File::open(&path)?;
+            let mut bytes = Vec::new();
+            file.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        match read() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::default(), None),
+            Err(e) => (
+                State::default(),
+                Some(format!(
+                    "cannot read {}: {e}; starting afresh",
+                    path.display()
+                )),
+            ),
+            Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
+                Ok(state) if bytes.len() as u64 <= MAX_STATE_BYTES => (state, None),
+                _ => {
+                    let aside = self.dir.join(format!("{STATE_FILE}.corrupt"));
+                    let _ = fs::rename(&path, &aside);
+                    let warning = format!(
+                        "{} was corrupt; kept as {} and starting afresh",
+                        path.display(),
+                        aside.display()
+                    );
+                    (State::default(), Some(warning))
+                }
+            },
+        }
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let path = self.dir.join(STATE_FILE);
+        let temp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(state)
+            .map_err(|e| io_err("encode", &path)(io::Error::other(e)))?;
+        let mut file = private_file(&temp).map_err(io_err("create", &temp))?;
+        file.write_all(&json).map_err(io_err("write", &temp))?;
+        file.sync_all().map_err(io_err("sync", &temp))?;
+        drop(file);
+        fs::rename(&temp, &path).map_err(io_err("replace", &path))?;
+        sync_dir(&self.dir).map_err(io_err("sync", &self.dir))
+    }
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
+    let path = path.to_owned();
+    move |source| StateError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    // NTFS renames are journaled; Windows cannot open a directory for FlushFileBuffers
+    // without backup semantics.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("akvsync-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn round_trips_and_locks() {
+        let dir = temp_dir("roundtrip");
+        let state_dir = StateDir::open(&dir).unwrap();
+        assert!(matches!(StateDir::open(&dir), Err(StateError::Locked(_))));
+        let mut state = State::default();
+        state.targets.insert(
+            "t".into(),
+            TargetState {
+                installed_version: Some("v".into()),
+                ..Default::default()
+            },
+        );
+        state_dir.save(&state).unwrap();
+        assert_eq!(state_dir.load(), (state, None));
+        drop(state_dir);
+        assert!(StateDir::open(&dir).is_ok(), "lock released on drop");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_state_is_set_aside() {
+        let dir = temp_dir("corrupt");
+        let state_dir = StateDir::open(&dir).unwrap();
+        fs::write(dir.join(STATE_FILE), b"{not json").unwrap();
+        let (state, warning) = state_dir.load();
+        assert_eq!(state, State::default());
+        assert!(warning.unwrap().contains("was corrupt"));
+        assert_eq!(
+            fs::read(dir.join("state.json.corrupt")).unwrap(),
+            b"{not json"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,576 @@
+//! The agent against the emulator over real HTTPS on loopback: first sync, no-op polls,
+//! rotation, pinned versions, throttling, identity outages, corrupt blobs, isolation of
+//! failures, refused redirects, and the `once`/`status` commands. Real-shaped vault URLs
+//! (`https://<vault>.vault.azure.net/…`) with the testing `connectTo`; URL validation,
+//! challenge verification and the token-to-vault-host rule stay on.
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use akvsync::backoff::Backoff;
+use akvsync::identity::Credential;
+use akvsync::settings::{self, Platform, Settings};
+use akvsync::state::StateDir;
+use akvsync::sync::{Engine, Report, SyncResult};
+use akvsync::vault::{VaultClient, VaultOptions};
+use kvemu::{Config, Emulator};
+use kvemu::{Fault, FaultKind};
+
+const VAULT: &str = "agentkv";
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("akvsync-agent-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn store(&self) -> PathBuf {
+        self.0.join("store")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings JSON for `urls`, pointed at the emulator through the testing overrides.
+fn settings_json(emu: &Emulator, scratch: &Scratch, urls: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "secretsManagementSettings": {
+            "pollingIntervalInS": "1",
+            "certificateStoreLocation": scratch.store().to_str().unwrap(),
+            "observedCertificates": urls,
+        },
+        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
+        "akvsync": {"testing": {
+            "caFile": emu.ca_file().to_str().unwrap(),
+            "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
+            "minPollingIntervalInS": 1,
+        }},
+    })
+}
+
+fn url(secret: &str) -> String {
+    format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
+}
+
+fn parse(json: &serde_json::Value) -> Settings {
+    settings::parse_bytes(json.to_string().as_bytes(), Platform::Linux)
+        .unwrap()
+        .settings
+}
+
+/// Fast retries so that outage tests take seconds, not minutes.
+const FAST: Backoff = Backoff {
+    initial: Duration::from_millis(50),
+    max: Duration::from_millis(200),
+    attempts: 5,
+};
+
+struct Agent {
+    engine: Arc<Engine>,
+    credential: Arc<Credential>,
+    vault: Arc<VaultClient>,
+}
+
+fn agent(settings: Settings, scratch: &Scratch) -> Agent {
+    let credential =
+        Arc::new(Credential::new(&settings.identity, scratch.0.join("arc"), FAST).unwrap());
+    let mut options = VaultOptions::from_settings(&settings).unwrap();
+    options.backoff = Some(FAST);
+    let vault = Arc::new(VaultClient::new(Arc::clone(&credential), &options).unwrap());
+    let state = StateDir::open(&scratch.0.join("state")).unwrap();
+    let (engine, warnings) = Engine::new(settings, Arc::clone(&vault), state);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    Agent {
+        engine: Arc::new(engine),
+        credential,
+        vault,
+    }
+}
+
+async fn emulator() -> Emulator {
+    Emulator::start(Config::default()).await.unwrap()
+}
+
+fn link(scratch: &Scratch, secret: &str) -> PathBuf {
+    scratch.store().join(format!("{VAULT}.{secret}"))
+}
+
+fn linked_version(scratch: &Scratch, secret: &str) -> String {
+    let target = fs::read_link(link(scratch, secret)).unwrap();
+    target
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    fs::symlink_metadata(path).unwrap().modified().unwrap()
+}
+
+fn result_of<'a>(reports: &'a [Report], name: &str) -> &'a Report {
+    reports
+        .iter()
+        .find(|r| r.name == format!("{VAULT}/{name}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn first_sync_installs_then_polls_write_nothing_and_cost_one_get() {
+    let emu = emulator().await;
+    let rsa = emu.rotate_certificate(VAULT, "web-rsa").unwrap();
+    let pki = emu.test_pki().unwrap();
+    let ec = kvemu::seed::import_new(
+        &emu,
+        pki,
+        VAULT,
+        "api-ec",
+        kvemu::seed::LeafKey::EcP256,
+        kvemu::seed::Upload::Pem,
+    )
+    .unwrap();
+    let scratch = Scratch::new("first");
+    let agent = agent(
+        parse(&settings_json(
+            &emu,
+            &scratch,
+            &[url("web-rsa"), url("api-ec")],
+        )),
+        &scratch,
+    );
+
+    let reports = agent.engine.sync_all().await;
+    for (name, imported) in [("web-rsa", &rsa), ("api-ec", &ec)] {
+        let report = result_of(&reports, name);
+        assert_eq!(report.result, SyncResult::Installed, "{report:?}");
+        assert_eq!(report.version.as_deref(), Some(imported.version.as_str()));
+        assert_eq!(
+            report.thumbprint.as_deref(),
+            Some(imported.thumbprint.as_str())
+        );
+        assert_eq!(linked_version(&scratch, name), imported.version);
+        let pem = fs::read_to_string(link(&scratch, name)).unwrap();
+        let bundle = akvsync::decode::decode_pem(&pem).unwrap();
+        assert_eq!(bundle.leaf.thumbprint, imported.thumbprint);
+        assert_eq!(
+            bundle.chain.len(),
+            2,
+            "intermediate and root follow the leaf"
+        );
+        assert!(
+            pem.trim_end().ends_with("-----END PRIVATE KEY-----"),
+            "key last"
+        );
+    }
+    assert_eq!(
+        agent.credential.request_count(),
+        1,
+        "one token for both certificates"
+    );
+
+    let files: Vec<_> = fs::read_dir(scratch.store())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let before: Vec<_> = files.iter().map(|p| mtime(p)).collect();
+    let vault_before = agent.vault.request_count();
+    emu.reset_counters();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let reports = agent.engine.sync_all().await;
+    assert!(
+        reports.iter().all(|r| r.result == SyncResult::Unchanged),
+        "{reports:?}"
+    );
+    assert_eq!(
+        agent.vault.request_count() - vault_before,
+        2,
+        "one GET per certificate"
+    );
+    assert_eq!(
+        emu.counters().identity,
+        0,
+        "no token request while the token is valid"
+    );
+    let after: Vec<_> = files.iter().map(|p| mtime(p)).collect();
+    assert_eq!(before, after, "nothing written when nothing changed");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn rotation_is_installed_and_the_previous_version_kept_then_pruned() {
+    let emu = emulator().await;
+    let v1 = emu.rotate_certificate(VAULT, "rot").unwrap();
+    let scratch = Scratch::new("rotate");
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[url("rot")])),
+        &scratch,
+    );
+    agent.engine.sync_all().await;
+    let v2 = emu.rotate_certificate(VAULT, "rot").unwrap();
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed);
+    assert_eq!(linked_version(&scratch, "rot"), v2.version);
+    assert!(
+        scratch
+            .store()
+            .join(format!("{VAULT}.rot.{}", v1.version))
+            .exists(),
+        "previous kept"
+    );
+    let v3 = emu.rotate_certificate(VAULT, "rot").unwrap();
+    agent.engine.sync_all().await;
+    assert_eq!(linked_version(&scratch, "rot"), v3.version);
+    assert!(
+        !scratch
+            .store()
+            .join(format!("{VAULT}.rot.{}", v1.version))
+            .exists(),
+        "pruned past 2 versions"
+    );
+    assert!(
+        scratch
+            .store()
+            .join(format!("{VAULT}.rot.{}", v2.version))
+            .exists()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pinned_version_never_moves() {
+    let emu = emulator().await;
+    let v1 = emu.rotate_certificate(VAULT, "pinned").unwrap();
+    emu.rotate_certificate(VAULT, "pinned").unwrap();
+    let scratch = Scratch::new("pinned");
+    let pinned_url = format!("{}/{}", url("pinned"), v1.version);
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[pinned_url])),
+        &scratch,
+    );
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed);
+    assert_eq!(linked_version(&scratch, "pinned"), v1.version);
+    emu.rotate_certificate(VAULT, "pinned").unwrap();
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Unchanged);
+    assert_eq!(linked_version(&scratch, "pinned"), v1.version);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttling_is_honoured_with_retry_after() {
+    let emu = emulator().await;
+    emu.rotate_certificate(VAULT, "throttled").unwrap();
+    let scratch = Scratch::new("throttle");
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[url("throttled")])),
+        &scratch,
+    );
+    emu.inject(Fault::object(
+        VAULT,
+        "throttled",
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        1,
+    ));
+    let started = std::time::Instant::now();
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.status.get(&(VAULT.to_owned(), 429)), Some(&1));
+    assert_eq!(
+        counters
+            .object
+            .get(&(VAULT.to_owned(), "throttled".to_owned())),
+        Some(&2),
+        "one retry, no storm"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_endpoint_down_at_start_then_up() {
+    let emu = emulator().await;
+    emu.rotate_certificate(VAULT, "idfail").unwrap();
+    emu.inject(Fault::identity(
+        FaultKind::Status {
+            status: 500,
+            retry_after: None,
+        },
+        2,
+    ));
+    let scratch = Scratch::new("identity");
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[url("idfail")])),
+        &scratch,
+    );
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
+    assert_eq!(emu.counters().identity_status.get(&500), Some(&2));
+
+    // Down for longer than the retries last: the certificate is reported, then recovers.
+    emu.rotate_certificate(VAULT, "idfail").unwrap();
+    let fresh = Scratch::new("identity2");
+    let agent = agent_with_new_state(&emu, &fresh, "idfail");
+    emu.inject(Fault::identity(
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        100,
+    ));
+    let reports = agent.engine.sync_all().await;
+    let SyncResult::Failed(message) = &reports[0].result else {
+        panic!("{reports:?}")
+    };
+    assert!(message.contains("503"), "{message}");
+    emu.clear_faults();
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed);
+    emu.shutdown().await;
+}
+
+fn agent_with_new_state(emu: &Emulator, scratch: &Scratch, secret: &str) -> Agent {
+    agent(parse(&settings_json(emu, scratch, &[url(secret)])), scratch)
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_keeps_the_installed_certificate() {
+    let emu = emulator().await;
+    let v1 = emu.rotate_certificate(VAULT, "corrupt").unwrap();
+    let scratch = Scratch::new("corrupt");
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[url("corrupt")])),
+        &scratch,
+    );
+    agent.engine.sync_all().await;
+    let installed = fs::read(link(&scratch, "corrupt")).unwrap();
+    emu.rotate_certificate(VAULT, "corrupt").unwrap();
+    for kind in [
+        FaultKind::CorruptBase64,
+        FaultKind::TruncateBody,
+        FaultKind::Oversize { bytes: 2 << 20 },
+    ] {
+        emu.inject(Fault::object(VAULT, "corrupt", kind.clone(), 10));
+        let reports = agent.engine.sync_all().await;
+        assert!(
+            matches!(reports[0].result, SyncResult::Failed(_)),
+            "{kind:?}: {reports:?}"
+        );
+        assert_eq!(
+            reports[0].version.as_deref(),
+            Some(v1.version.as_str()),
+            "{kind:?}: reports the installed version"
+        );
+        assert_eq!(
+            fs::read(link(&scratch, "corrupt")).unwrap(),
+            installed,
+            "{kind:?}: old certificate in place"
+        );
+        emu.clear_faults();
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_bad_certificate_does_not_block_the_others_and_redirects_are_refused() {
+    let emu = emulator().await;
+    emu.rotate_certificate(VAULT, "good").unwrap();
+    emu.rotate_certificate(VAULT, "redirected").unwrap();
+    let scratch = Scratch::new("isolation");
+    let urls = [url("good"), url("missing"), url("redirected")];
+    let agent = agent(parse(&settings_json(&emu, &scratch, &urls)), &scratch);
+    emu.inject(Fault::object(
+        VAULT,
+        "redirected",
+        FaultKind::Redirect {
+            status: 302,
+            location: "https://evil.example.com/steal".into(),
+        },
+        10,
+    ));
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(result_of(&reports, "good").result, SyncResult::Installed);
+    let SyncResult::Failed(missing) = &result_of(&reports, "missing").result else {
+        panic!()
+    };
+    assert!(
+        missing.contains("404") && missing.contains("SecretNotFound"),
+        "{missing}"
+    );
+    let SyncResult::Failed(redirect) = &result_of(&reports, "redirected").result else {
+        panic!()
+    };
+    assert!(redirect.contains("redirects are refused"), "{redirect}");
+    assert_eq!(
+        emu.counters().unknown_host,
+        0,
+        "nothing followed the redirect"
+    );
+    assert!(!link(&scratch, "redirected").exists());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn once_and_status_commands() {
+    let emu = emulator().await;
+    let imported = emu.rotate_certificate(VAULT, "cli").unwrap();
+    let scratch = Scratch::new("cli");
+    let settings_file = scratch.0.join("settings.json");
+    fs::write(
+        &settings_file,
+        settings_json(&emu, &scratch, &[url("cli")]).to_string(),
+    )
+    .unwrap();
+    let state = scratch.0.join("state");
+    let run = |args: &[&str]| {
+        let exe = env!("CARGO_BIN_EXE_akvsync");
+        let mut command = tokio::process::Command::new(exe);
+        command
+            .args(args)
+            .arg("--settings")
+            .arg(&settings_file)
+            .arg("--state-dir")
+            .arg(&state);
+        command.output()
+    };
+    let out = run(&["once"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&imported.thumbprint) && stdout.contains("installed"),
+        "{stdout}"
+    );
+
+    let out = run(&["status", "--json"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let installed = &json["certificates"][0]["installed"];
+    assert_eq!(installed["thumbprint"], imported.thumbprint.as_str());
+    assert_eq!(installed["version"], imported.version.as_str());
+    assert_eq!(installed["dnsNames"][0], "cli.example.test");
+
+    // A certificate that cannot be fetched makes `once` exit 1.
+    fs::write(
+        &settings_file,
+        settings_json(&emu, &scratch, &[url("cli"), url("absent")]).to_string(),
+    )
+    .unwrap();
+    let out = run(&["once"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    emu.shutdown().await;
+}
+
+/// Waits until `check` holds, polling every 50 ms, for at most `limit`.
+async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
+    let emu = emulator().await;
+    emu.rotate_certificate(VAULT, "svc").unwrap();
+    emu.rotate_certificate(VAULT, "added").unwrap();
+    let scratch = Scratch::new("run");
+    let settings_file = scratch.0.join("settings.json");
+    fs::write(
+        &settings_file,
+        settings_json(&emu, &scratch, &[url("svc")]).to_string(),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .arg("run")
+        .arg("--settings")
+        .arg(&settings_file)
+        .arg("--state-dir")
+        .arg(scratch.0.join("state"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+
+    assert!(
+        eventually(Duration::from_secs(10), || link(&scratch, "svc").exists()).await,
+        "first sync"
+    );
+    let v2 = emu.rotate_certificate(VAULT, "svc").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || linked_version(&scratch, "svc")
+            == v2.version)
+        .await,
+        "rotation installed on a later poll"
+    );
+
+    // A broken settings file on SIGHUP keeps the last good settings running.
+    fs::write(&settings_file, "{ not json").unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after an invalid reload"
+    );
+    // A valid one takes effect.
+    fs::write(
+        &settings_file,
+        settings_json(&emu, &scratch, &[url("svc"), url("added")]).to_string(),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || link(&scratch, "added").exists()).await,
+        "reloaded settings"
+    );
+
+    let stopping = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("stops promptly")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("settings are invalid"), "{stderr}");
+    assert!(stderr.contains("installed"), "{stderr}");
+    emu.shutdown().await;
+}

@@ -1,0 +1,159 @@
+//! Decoding certificate secrets: PEM in any order and every key form, the recorded Key
+//! Vault PFX (zero-length empty password), and the errors for blobs that cannot be
+//! installed. Fixtures: `tests/data` (see `make-fixtures.sh`).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use akvsync::decode::{self, DecodeError};
+
+fn data(name: &str) -> String {
+    fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn thumbprints() -> HashMap<String, String> {
+    data("thumbprints.txt")
+        .lines()
+        .map(|l| {
+            let (name, thumb) = l.split_once(' ').unwrap();
+            (name.to_owned(), thumb.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn key_first_shuffled_pem_orders_leaf_intermediate_root() {
+    let t = thumbprints();
+    let bundle = decode::decode_secret(
+        Some("application/x-pem-file"),
+        &data("rsa-key-first-shuffled.pem"),
+    )
+    .unwrap();
+    assert_eq!(bundle.leaf.thumbprint, t["leaf"]);
+    let chain: Vec<&str> = bundle.chain.iter().map(|c| c.thumbprint.as_str()).collect();
+    assert_eq!(chain, [t["int"].as_str(), t["root"].as_str()]);
+    assert_eq!(bundle.leaf.subject, "CN=www.contoso.com");
+    assert_eq!(bundle.leaf.issuer, "CN=akvsync test intermediate");
+    assert_eq!(bundle.leaf.dns_names, ["www.contoso.com", "contoso.com"]);
+    assert_eq!(bundle.leaf.key, "RSA 2048");
+    assert_eq!(bundle.leaf.sha256.len(), 64);
+    assert!(bundle.leaf.not_after > bundle.leaf.not_before);
+    assert!(bundle.chain[1].is_self_issued());
+    assert_eq!(bundle.unrelated, 0);
+
+    // The store layout: leaf, intermediate, root, then the key; re-decoding gives the same.
+    let pem = String::from_utf8(bundle.to_pem().to_vec()).unwrap();
+    let labels: Vec<&str> = pem
+        .lines()
+        .filter(|l| l.starts_with("-----BEGIN"))
+        .collect();
+    assert_eq!(
+        labels,
+        ["-----BEGIN CERTIFICATE-----"; 3]
+            .into_iter()
+            .chain(["-----BEGIN PRIVATE KEY-----"])
+            .collect::<Vec<_>>()
+    );
+    let again = decode::decode_pem(&pem).unwrap();
+    assert_eq!(again.leaf, bundle.leaf);
+    assert_eq!(again.key.pkcs8_der(), bundle.key.pkcs8_der());
+}
+
+#[test]
+fn pkcs1_and_sec1_keys_become_pkcs8() {
+    let t = thumbprints();
+    let rsa = decode::decode_pem(&data("rsa-pkcs1-key-last.pem")).unwrap();
+    assert_eq!(rsa.leaf.thumbprint, t["leaf"]);
+    assert_eq!(rsa.chain.len(), 1, "the root is not in this file");
+    let from_pkcs8 = decode::decode_pem(&data("rsa-key-first-shuffled.pem")).unwrap();
+    assert_eq!(
+        rsa.key.pkcs8_der(),
+        from_pkcs8.key.pkcs8_der(),
+        "PKCS#1 wrapped into the same PKCS#8"
+    );
+
+    let ec = decode::decode_pem(&data("ec-sec1-with-params.pem")).unwrap();
+    assert_eq!(ec.leaf.thumbprint, t["ec"]);
+    assert_eq!(ec.leaf.key, "EC P-256");
+    assert_eq!(ec.leaf.dns_names, ["api.contoso.com"]);
+    let reparsed = decode::decode_pem(core::str::from_utf8(&ec.to_pem()).unwrap()).unwrap();
+    assert_eq!(reparsed.leaf.thumbprint, t["ec"]);
+}
+
+#[test]
+fn blobs_that_cannot_be_installed_are_errors() {
+    let cases: [(&str, Option<&str>, String); 6] = [
+        (
+            "no key",
+            Some("application/x-pem-file"),
+            data("certificates-only.pem"),
+        ),
+        (
+            "wrong key",
+            Some("application/x-pem-file"),
+            data("key-matches-nothing.pem"),
+        ),
+        (
+            "no certificate",
+            Some("application/x-pem-file"),
+            data("rsa-pkcs1-key-last.pem")
+                .split("-----BEGIN RSA")
+                .nth(1)
+                .map(|k| format!("-----BEGIN RSA{k}"))
+                .unwrap(),
+        ),
+        (
+            "bad base64",
+            Some("application/x-pkcs12"),
+            "not base64 at all!".to_owned(),
+        ),
+        ("bad content type", Some("text/plain"), "hello".to_owned()),
+        (
+            "truncated PEM",
+            Some("application/x-pem-file"),
+            data("rsa-key-first-shuffled.pem")[..200].to_owned(),
+        ),
+    ];
+    for (what, content_type, value) in cases {
+        let err = decode::decode_secret(content_type, &value).unwrap_err();
+        let ok = match what {
+            "no key" => matches!(err, DecodeError::NoPrivateKey),
+            "wrong key" => matches!(err, DecodeError::KeyMatchesNoCertificate),
+            "no certificate" => matches!(err, DecodeError::NoCertificate),
+            "bad base64" => matches!(err, DecodeError::Base64(_)),
+            "bad content type" => matches!(err, DecodeError::ContentType(_)),
+            _ => matches!(err, DecodeError::Pem(_)),
+        };
+        assert!(ok, "{what}: {err}");
+        assert!(
+            !err.to_string().contains("PRIVATE KEY-----"),
+            "{what}: error echoes key material"
+        );
+    }
+}
+
+#[test]
+#[ignore = "waits for the akvsync-pkcs12 crate"]
+fn recorded_key_vault_pfx_decodes_with_the_zero_length_password() {
+    let recorded: serde_json::Value =
+        serde_json::from_str(&data("keyvault-get-secret-pkcs12.json")).unwrap();
+    let bundle = decode::decode_secret(
+        recorded["contentType"].as_str(),
+        recorded["value"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        bundle.leaf.thumbprint,
+        "ABF46F114F26E918C38DA656FD858044C5676BE4"
+    );
+    assert_eq!(
+        bundle.csp_name.as_deref(),
+        Some("Microsoft Enhanced RSA and AES Cryptographic Provider")
+    );
+}
