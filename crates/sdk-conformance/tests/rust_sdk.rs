@@ -7,6 +7,10 @@
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, Transport};
 use azure_core::time::OffsetDateTime;
+use azure_security_keyvault_certificates::models::{
+    CertificatePolicy, ImportCertificateParameters, SecretProperties as CertSecretProperties,
+};
+use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_secrets::models::{SecretClientGetSecretOptions, SetSecretParameters};
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
 use futures_util::TryStreamExt;
@@ -97,15 +101,29 @@ async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
         client_id: client_id.map(str::to_string),
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
     });
+    let http = Arc::new(http);
     let options = SecretClientOptions {
         client_options: ClientOptions {
-            transport: Some(Transport::new(Arc::new(http))),
+            transport: Some(Transport::new(http.clone())),
             ..Default::default()
         },
         ..Default::default()
     };
-    let client =
-        SecretClient::new(&format!("https://{host}/"), credential, Some(options)).expect("client");
+    let client = SecretClient::new(
+        &format!("https://{host}/"),
+        credential.clone(),
+        Some(options),
+    )
+    .expect("client");
+    let cert_options = CertificateClientOptions {
+        client_options: ClientOptions {
+            transport: Some(Transport::new(http)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let certs = CertificateClient::new(&format!("https://{host}/"), credential, Some(cert_options))
+        .expect("certificate client");
 
     let mut versions = Vec::new();
     for i in 0..3 {
@@ -178,6 +196,91 @@ async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
     let e = client.get_secret("missing", None).await.unwrap_err();
     assert!(format!("{e:?}").contains("SecretNotFound"), "{e:?}");
 
+    // Import a PEM certificate with the official certificates client; its
+    // managed secret has the same version, key first.
+    let pki = emu.test_pki().unwrap();
+    let issued = pki
+        .issue(
+            "rs.example.test",
+            &["rs.example.test".into()],
+            kvemu::seed::LeafKey::EcP256,
+            30,
+        )
+        .unwrap();
+    let params = ImportCertificateParameters {
+        base64_encoded_certificate: Some(issued.pem_key_first()),
+        certificate_policy: Some(CertificatePolicy {
+            secret_properties: Some(CertSecretProperties {
+                content_type: Some("application/x-pem-file".into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cert = certs
+        .import_certificate("rs-cert", params.try_into().unwrap(), None)
+        .await
+        .expect("import_certificate")
+        .into_model()
+        .unwrap();
+    assert_eq!(cert.cer.as_deref(), Some(issued.chain[0].as_slice()));
+    use sha1::Digest as _;
+    assert_eq!(
+        cert.x509_thumbprint.as_deref(),
+        Some(sha1::Sha1::digest(&issued.chain[0]).as_slice())
+    );
+    let cert_version = cert
+        .id
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let got = certs
+        .get_certificate("rs-cert", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(got.id, cert.id);
+    let mut n = 0;
+    let mut pager = certs
+        .list_certificate_properties_versions("rs-cert", None)
+        .unwrap();
+    while pager
+        .try_next()
+        .await
+        .expect("certificate versions page")
+        .is_some()
+    {
+        n += 1;
+    }
+    assert_eq!(n, 1);
+    let managed = client
+        .get_secret("rs-cert", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(managed.managed, Some(true));
+    assert_eq!(managed.kid, cert.kid);
+    assert_eq!(
+        managed.content_type.as_deref(),
+        Some("application/x-pem-file")
+    );
+    assert_eq!(
+        managed.resource_id().unwrap().version.as_deref(),
+        Some(cert_version.as_str())
+    );
+    assert!(
+        managed
+            .value
+            .as_deref()
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+
     // A certificate-backed secret (imported through the emulator's import path).
     let seeded = emu.seed(vault).unwrap();
     let pem = seeded.iter().find(|i| i.name == "seed-rsa-pem").unwrap();
@@ -212,6 +315,7 @@ async fn official_rust_sdk_against_kvemu() {
     let c = emu.counters();
     // Each client's first request goes without a token and gets the challenge.
     assert!(c.status_count("rsvault", 401) >= 1);
-    assert_eq!(c.tokens_issued[ua], 1, "the SDK caches its token");
+    // One token per client (secrets, certificates): each caches its own.
+    assert_eq!(c.tokens_issued[ua], 2);
     emu.shutdown().await;
 }
