@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::decode;
+use crate::hooks::{self, HookContext};
 use crate::settings::{ObservedCertificate, Settings};
 use crate::state::{State, StateDir, TargetState};
 use crate::store::{self, CertificateStore};
@@ -199,12 +200,33 @@ impl Engine {
                 self.failed(certificate, message, Some(entry))
             }
         };
+        let mut report = report;
         if let Err(e) = self.state_dir.save(&state) {
-            let mut report = report;
             report.warnings.push(format!("state not saved: {e}"));
-            return report;
+        }
+        drop(state);
+        if report.result == SyncResult::Installed {
+            self.run_hooks(certificate, &mut report).await;
         }
         report
+    }
+
+    /// Runs the hooks that match a newly installed certificate, once each.
+    async fn run_hooks(&self, certificate: &ObservedCertificate, report: &mut Report) {
+        let context = HookContext {
+            name: report.name.clone(),
+            vault: certificate.vault_host.clone(),
+            secret: certificate.secret.secret_name.clone(),
+            version: report.version.clone().unwrap_or_default(),
+            thumbprint: report.thumbprint.clone().unwrap_or_default(),
+            not_after: report.not_after.unwrap_or_default(),
+            target: report.target.clone(),
+        };
+        for hook in hooks::matching(&self.settings.akvsync.hooks, &report.name) {
+            if let Err(failure) = hooks::run(hook, &context).await {
+                report.warnings.push(format!("hook failed: {failure}"));
+            }
+        }
     }
 
     fn prune(

@@ -574,3 +574,69 @@ async fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
     assert!(stderr.contains("installed"), "{stderr}");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn hooks_run_once_per_change_with_the_certificate_in_their_environment() {
+    let emu = emulator().await;
+    let v1 = emu.rotate_certificate(VAULT, "hooked").unwrap();
+    emu.rotate_certificate(VAULT, "other").unwrap();
+    let scratch = Scratch::new("hooks");
+    let log = scratch.0.join("hook.log");
+    let mut json = settings_json(&emu, &scratch, &[url("hooked"), url("other")]);
+    json["akvsync"]["hooks"] = serde_json::json!([
+        {"command": ["/bin/sh", "-c", format!("echo \"$AKVSYNC_CERTIFICATE $AKVSYNC_VERSION $AKVSYNC_THUMBPRINT $AKVSYNC_TARGET\" >> {}", log.display())],
+         "certificates": [format!("{VAULT}/hooked")]},
+        {"command": "echo broken >&2; exit 3", "certificates": [format!("{VAULT}/other")]},
+        {"command": ["sleep", "30"], "certificates": [format!("{VAULT}/other")], "timeoutInS": 1},
+    ]);
+    let agent = agent(parse(&json), &scratch);
+
+    let reports = agent.engine.sync_all().await;
+    let lines = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lines(),
+        vec![format!(
+            "{VAULT}/hooked {} {} {}",
+            v1.version,
+            v1.thumbprint,
+            link(&scratch, "hooked").display()
+        )]
+    );
+    let other = result_of(&reports, "other");
+    assert_eq!(
+        other.result,
+        SyncResult::Installed,
+        "a failing hook does not undo the install"
+    );
+    assert_eq!(other.warnings.len(), 2, "{:?}", other.warnings);
+    assert!(
+        other.warnings[0].contains("exit status: 3") && other.warnings[0].contains("broken"),
+        "{:?}",
+        other.warnings
+    );
+    assert!(
+        other.warnings[1].contains("killed after 1 s"),
+        "{:?}",
+        other.warnings
+    );
+
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(lines().len(), 1, "no hook when nothing changed");
+    assert!(
+        result_of(&reports, "other").warnings.is_empty(),
+        "failing hooks are not retried without a change"
+    );
+
+    let v2 = emu.rotate_certificate(VAULT, "hooked").unwrap();
+    agent.engine.sync_all().await;
+    let lines = lines();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].contains(&v2.version));
+    emu.shutdown().await;
+}

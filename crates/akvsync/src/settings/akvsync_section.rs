@@ -5,7 +5,9 @@
 use super::diag::{Diagnostics, JsonPath};
 use super::fields::{self, ObjectReader, quote};
 use super::json::Json;
-use super::model::{AkvsyncSettings, MAX_POLLING_INTERVAL_S, TestingOverrides};
+use super::model::{
+    AkvsyncSettings, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_POLLING_INTERVAL_S, TestingOverrides,
+};
 use super::vault_url;
 
 /// Upper bound of `retainVersions`: beyond this a store is an archive, not a store.
@@ -26,11 +28,130 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
     {
         settings.initial_sync_max_attempts = Some(n as u32);
     }
+    if let Some((value, path)) = reader.take("hooks", diags)
+        && let Some(items) = fields::array(value, &path, diags)
+    {
+        settings.hooks = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| hook(item, &path.index(i), diags))
+            .collect();
+    }
     if let Some((value, path)) = reader.take("testing", diags) {
         settings.testing = testing(value, &path, diags);
     }
     reader.finish(diags);
     settings
+}
+
+/// Most arguments a hook command may have; a bound on untrusted settings.
+const MAX_HOOK_ARGS: usize = 64;
+/// Longest hook timeout: an hour.
+const MAX_HOOK_TIMEOUT_S: u64 = 3600;
+
+/// One `akvsync.hooks[]` entry: exactly one of `command` (an argument array, or a string
+/// run by `/bin/sh -c`), `reloadUnit` or `restartUnit` (systemd), plus optional
+/// `certificates` (`<vault>/<secret>` names) and `timeoutInS`.
+fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> {
+    let mut reader = ObjectReader::new(value, path, diags)?;
+    let errors_before = diags.errors.len();
+    let mut commands = Vec::new();
+    let mut given = 0;
+    if let Some((value, path)) = reader.take("command", diags) {
+        given += 1;
+        match value {
+            Json::String(line) if !line.trim().is_empty() => {
+                commands.push(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]);
+            }
+            Json::Array(items) if !items.is_empty() && items.len() <= MAX_HOOK_ARGS => {
+                let args: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        fields::string(item, &path.index(i), diags).map(str::to_owned)
+                    })
+                    .collect();
+                if args
+                    .first()
+                    .is_some_and(|program| program.trim().is_empty())
+                {
+                    diags.error(&path.index(0), "the program must not be empty");
+                }
+                commands.push(args);
+            }
+            _ => diags.error(
+                &path,
+                format!("expected a command line or an array of 1 to {MAX_HOOK_ARGS} arguments"),
+            ),
+        }
+    }
+    for (field, verb) in [("reloadUnit", "reload"), ("restartUnit", "restart")] {
+        let Some((value, path)) = reader.take(field, diags) else {
+            continue;
+        };
+        given += 1;
+        if let Some(unit) = fields::nonblank_string(value, &path, diags) {
+            let valid = unit.len() <= 255
+                && unit
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"@._-:\\".contains(&b));
+            if valid {
+                commands.push(vec![
+                    "systemctl".to_owned(),
+                    verb.to_owned(),
+                    unit.to_owned(),
+                ]);
+            } else {
+                diags.error(
+                    &path,
+                    format!("unit name {} is not a systemd unit name", quote(unit)),
+                );
+            }
+        }
+    }
+    let mut certificates = Vec::new();
+    if let Some((value, path)) = reader.take("certificates", diags)
+        && let Some(items) = fields::array(value, &path, diags)
+    {
+        for (i, item) in items.iter().enumerate() {
+            let item_path = path.index(i);
+            if let Some(name) = fields::nonblank_string(item, &item_path, diags) {
+                match name.split_once('/') {
+                    Some((vault, secret))
+                        if !vault.is_empty() && !secret.is_empty() && !secret.contains('/') =>
+                    {
+                        certificates.push(name.to_ascii_lowercase());
+                    }
+                    _ => diags.error(
+                        &item_path,
+                        format!("expected \"<vault>/<secret>\", found {}", quote(name)),
+                    ),
+                }
+            }
+        }
+    }
+    let mut timeout_s = DEFAULT_HOOK_TIMEOUT_S;
+    if let Some((value, path)) = reader.take("timeoutInS", diags)
+        && let Some(n) = fields::positive_integer(value, &path, MAX_HOOK_TIMEOUT_S, diags)
+    {
+        timeout_s = n;
+    }
+    reader.finish(diags);
+    if given != 1 {
+        diags.error(
+            path,
+            "needs exactly one of \"command\", \"reloadUnit\" or \"restartUnit\"",
+        );
+        return None;
+    }
+    if diags.errors.len() != errors_before || commands.len() != 1 {
+        return None;
+    }
+    Some(Hook {
+        command: commands.remove(0),
+        certificates,
+        timeout_s,
+    })
 }
 
 /// `akvsync.testing`: each override set is announced with a warning (SPEC §1.2).

@@ -213,14 +213,32 @@ pub struct AkvsyncSettings {
     pub retain_versions: u32,
     /// With `requireInitialSync`, give up after this many attempts (`None`: never).
     pub initial_sync_max_attempts: Option<u32>,
+    /// Commands run after a new version is installed.
+    pub hooks: Vec<Hook>,
     pub testing: TestingOverrides,
 }
+
+/// A post-install hook (`akvsync.hooks[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hook {
+    /// The program and its arguments (no shell unless the settings gave a string).
+    pub command: Vec<String>,
+    /// `<vault>/<secret>` names it runs for; empty: every certificate.
+    pub certificates: Vec<String>,
+    pub timeout_s: u64,
+}
+
+/// Default hook timeout: long enough for a service reload, short enough that a hung
+/// hook cannot hold a certificate's task for long.
+pub const DEFAULT_HOOK_TIMEOUT_S: u64 = 60;
 
 impl Default for AkvsyncSettings {
     fn default() -> Self {
         AkvsyncSettings {
             retain_versions: DEFAULT_RETAIN_VERSIONS,
             initial_sync_max_attempts: None,
+            hooks: Vec::new(),
             testing: TestingOverrides::default(),
         }
     }

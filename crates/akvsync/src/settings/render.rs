@@ -42,6 +42,19 @@ pub fn report(validated: &Validated) -> String {
     for certificate in &settings.certificates {
         let _ = writeln!(out, "{}", certificate_line(certificate));
     }
+    for hook in &ours.hooks {
+        let scope = if hook.certificates.is_empty() {
+            "every certificate".to_owned()
+        } else {
+            hook.certificates.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "hook: {} (after a new version of {scope}; timeout {} s)",
+            hook.command.join(" "),
+            hook.timeout_s
+        );
+    }
     for warning in &validated.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }

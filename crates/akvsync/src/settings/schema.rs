@@ -108,6 +108,25 @@ fn read_public(
     if let Some((value, path)) = secrets {
         nested_auth = read_secrets_management(value, &path, &mut settings, diags);
     }
+    for (index, hook) in settings.akvsync.hooks.iter().enumerate() {
+        for name in &hook.certificates {
+            let observed = settings.certificates.iter().any(|c| {
+                format!("{}/{}", c.secret.vault_name, c.secret.secret_name)
+                    .eq_ignore_ascii_case(name)
+            });
+            if !observed {
+                let path = root
+                    .field("akvsync")
+                    .field("hooks")
+                    .index(index)
+                    .field("certificates");
+                diags.warn(
+                    &path,
+                    format!("{} names no observed certificate", quote(name)),
+                );
+            }
+        }
+    }
     settings.identity = match (top_auth, nested_auth) {
         (Some((value, path)), None) => auth::parse(value, &path, diags),
         (None, Some((value, path))) => {

@@ -1,0 +1,98 @@
+//! Post-install hooks (SPEC §6): after a new version is installed, run each matching
+//! `akvsync.hooks` command once, with a timeout and the certificate's facts in environment
+//! variables. A failing hook is reported (exit status and the end of its stderr) and is not
+//! retried until the next change, so a broken hook can never spin.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::settings::Hook;
+
+/// How much of a failing hook's stderr is kept for the report.
+const STDERR_TAIL: usize = 512;
+
+/// What a hook is told about the installed certificate.
+#[derive(Debug, Clone)]
+pub struct HookContext {
+    /// `<vault>/<secret>`.
+    pub name: String,
+    pub vault: String,
+    pub secret: String,
+    pub version: String,
+    pub thumbprint: String,
+    pub not_after: u64,
+    /// Where the certificate is (the stable link on Linux, the store on Windows).
+    pub target: String,
+}
+
+impl HookContext {
+    fn environment(&self) -> [(&'static str, String); 7] {
+        [
+            ("AKVSYNC_CERTIFICATE", self.name.clone()),
+            ("AKVSYNC_VAULT", self.vault.clone()),
+            ("AKVSYNC_SECRET", self.secret.clone()),
+            ("AKVSYNC_VERSION", self.version.clone()),
+            ("AKVSYNC_THUMBPRINT", self.thumbprint.clone()),
+            ("AKVSYNC_NOT_AFTER", self.not_after.to_string()),
+            ("AKVSYNC_TARGET", self.target.clone()),
+        ]
+    }
+}
+
+/// The hooks that apply to `name`.
+pub fn matching<'a>(hooks: &'a [Hook], name: &str) -> impl Iterator<Item = &'a Hook> {
+    let name = name.to_ascii_lowercase();
+    hooks
+        .iter()
+        .filter(move |h| h.certificates.is_empty() || h.certificates.contains(&name))
+}
+
+/// Runs one hook; `Err` describes the failure for the report.
+pub async fn run(hook: &Hook, context: &HookContext) -> Result<(), String> {
+    let Some((program, args)) = hook.command.split_first() else {
+        return Err("empty command".to_owned());
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .envs(context.environment())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{program}: cannot start: {e}"))?;
+    let mut stderr = child.stderr.take();
+    let timeout = Duration::from_secs(hook.timeout_s);
+    let waited = tokio::time::timeout(timeout, async {
+        let mut output = Vec::new();
+        if let Some(stderr) = stderr.as_mut() {
+            // Bounded: a chatty hook cannot make us hold more than 64 KiB.
+            let _ = stderr.take(64 * 1024).read_to_end(&mut output).await;
+        }
+        (child.wait().await, output)
+    })
+    .await;
+    match waited {
+        Err(_) => Err(format!("{program}: killed after {} s", hook.timeout_s)),
+        Ok((Err(e), _)) => Err(format!("{program}: {e}")),
+        Ok((Ok(status), _)) if status.success() => Ok(()),
+        Ok((Ok(status), output)) => {
+            let text = String::from_utf8_lossy(&output);
+            let text = text.trim();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(STDERR_TAIL)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Err(format!(
+                "{program}: {status}{}{tail}",
+                if tail.is_empty() { "" } else { ": " }
+            ))
+        }
+    }
+}
