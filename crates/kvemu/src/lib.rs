@@ -23,6 +23,7 @@ mod certparse;
 mod config;
 mod conn;
 mod counters;
+mod deleted_api;
 mod faults;
 mod identity;
 mod ids;

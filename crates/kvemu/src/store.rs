@@ -76,6 +76,8 @@ pub struct Vault {
     pub certificates: BTreeMap<String, Entry<CertVersion>>,
     /// Client ids (lowercase) refused with 403 on this vault.
     pub denied: HashSet<String>,
+    /// Soft-deleted secrets (recoverable or purgeable) with their deletion time.
+    pub deleted_secrets: BTreeMap<String, (Entry<SecretVersion>, i64)>,
 }
 
 /// All vaults, created on first use.

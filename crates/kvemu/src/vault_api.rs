@@ -6,6 +6,7 @@ use crate::api_version;
 use crate::auth::Check;
 use crate::certificates_api;
 use crate::conn::ConnCtl;
+use crate::deleted_api;
 use crate::faults::{FaultKind, RequestKey};
 use crate::ids::now_unix;
 use crate::respond::{Common, Reply, code_for_status, finish, kv_error, kv_error_inner};
@@ -42,6 +43,10 @@ pub enum Route {
     CertImport(String),
     CertGet(String, Option<String>),
     CertVersions(String),
+    DeletedList,
+    DeletedGet(String),
+    DeletedPurge(String),
+    DeletedRecover(String),
     NotFound,
     MethodNotAllowed,
 }
@@ -74,6 +79,15 @@ impl Route {
                 Method::GET,
                 Route::SecretGet(name.to_string(), Some(version.to_string())),
             ),
+            ["deletedsecrets"] => m(Method::GET, Route::DeletedList),
+            ["deletedsecrets", name] => match *method {
+                Method::GET => Route::DeletedGet(name.to_string()),
+                Method::DELETE => Route::DeletedPurge(name.to_string()),
+                _ => Route::MethodNotAllowed,
+            },
+            ["deletedsecrets", name, "recover"] => {
+                m(Method::POST, Route::DeletedRecover(name.to_string()))
+            }
             ["certificates"] => m(Method::GET, Route::CertList),
             ["certificates", name] => m(Method::GET, Route::CertGet(name.to_string(), None)),
             ["certificates", name, "import"] => {
@@ -99,7 +113,10 @@ impl Route {
             | Route::SecretDelete(n)
             | Route::CertImport(n)
             | Route::CertGet(n, _)
-            | Route::CertVersions(n) => Some(n),
+            | Route::CertVersions(n)
+            | Route::DeletedGet(n)
+            | Route::DeletedPurge(n)
+            | Route::DeletedRecover(n) => Some(n),
             _ => None,
         }
     }
@@ -112,6 +129,9 @@ impl Route {
             Route::CertImport(_) => "certificates import",
             Route::CertList | Route::CertVersions(_) => "certificates list",
             Route::CertGet(..) => "certificates get",
+            Route::DeletedList | Route::DeletedGet(_) => "secrets list",
+            Route::DeletedPurge(_) => "secrets purge",
+            Route::DeletedRecover(_) => "secrets recover",
             _ => "secrets get",
         }
     }
@@ -417,6 +437,10 @@ fn operate(sh: &Shared, route: &Route, ctx: &Ctx<'_>) -> Reply {
         Route::SecretGet(name, version) => get_secret(sh, ctx, name, version.as_deref()),
         Route::SecretVersions(name) => list_versions(sh, ctx, name),
         Route::SecretDelete(name) => delete_secret(sh, ctx, name),
+        Route::DeletedList => deleted_api::list(sh, ctx),
+        Route::DeletedGet(name) => deleted_api::get(sh, ctx, name),
+        Route::DeletedPurge(name) => deleted_api::purge(sh, ctx, name),
+        Route::DeletedRecover(name) => deleted_api::recover(sh, ctx, name),
         Route::CertList => certificates_api::list(sh, ctx),
         Route::CertImport(name) => certificates_api::import(sh, ctx, name),
         Route::CertGet(name, version) => certificates_api::get(sh, ctx, name, version.as_deref()),
@@ -524,6 +548,9 @@ fn set_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
         Ok(m) => m,
         Err(r) => return r,
     };
+    if let Some(r) = deleted_api::conflict_if_deleted(sh, &ctx.vault.name, name) {
+        return r;
+    }
     let now = now_unix();
     let sv = SecretVersion {
         version: sh.version(),
@@ -628,19 +655,11 @@ fn delete_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
     else {
         return secret_not_found(name, None);
     };
-    let host = ctx.vault.host();
-    let latest = e.latest().expect("entries have versions");
-    let mut m = secret_bundle(&host, &e.name, latest, false);
     let now = now_unix();
-    m.insert(
-        "recoveryId".into(),
-        json!(format!("https://{host}/deletedsecrets/{}", e.name)),
-    );
-    m.insert("deletedDate".into(), json!(now));
-    m.insert(
-        "scheduledPurgeDate".into(),
-        json!(now + i64::from(store::RECOVERABLE_DAYS) * 86400),
-    );
+    let m = deleted_api::deleted_bundle(&ctx.vault.host(), &e, now);
+    st.vault(&ctx.vault.name)
+        .deleted_secrets
+        .insert(name.to_ascii_lowercase(), (e, now));
     Reply::json(StatusCode::OK, Value::Object(m))
 }
 

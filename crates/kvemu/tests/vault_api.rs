@@ -370,6 +370,82 @@ async fn set_get_versions_list_delete_with_paging() {
             .status(),
         404
     );
+    // Soft delete: visible under /deletedsecrets, name not reusable until purged or recovered.
+    let (s, v) = json(
+        env.get(&env.v1("/deletedsecrets/a?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["recoveryId"],
+        "https://vault1.vault.azure.net/deletedsecrets/a"
+    );
+    let (s, v) = json(
+        env.put_secret(
+            "vault1.vault.azure.net",
+            "a",
+            json!({"value": "again"}),
+            &tok,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((s, error_code(&v)), (409, "Conflict"));
+    let r = env
+        .http
+        .post(env.v1("/deletedsecrets/a/recover?api-version=7.4"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        env.get(&env.v1("/secrets/a?api-version=7.4"), &tok)
+            .await
+            .status(),
+        200
+    );
+    env.http
+        .delete(env.v1("/secrets/a?api-version=7.4"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    let (_, v) = json(
+        env.get(&env.v1("/deletedsecrets?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        v["value"][0]["recoveryId"],
+        "https://vault1.vault.azure.net/deletedsecrets/a"
+    );
+    let r = env
+        .http
+        .delete(env.v1("/deletedsecrets/a?api-version=7.4"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, v) = json(
+        env.get(&env.v1("/deletedsecrets/a?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!((s, error_code(&v)), (404, "SecretNotFound"));
+    let (s, _) = json(
+        env.put_secret(
+            "vault1.vault.azure.net",
+            "a",
+            json!({"value": "again"}),
+            &tok,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200);
     env.emu.shutdown().await;
 }
 
