@@ -29,8 +29,9 @@ pub enum FaultKind {
     WrongContentType(String),
     /// Redirect (3xx, e.g. 302 or 307) to `location` (another host).
     Redirect { status: u16, location: String },
-    /// A 200 whose JSON body streams `bytes` bytes (generated lazily, never held in memory).
-    Oversize { bytes: u64 },
+    /// A 200 whose JSON body streams `bytes` bytes (generated lazily, never held
+    /// in memory), chunked, or with `Content-Length: bytes` when `declare_length`.
+    Oversize { bytes: u64, declare_length: bool },
     /// The normal body, `chunk` bytes every `interval` (slowloris-style).
     SlowDrip { interval: Duration, chunk: usize },
     /// Identity endpoint: a token whose `expires_on` is off by this many seconds (clock skew).

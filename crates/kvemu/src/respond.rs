@@ -89,7 +89,7 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
     } = reply;
     let mut body = body;
     let mut stream: Option<Body> = None;
-    let mut declared_len: Option<usize> = None;
+    let mut declared_len: Option<u64> = None;
     match fault {
         Some(FaultKind::WrongContentType(ct)) => {
             if let Some(Value::Object(m)) = &mut body {
@@ -122,7 +122,7 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
         }
         Some(FaultKind::TruncateBody) => {
             let bytes = body_bytes(&body);
-            declared_len = Some(bytes.len());
+            declared_len = Some(bytes.len() as u64);
             let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
             // Half the body, a pause so it is flushed to the client, then an
             // error that makes the server drop the connection.
@@ -141,8 +141,14 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
             });
             stream = Some(Body::from_stream(s));
         }
-        Some(FaultKind::Oversize { bytes }) => {
+        Some(FaultKind::Oversize {
+            bytes,
+            declare_length,
+        }) => {
             stream = Some(oversize_body(bytes));
+            if declare_length {
+                declared_len = Some(bytes);
+            }
         }
         Some(FaultKind::SlowDrip { interval, chunk }) => {
             stream = Some(slow_body(body_bytes(&body), interval, chunk.max(1)));

@@ -217,7 +217,10 @@ async fn redirect_oversize_and_slow_drip() {
     // 8 MiB streamed; the client stops reading after 2 MiB.
     env.emu.inject(Fault::vault(
         "vault1",
-        FaultKind::Oversize { bytes: 8 << 20 },
+        FaultKind::Oversize {
+            bytes: 8 << 20,
+            declare_length: false,
+        },
         1,
     ));
     let mut r = env.get(&url, &tok).await;
@@ -235,10 +238,15 @@ async fn redirect_oversize_and_slow_drip() {
     // Fully read, the oversize body has exactly the requested length.
     env.emu.inject(Fault::vault(
         "vault1",
-        FaultKind::Oversize { bytes: 100_000 },
+        FaultKind::Oversize {
+            bytes: 100_000,
+            declare_length: true,
+        },
         1,
     ));
-    let b = env.get(&url, &tok).await.bytes().await.unwrap();
+    let r = env.get(&url, &tok).await;
+    assert_eq!(r.content_length(), Some(100_000));
+    let b = r.bytes().await.unwrap();
     assert_eq!(b.len(), 100_000);
     assert!(b.starts_with(b"{\"value\":\"") && b.ends_with(b"\"}"));
 
