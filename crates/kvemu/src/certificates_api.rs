@@ -144,6 +144,8 @@ pub fn do_import(
         key_type: info.key_type.clone(),
         key_size: info.key_size,
         curve: info.curve.clone(),
+        ekus: info.ekus.clone(),
+        key_usage: info.key_usage.clone(),
     };
     let sv = SecretVersion {
         version: version.clone(),

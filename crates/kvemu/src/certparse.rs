@@ -142,6 +142,53 @@ pub struct LeafInfo {
     pub key_type: String,
     pub key_size: Option<u32>,
     pub curve: Option<String>,
+    /// Extended key usages as OIDs (the policy's `x509_props.ekus`).
+    pub ekus: Vec<String>,
+    /// Key usages by the service's names (`x509_props.key_usage`).
+    pub key_usage: Vec<String>,
+}
+
+fn ekus_of(x: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(e)) = x.extended_key_usage() else {
+        return Vec::new();
+    };
+    let e = e.value;
+    let mut out: Vec<String> = [
+        (e.server_auth, "1.3.6.1.5.5.7.3.1"),
+        (e.client_auth, "1.3.6.1.5.5.7.3.2"),
+        (e.code_signing, "1.3.6.1.5.5.7.3.3"),
+        (e.email_protection, "1.3.6.1.5.5.7.3.4"),
+        (e.time_stamping, "1.3.6.1.5.5.7.3.8"),
+        (e.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, oid)| oid.to_string())
+    .collect();
+    out.extend(e.other.iter().map(|o| o.to_id_string()));
+    out
+}
+
+fn key_usage_of(x: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(k)) = x.key_usage() else {
+        return Vec::new();
+    };
+    let k = k.value;
+    [
+        (k.digital_signature(), "digitalSignature"),
+        (k.non_repudiation(), "nonRepudiation"),
+        (k.key_encipherment(), "keyEncipherment"),
+        (k.data_encipherment(), "dataEncipherment"),
+        (k.key_agreement(), "keyAgreement"),
+        (k.key_cert_sign(), "keyCertSign"),
+        (k.crl_sign(), "cRLSign"),
+        (k.encipher_only(), "encipherOnly"),
+        (k.decipher_only(), "decipherOnly"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| n.to_string())
+    .collect()
 }
 
 pub fn leaf_info(der: &[u8]) -> Result<LeafInfo, String> {
@@ -178,6 +225,8 @@ pub fn leaf_info(der: &[u8]) -> Result<LeafInfo, String> {
         key_type: key_type.to_string(),
         key_size: if key_type == "EC" { None } else { key_size },
         curve,
+        ekus: ekus_of(&x),
+        key_usage: key_usage_of(&x),
     })
 }
 

@@ -59,6 +59,8 @@ pub struct CertVersion {
     pub key_type: String,
     pub key_size: Option<u32>,
     pub curve: Option<String>,
+    pub ekus: Vec<String>,
+    pub key_usage: Vec<String>,
 }
 
 /// An object (secret or certificate) name with its versions, oldest first.
@@ -226,15 +228,22 @@ pub fn cert_policy(host: &str, name: &str, c: &CertVersion) -> Value {
         key_props.insert("crv".into(), json!(crv));
     }
     key_props.insert("reuse_key".into(), json!(false));
+    let mut x509 = Map::new();
+    x509.insert("subject".into(), json!(c.subject));
+    if !c.dns_names.is_empty() {
+        x509.insert("sans".into(), json!({"dns_names": c.dns_names}));
+    }
+    x509.insert("ekus".into(), json!(c.ekus));
+    x509.insert("key_usage".into(), json!(c.key_usage));
+    x509.insert(
+        "validity_months".into(),
+        json!(((c.exp - c.nbf).max(0) / (30 * 86400)).max(1)),
+    );
     json!({
         "id": format!("https://{host}/certificates/{name}/policy"),
         "key_props": key_props,
         "secret_props": {"contentType": c.content_type},
-        "x509_props": {
-            "subject": c.subject,
-            "sans": {"dns_names": c.dns_names},
-            "validity_months": ((c.exp - c.nbf).max(0) / (30 * 86400)).max(1),
-        },
+        "x509_props": x509,
         "lifetime_actions": [{"trigger": {"lifetime_percentage": 80}, "action": {"action_type": "EmailContacts"}}],
         "issuer": {"name": "Unknown"},
         "attributes": {"enabled": true, "created": c.created, "updated": c.updated},

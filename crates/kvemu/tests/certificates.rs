@@ -68,6 +68,17 @@ async fn pem_import_creates_certificate_and_managed_secret() {
         );
         assert_eq!(cert["policy"]["key_props"]["kty"], "RSA");
         assert_eq!(cert["policy"]["key_props"]["key_size"], 2048);
+        let x509 = &cert["policy"]["x509_props"];
+        assert_eq!(x509["subject"], "CN=web.example.test");
+        assert_eq!(x509["sans"]["dns_names"][0], "web.example.test");
+        assert_eq!(
+            x509["ekus"],
+            json!(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
+        );
+        assert_eq!(
+            x509["key_usage"],
+            json!(["digitalSignature", "keyEncipherment"])
+        );
         assert!(cert["attributes"]["nbf"].is_i64() && cert["attributes"]["exp"].is_i64());
 
         let (s, sec) = json(
