@@ -132,16 +132,19 @@ fn result_of<'a>(reports: &'a [Report], name: &str) -> &'a Report {
 async fn first_sync_installs_then_polls_write_nothing_and_cost_one_get() {
     let emu = emulator().await;
     let rsa = emu.rotate_certificate(VAULT, "web-rsa").unwrap();
-    let pki = emu.test_pki().unwrap();
-    let ec = kvemu::seed::import_new(
-        &emu,
-        pki,
-        VAULT,
-        "api-ec",
-        kvemu::seed::LeafKey::EcP256,
-        kvemu::seed::Upload::Pem,
-    )
-    .unwrap();
+    let issued = emu
+        .test_pki()
+        .unwrap()
+        .issue(
+            "api-ec.example.test",
+            &["api-ec.example.test".to_owned()],
+            kvemu::seed::LeafKey::EcP256,
+            365,
+        )
+        .unwrap();
+    let ec = emu
+        .import_pem(VAULT, "api-ec", &issued.pem_key_first(), kvemu::CT_PEM)
+        .unwrap();
     let scratch = Scratch::new("first");
     let agent = agent(
         parse(&settings_json(
@@ -369,7 +372,10 @@ async fn a_corrupt_blob_keeps_the_installed_certificate() {
     for kind in [
         FaultKind::CorruptBase64,
         FaultKind::TruncateBody,
-        FaultKind::Oversize { bytes: 2 << 20 },
+        FaultKind::Oversize {
+            bytes: 2 << 20,
+            declare_length: false,
+        },
     ] {
         emu.inject(Fault::object(VAULT, "corrupt", kind.clone(), 10));
         let reports = agent.engine.sync_all().await;

@@ -139,7 +139,6 @@ fn blobs_that_cannot_be_installed_are_errors() {
 }
 
 #[test]
-#[ignore = "waits for the akvsync-pkcs12 crate"]
 fn recorded_key_vault_pfx_decodes_with_the_zero_length_password() {
     let recorded: serde_json::Value =
         serde_json::from_str(&data("keyvault-get-secret-pkcs12.json")).unwrap();
@@ -155,5 +154,69 @@ fn recorded_key_vault_pfx_decodes_with_the_zero_length_password() {
     assert_eq!(
         bundle.csp_name.as_deref(),
         Some("Microsoft Enhanced RSA and AES Cryptographic Provider")
+    );
+}
+
+fn pfx(name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_openssl_pfx_form_with_the_empty_password_decodes() {
+    let t = thumbprints();
+    for (file, leaf, chain) in [
+        ("rsa-openssl3-aes-empty.p12", "leaf", 2),
+        ("rsa-legacy-rc2-empty.p12", "leaf", 2),
+        ("rsa-3des-sha1-empty.p12", "leaf", 2),
+        ("rsa-nomac-empty.p12", "leaf", 2),
+        ("rsa-unencrypted-empty.p12", "leaf", 2),
+        ("ec-openssl3-aes-empty.p12", "ec", 2),
+    ] {
+        let bundle = decode::decode_pfx(&pfx(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(bundle.leaf.thumbprint, t[leaf], "{file}");
+        let chain_thumbprints: Vec<&str> =
+            bundle.chain.iter().map(|c| c.thumbprint.as_str()).collect();
+        assert_eq!(
+            chain_thumbprints,
+            [t["int"].as_str(), t["root"].as_str()][..chain],
+            "{file}"
+        );
+        assert_eq!(bundle.csp_name, None, "{file}: OpenSSL writes no CSP name");
+        // Through the secret path too, as Key Vault serves it (base64, PKCS#12 content type).
+        let value = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pfx(file));
+        let served = decode::decode_secret(Some("application/x-pkcs12"), &value).unwrap();
+        assert_eq!(served.leaf.thumbprint, t[leaf]);
+    }
+    let ec = decode::decode_pfx(&pfx("ec-openssl3-aes-empty.p12")).unwrap();
+    assert_eq!(ec.leaf.key, "EC P-256");
+}
+
+#[test]
+fn pfx_files_that_cannot_be_used_are_clear_errors() {
+    let cases = [
+        ("rsa-with-password.p12", "MAC verification failed"),
+        (
+            "rsa-2m-iterations.p12",
+            "iteration count 2000000 outside 1..=1000000",
+        ),
+    ];
+    for (file, expected) in cases {
+        let err = decode::decode_pfx(&pfx(file)).unwrap_err().to_string();
+        assert!(err.contains(expected), "{file}: {err}");
+    }
+    let whole = pfx("rsa-3des-sha1-empty.p12");
+    let err = decode::decode_pfx(&whole[..whole.len() / 2]).unwrap_err();
+    assert!(matches!(err, DecodeError::Pkcs12(_)), "{err}");
+    let mut flipped = whole.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    assert!(
+        decode::decode_pfx(&flipped).is_err(),
+        "a flipped byte fails the MAC"
     );
 }

@@ -7,6 +7,7 @@ mod certificate;
 mod hex;
 mod key;
 mod pem;
+mod pfx;
 
 use base64::Engine;
 use zeroize::Zeroizing;
@@ -14,6 +15,7 @@ use zeroize::Zeroizing;
 pub use certificate::CertificateInfo;
 pub use hex::upper as hex_upper;
 pub use key::PrivateKey;
+pub use pfx::MAX_ITERATIONS;
 
 /// Largest secret value decoded: Key Vault's own limit on a secret is 25 KiB; the HTTP
 /// layer caps bodies at 1 MiB.
@@ -117,14 +119,15 @@ fn decode_pfx_base64(value: &str) -> Result<Bundle, DecodeError> {
 }
 
 /// Decodes a PFX with the empty password (both encodings of it).
-///
-/// PKCS#12 decoding comes with the `akvsync-pkcs12` crate (in progress); until then a
-/// PKCS#12 secret is an error for its certificate, and the installed one stays.
 pub fn decode_pfx(der: &[u8]) -> Result<Bundle, DecodeError> {
-    Err(DecodeError::Pkcs12(format!(
-        "PKCS#12 secrets ({} bytes) are not supported by this build yet",
-        der.len()
-    )))
+    let contents = pfx::decode(der, None)?;
+    let csp_name = contents.keys.iter().find_map(|k| k.csp_name.clone());
+    let keys = contents
+        .keys
+        .iter()
+        .map(|k| PrivateKey::from_pkcs8(&k.pkcs8))
+        .collect::<Result<Vec<_>, _>>()?;
+    assemble(contents.certificates, keys, csp_name)
 }
 
 /// Finds the leaf (the certificate whose public key is the private key's) and orders
