@@ -26,6 +26,36 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// JSON form (for the control endpoint): composite keys joined with `/`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{Map, Value, json};
+        let obj: Map<String, Value> = self
+            .object
+            .iter()
+            .map(|((v, o), n)| (format!("{v}/{o}"), json!(n)))
+            .collect();
+        let status: Map<String, Value> = self
+            .status
+            .iter()
+            .map(|((v, s), n)| (format!("{v}/{s}"), json!(n)))
+            .collect();
+        let id_status: Map<String, Value> = self
+            .identity_status
+            .iter()
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect();
+        json!({
+            "vault": self.vault,
+            "object": obj,
+            "status": status,
+            "unknown_host": self.unknown_host,
+            "identity": self.identity,
+            "identity_status": id_status,
+            "tokens_issued": self.tokens_issued,
+            "throttled": self.throttled,
+        })
+    }
+
     pub fn vault_requests(&self, vault: &str) -> u64 {
         self.vault
             .get(&vault.to_ascii_lowercase())

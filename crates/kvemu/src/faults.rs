@@ -129,6 +129,80 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// Parses the JSON form used by `kvemu serve`'s control endpoint:
+    /// `{"target": "vault"|"identity", "vault", "object", "path_contains",
+    /// "kind": "status"|"delay"|"hang"|"reset"|"truncate_body"|"corrupt_base64"|
+    /// "bad_pfx"|"wrong_content_type"|"redirect"|"oversize"|"slow_drip"|"expires_on_skew",
+    /// "status", "retry_after", "delay_ms", "content_type", "location", "bytes",
+    /// "declare_length", "interval_ms", "chunk", "skew_secs",
+    /// "next": N (default 1) | "probability": p}`.
+    pub fn from_json(v: &serde_json::Value) -> Result<Fault, String> {
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let u = |k: &str| v.get(k).and_then(|x| x.as_u64());
+        let need_u = |k: &str| u(k).ok_or_else(|| format!("missing or invalid {k}"));
+        let identity = match s("target").as_deref() {
+            None | Some("vault") => false,
+            Some("identity") => true,
+            Some(other) => return Err(format!("unknown target {other}")),
+        };
+        let kind_name = s("kind").ok_or("missing kind")?;
+        let kind = match kind_name.as_str() {
+            "status" => FaultKind::Status {
+                status: u16::try_from(need_u("status")?).map_err(|e| e.to_string())?,
+                retry_after: u("retry_after"),
+            },
+            "delay" => FaultKind::Delay(Duration::from_millis(need_u("delay_ms")?)),
+            "hang" => FaultKind::Hang,
+            "reset" => FaultKind::Reset,
+            "truncate_body" => FaultKind::TruncateBody,
+            "corrupt_base64" => FaultKind::CorruptBase64,
+            "bad_pfx" => FaultKind::BadPfx,
+            "wrong_content_type" => {
+                FaultKind::WrongContentType(s("content_type").ok_or("missing content_type")?)
+            }
+            "redirect" => FaultKind::Redirect {
+                status: u16::try_from(u("status").unwrap_or(302)).map_err(|e| e.to_string())?,
+                location: s("location").ok_or("missing location")?,
+            },
+            "oversize" => FaultKind::Oversize {
+                bytes: need_u("bytes")?,
+                declare_length: v
+                    .get("declare_length")
+                    .and_then(|x| x.as_bool())
+                    .unwrap_or(false),
+            },
+            "slow_drip" => FaultKind::SlowDrip {
+                interval: Duration::from_millis(need_u("interval_ms")?),
+                chunk: usize::try_from(u("chunk").unwrap_or(16)).map_err(|e| e.to_string())?,
+            },
+            "expires_on_skew" => FaultKind::ExpiresOnSkew(
+                v.get("skew_secs")
+                    .and_then(|x| x.as_i64())
+                    .ok_or("missing skew_secs")?,
+            ),
+            other => return Err(format!("unknown kind {other}")),
+        };
+        let trigger = match v.get("probability").and_then(|x| x.as_f64()) {
+            Some(p) if (0.0..=1.0).contains(&p) => Trigger::Probability(p),
+            Some(_) => return Err("probability must be within 0..=1".into()),
+            None => {
+                Trigger::Next(u32::try_from(u("next").unwrap_or(1)).map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(Fault {
+            target: FaultTarget {
+                identity,
+                vault: s("vault"),
+                object: s("object"),
+                path_contains: s("path_contains"),
+            },
+            kind,
+            trigger,
+        })
+    }
+}
+
 /// What a request looks like to the matcher.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestKey<'a> {
@@ -240,6 +314,33 @@ mod tests {
         assert_eq!(f.take(key("v1", "s"), false), Some(FaultKind::Hang));
         assert_eq!(f.take(key("v1", "s"), false), None);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn json_form() {
+        let f = Fault::from_json(&serde_json::json!({
+            "vault": "v1", "object": "s", "kind": "status", "status": 503, "retry_after": 5, "next": 2
+        }))
+        .unwrap();
+        assert_eq!(
+            f,
+            Fault::object(
+                "v1",
+                "s",
+                FaultKind::Status {
+                    status: 503,
+                    retry_after: Some(5)
+                },
+                2
+            )
+        );
+        let f = Fault::from_json(&serde_json::json!({"target": "identity", "kind": "delay", "delay_ms": 1500, "probability": 0.5})).unwrap();
+        assert_eq!(
+            f,
+            Fault::identity(FaultKind::Delay(Duration::from_millis(1500)), 0).with_probability(0.5)
+        );
+        assert!(Fault::from_json(&serde_json::json!({"kind": "nope"})).is_err());
+        assert!(Fault::from_json(&serde_json::json!({"kind": "status"})).is_err());
     }
 
     #[test]

@@ -22,11 +22,13 @@ mod certificates_api;
 mod certparse;
 mod config;
 mod conn;
+mod control;
 mod counters;
 mod deleted_api;
 mod faults;
 mod identity;
 mod ids;
+mod ops;
 mod pfx;
 mod respond;
 pub mod seed;
@@ -43,6 +45,7 @@ pub use certificates_api::{CT_PEM, CT_PKCS12, Imported};
 pub use config::{Config, IdentityMode, ThrottleConfig};
 pub use counters::Counters;
 pub use faults::{Fault, FaultKind, FaultTarget, Trigger};
+pub use pfx::PfxForm;
 pub use vault_host::SUFFIXES;
 
 use serde_json::{Map, Value, json};
@@ -53,7 +56,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use store::SecretVersion;
 
 /// How long a connection may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,7 +154,6 @@ pub struct Emulator {
     state_dir: PathBuf,
     owns_state_dir: bool,
     handles: Vec<axum_server::Handle<SocketAddr>>,
-    pki: std::sync::OnceLock<seed::TestPki>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -201,6 +202,7 @@ impl Emulator {
             .with_state(shared.clone());
         let identity_app = axum::Router::new()
             .route(identity::TOKEN_PATH, axum::routing::get(identity::token))
+            .merge(control::routes())
             .with_state(shared.clone());
 
         let vh = axum_server::Handle::new();
@@ -240,7 +242,6 @@ impl Emulator {
             state_dir,
             owns_state_dir,
             handles: vec![vh, ih],
-            pki: std::sync::OnceLock::new(),
             tasks,
         })
     }
@@ -257,6 +258,12 @@ impl Emulator {
     /// `http://127.0.0.1:<port>/metadata/identity/oauth2/token`
     pub fn identity_endpoint(&self) -> String {
         format!("http://{}{}", self.identity_addr, identity::TOKEN_PATH)
+    }
+
+    /// `http://127.0.0.1:<port>/kvemu`: the control endpoint (counters, faults,
+    /// secrets, rotation, identities, settings) for other processes.
+    pub fn control_endpoint(&self) -> String {
+        format!("http://{}{}", self.identity_addr, control::PREFIX)
     }
 
     /// `http://127.0.0.1:<port>`: the value for `AZURE_POD_IDENTITY_AUTHORITY_HOST`.
@@ -299,6 +306,7 @@ impl Emulator {
             "identity_endpoint": self.identity_endpoint(),
             "ca_file": self.ca_file.display().to_string(),
             "arc_token_dir": self.shared.arc_dir.display().to_string(),
+            "control_endpoint": self.control_endpoint(),
             "system_identity": self.system_identity().client_id,
         })
     }
@@ -309,14 +317,6 @@ impl Emulator {
         let text = serde_json::to_string_pretty(&self.endpoints_json()).expect("json");
         write_atomically(&path, text.as_bytes())?;
         Ok(path)
-    }
-
-    fn vault_host(vault: &str) -> Result<vault_host::VaultHost, Error> {
-        vault_host::parse(&format!("{vault}.vault.azure.net")).ok_or_else(|| Error::Rejected {
-            status: 400,
-            code: "BadParameter".into(),
-            message: format!("invalid vault name {vault}"),
-        })
     }
 
     /// Sets a secret (new version); panics on an invalid vault or secret name.
@@ -346,34 +346,7 @@ impl Emulator {
         name: &str,
         spec: SecretSpec,
     ) -> Result<SecretRef, Error> {
-        let host = Self::vault_host(vault)?;
-        if !store::valid_object_name(name) {
-            return Err(Error::Rejected {
-                status: 400,
-                code: "BadParameter".into(),
-                message: format!("invalid secret name {name}"),
-            });
-        }
-        let now = ids::now_unix();
-        let version = self.shared.version();
-        let sv = SecretVersion {
-            version: version.clone(),
-            value: spec.value,
-            content_type: spec.content_type,
-            enabled: spec.enabled.unwrap_or(true),
-            nbf: spec.nbf,
-            exp: spec.exp,
-            created: now,
-            updated: now,
-            tags: spec.tags,
-            managed: false,
-            previous_version: None,
-        };
-        let stored = vault_api::insert_secret(&self.shared, &host.name, name, sv);
-        Ok(SecretRef {
-            id: format!("https://{}/secrets/{stored}/{version}", host.host()),
-            version,
-        })
+        ops::set_secret_with(&self.shared, vault, name, spec)
     }
 
     /// Enables or disables a secret version (`None`: the latest).
@@ -432,22 +405,7 @@ impl Emulator {
         name: &str,
         body: &Value,
     ) -> Result<Imported, Error> {
-        let host = Self::vault_host(vault)?;
-        if !store::valid_object_name(name) {
-            return Err(Error::Rejected {
-                status: 400,
-                code: "BadParameter".into(),
-                message: format!("invalid certificate name {name}"),
-            });
-        }
-        let Value::Object(m) = body else {
-            return Err(Error::Rejected {
-                status: 400,
-                code: "BadParameter".into(),
-                message: "body must be an object".into(),
-            });
-        };
-        Ok(certificates_api::do_import(&self.shared, &host, name, m)?)
+        ops::import_certificate_json(&self.shared, vault, name, body)
     }
 
     /// Imports PEM text (key and certificates, any order), served as `content_type`.
@@ -458,12 +416,7 @@ impl Emulator {
         pem: &str,
         content_type: &str,
     ) -> Result<Imported, Error> {
-        use base64::Engine as _;
-        let body = json!({
-            "value": base64::engine::general_purpose::STANDARD.encode(pem),
-            "policy": {"secret_props": {"contentType": content_type}},
-        });
-        self.import_certificate_json(vault, name, &body)
+        ops::import_pem(&self.shared, vault, name, pem, content_type)
     }
 
     /// Imports a PFX (DER) with an optional password, served as `content_type`.
@@ -475,59 +428,24 @@ impl Emulator {
         password: Option<&str>,
         content_type: &str,
     ) -> Result<Imported, Error> {
-        use base64::Engine as _;
-        let mut body = json!({
-            "value": base64::engine::general_purpose::STANDARD.encode(pfx_der),
-            "policy": {"secret_props": {"contentType": content_type}},
-        });
-        if let Some(p) = password {
-            body["pwd"] = json!(p);
-        }
-        self.import_certificate_json(vault, name, &body)
+        ops::import_pfx(&self.shared, vault, name, pfx_der, password, content_type)
     }
 
     /// The test PKI (root → intermediate) used by seeding and rotation.
     pub fn test_pki(&self) -> Result<&seed::TestPki, Error> {
-        if let Some(p) = self.pki.get() {
-            return Ok(p);
-        }
-        let p = seed::TestPki::generate()?;
-        Ok(self.pki.get_or_init(|| p))
+        ops::test_pki(&self.shared)
     }
 
     /// Imports the certificates of [`seed::SEEDED`] into `vault`.
     pub fn seed(&self, vault: &str) -> Result<Vec<Imported>, Error> {
-        seed::seed(self, self.test_pki()?, vault)
+        ops::seed(&self.shared, vault)
     }
 
     /// Imports a freshly issued certificate as a new version of `name`, of the
     /// same key type and served content type as its current version (RSA-2048
     /// PEM if it does not exist yet).
     pub fn rotate_certificate(&self, vault: &str, name: &str) -> Result<Imported, Error> {
-        let current = lock(&self.shared.store)
-            .vault(vault)
-            .certificates
-            .get(&name.to_ascii_lowercase())
-            .and_then(|e| {
-                e.latest()
-                    .map(|c| (c.key_type.clone(), c.content_type.clone()))
-            });
-        let (key, upload) = match current {
-            Some((kty, ct)) => (
-                if kty == "EC" {
-                    seed::LeafKey::EcP256
-                } else {
-                    seed::LeafKey::Rsa2048
-                },
-                if ct == CT_PEM {
-                    seed::Upload::Pem
-                } else {
-                    seed::Upload::PfxLegacy
-                },
-            ),
-            None => (seed::LeafKey::Rsa2048, seed::Upload::Pem),
-        };
-        seed::import_new(self, self.test_pki()?, vault, name, key, upload)
+        ops::rotate_certificate(&self.shared, vault, name)
     }
 
     /// Scripts a fault.

@@ -14,11 +14,10 @@
 //! Every leaf carries the chain leaf → intermediate → root and the SAN
 //! `<name>.example.test`.
 
-use crate::certificates_api::{CT_PEM, CT_PKCS12};
+use crate::Error;
 use crate::certparse::{self, KeyMaterial};
 use crate::pfx::{self, PfxForm};
 use crate::tls::{ca_params, validity};
-use crate::{Emulator, Error, Imported};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -171,42 +170,3 @@ pub const SEEDED: [(&str, LeafKey, Upload); 3] = [
     ("seed-ec-pfx", LeafKey::EcP256, Upload::PfxModern),
     ("seed-rsa-pem", LeafKey::Rsa2048, Upload::Pem),
 ];
-
-/// Issues a fresh leaf for `name` and imports it as a new version.
-pub fn import_new(
-    emu: &Emulator,
-    pki: &TestPki,
-    vault: &str,
-    name: &str,
-    key: LeafKey,
-    upload: Upload,
-) -> Result<Imported, Error> {
-    let dns = vec![format!("{name}.example.test")];
-    let issued = pki.issue(&format!("{name}.example.test"), &dns, key, 365)?;
-    match upload {
-        Upload::Pem => emu.import_pem(vault, name, &issued.pem_key_first(), CT_PEM),
-        Upload::PfxLegacy => emu.import_pfx(
-            vault,
-            name,
-            &issued.pfx(PfxForm::KeyVault)?,
-            None,
-            CT_PKCS12,
-        ),
-        Upload::PfxModern => {
-            emu.import_pfx(vault, name, &issued.pfx(PfxForm::Modern)?, None, CT_PKCS12)
-        }
-    }
-}
-
-/// Seeds [`SEEDED`] into `vault` and returns what was imported (PFX forms are
-/// skipped while `akvsync-pkcs12` is not linked).
-pub fn seed(emu: &Emulator, pki: &TestPki, vault: &str) -> Result<Vec<Imported>, Error> {
-    let mut out = Vec::new();
-    for (name, key, upload) in SEEDED {
-        if upload != Upload::Pem && !pfx::AVAILABLE {
-            continue;
-        }
-        out.push(import_new(emu, pki, vault, name, key, upload)?);
-    }
-    Ok(out)
-}

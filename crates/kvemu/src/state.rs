@@ -35,6 +35,8 @@ pub struct Shared {
     pub arc_keys: Mutex<HashSet<String>>,
     /// Flips to true at shutdown (releases hung requests).
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Test PKI for seeding and rotation, generated on first use.
+    pub pki: std::sync::OnceLock<crate::seed::TestPki>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -71,6 +73,7 @@ impl Shared {
             arc_dir,
             arc_keys: Mutex::new(HashSet::new()),
             shutdown: tokio::sync::watch::channel(false).0,
+            pki: std::sync::OnceLock::new(),
         }
     }
 

@@ -73,6 +73,92 @@ async fn serve_writes_endpoints_and_serves() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let token = tok["access_token"].as_str().unwrap();
+
+    // The control endpoint: secrets, faults, rotation, counters.
+    let ctl = ep["control_endpoint"].as_str().unwrap();
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .put(format!("{ctl}/vaults/demo/secrets/ctl"))
+        .json(&serde_json::json!({"value": "from-control", "contentType": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ctl_url = format!(
+        "https://demo.vault.azure.net:{}/secrets/ctl?api-version=7.4",
+        vault_addr.port()
+    );
+    let v: serde_json::Value = http
+        .get(&ctl_url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["value"], "from-control");
+    let r = plain
+        .post(format!("{ctl}/faults"))
+        .json(&serde_json::json!([{"vault": "demo", "object": "ctl", "kind": "status", "status": 503, "retry_after": 3}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(&ctl_url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let bad = plain
+        .post(format!("{ctl}/faults"))
+        .json(&serde_json::json!({"kind": "bogus"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let rotated: serde_json::Value = plain
+        .post(format!(
+            "{ctl}/vaults/demo/certificates/seed-rsa-pem/rotate"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let v: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["id"]
+            .as_str()
+            .unwrap()
+            .ends_with(rotated["version"].as_str().unwrap())
+    );
+    let c: serde_json::Value = plain
+        .get(format!("{ctl}/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["object"]["demo/ctl"], 2);
+    assert_eq!(c["status"]["demo/503"], 1);
+    assert!(c["identity"].as_u64().unwrap() >= 1);
+    let r = plain
+        .put(format!("{ctl}/settings"))
+        .json(&serde_json::json!({"page_size": 1, "token_lifetime_secs": 60, "identity_mode": "imds"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     #[cfg(unix)]
     {
