@@ -120,6 +120,14 @@ async fn answer(sh: &Shared, req: axum::extract::Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
+    // IMDS refuses requests that came through a proxy.
+    if parts.headers.contains_key("x-forwarded-for") {
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Request has an X-Forwarded-For header: requests through a proxy are not accepted",
+        );
+    }
     let Some(api) = q("api-version") else {
         return imds_error(
             StatusCode::BAD_REQUEST,

@@ -36,6 +36,15 @@ async fn imds_rules_and_shapes() {
     let (s, _) = imds(&env, "resource=https://vault.azure.net", true).await;
     assert_eq!(s, 400);
 
+    let r = env
+        .http
+        .get(format!("{}?{q}", env.emu.identity_endpoint()))
+        .header("Metadata", "true")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "proxied requests are refused");
     let (s, v) = imds(&env, q, true).await;
     assert_eq!(s, 200);
     for k in [
@@ -89,8 +98,8 @@ async fn imds_rules_and_shapes() {
     .await;
     assert_eq!(s, 200);
     let c = env.emu.counters();
-    assert_eq!(c.identity, 9);
-    assert_eq!(c.identity_status[&400], 4);
+    assert_eq!(c.identity, 10);
+    assert_eq!(c.identity_status[&400], 5);
     assert_eq!(c.tokens_issued[UA], 3);
     env.emu.shutdown().await;
 }
