@@ -203,16 +203,16 @@ impl Pbe {
                 format!("IV is {} bytes, expected {}", iv.len(), cipher.iv_len()),
             ));
         }
-        if let Some(len) = key_length {
-            if len != cipher.key_len() as u64 {
-                return Err(Error::malformed(
-                    "PBKDF2-params.keyLength",
-                    format!(
-                        "key length {len} does not match the cipher's {}",
-                        cipher.key_len()
-                    ),
-                ));
-            }
+        if let Some(len) = key_length
+            && len != cipher.key_len() as u64
+        {
+            return Err(Error::malformed(
+                "PBKDF2-params.keyLength",
+                format!(
+                    "key length {len} does not match the cipher's {}",
+                    cipher.key_len()
+                ),
+            ));
         }
         Ok(Pbe::Pbes2 {
             prf,

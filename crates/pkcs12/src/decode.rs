@@ -191,10 +191,10 @@ fn decrypt(
             continue;
         }
         ctx.budget.spend(cost)?;
-        if let Some(plain) = pbe.decrypt(pw, ciphertext) {
-            if asn1::is_single_sequence(&plain) {
-                return Ok(plain);
-            }
+        if let Some(plain) = pbe.decrypt(pw, ciphertext)
+            && asn1::is_single_sequence(&plain)
+        {
+            return Ok(plain);
         }
     }
     Err(Error::Decryption { what })

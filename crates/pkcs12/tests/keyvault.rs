@@ -12,7 +12,10 @@ fn keyvault_pfx_decodes_with_absent_and_empty_password() {
         assert_eq!(d.certificates.len(), 1);
         assert_eq!(d.keys.len(), 1);
         let cert = &d.certificates[0];
-        assert_eq!(common::sha1_hex(&cert.der), "ABF46F114F26E918C38DA656FD858044C5676BE4");
+        assert_eq!(
+            common::sha1_hex(&cert.der),
+            "ABF46F114F26E918C38DA656FD858044C5676BE4"
+        );
         assert_eq!(cert.local_key_id.as_deref(), Some(&[1u8, 0, 0, 0][..]));
         let key = &d.keys[0];
         assert_eq!(key.local_key_id.as_deref(), Some(&[1u8, 0, 0, 0][..]));
@@ -23,7 +26,9 @@ fn keyvault_pfx_decodes_with_absent_and_empty_password() {
         );
         // PKCS#8 PrivateKeyInfo of an RSA key: SEQUENCE { INTEGER 0, SEQUENCE { rsaEncryption ...
         assert_eq!(key.pkcs8_der[0], 0x30);
-        let rsa_oid = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        let rsa_oid = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+        ];
         assert!(key.pkcs8_der.windows(rsa_oid.len()).any(|w| w == rsa_oid));
         // Debug never shows the key.
         let dbg = format!("{key:?}");

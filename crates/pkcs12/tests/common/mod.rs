@@ -9,7 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 pub fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn read(name: &str) -> Vec<u8> {
@@ -49,7 +51,10 @@ pub fn keyvault_pfx() -> Vec<u8> {
 }
 
 pub fn sha1_hex(der: &[u8]) -> String {
-    Sha1::digest(der).iter().map(|b| format!("{b:02X}")).collect()
+    Sha1::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 pub fn sha1(der: &[u8]) -> Vec<u8> {

@@ -1,0 +1,291 @@
+//! encode → decode for every Scheme × EmptyPassword (and a real password),
+//! and, when `openssl` is on PATH, that OpenSSL 3 reads what we encode.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use akvsync_pkcs12::{
+    CSP_MS_ENHANCED_RSA_AES, EmptyPassword, EncodeOptions, Error, Scheme, decode, encode,
+};
+
+const SCHEMES: [Scheme; 3] = [Scheme::Legacy3Des, Scheme::LegacyRc2, Scheme::ModernAes256];
+const EMPTY: [EmptyPassword; 2] = [EmptyPassword::ZeroLength, EmptyPassword::BmpTerminator];
+
+struct Chain {
+    certs: Vec<Vec<u8>>,
+    key: Vec<u8>,
+}
+
+fn chain(prefix: &str) -> Chain {
+    Chain {
+        certs: ["leaf", "int", "root"]
+            .iter()
+            .map(|n| common::pem(&format!("{prefix}-{n}.pem")))
+            .collect(),
+        key: common::pem(&format!("{prefix}-leaf.p8.pem")),
+    }
+}
+
+fn encode_chain(c: &Chain, opts: &EncodeOptions) -> Vec<u8> {
+    let refs: Vec<&[u8]> = c.certs.iter().map(Vec::as_slice).collect();
+    encode(&refs, &c.key, opts).unwrap()
+}
+
+fn options(scheme: Scheme, empty: EmptyPassword) -> EncodeOptions {
+    EncodeOptions {
+        scheme,
+        empty_password: empty,
+        iterations: 64, // small: these run unoptimized
+        friendly_name: Some("akvsync test ü".into()),
+        csp_name: Some(CSP_MS_ENHANCED_RSA_AES.into()),
+        local_key_id: vec![1, 0, 0, 0],
+        ..EncodeOptions::key_vault()
+    }
+}
+
+fn check_decoded(c: &Chain, pfx: &[u8], password: Option<&str>, opts: &EncodeOptions) {
+    let d = decode(pfx, password).unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+    let certs: Vec<&Vec<u8>> = d.certificates.iter().map(|b| &b.der).collect();
+    assert_eq!(certs, c.certs.iter().collect::<Vec<_>>(), "{opts:?}");
+    assert_eq!(d.keys.len(), 1);
+    let key = &d.keys[0];
+    assert_eq!(&key.pkcs8_der[..], &c.key[..]);
+    let id = if opts.local_key_id.is_empty() {
+        common::sha1(&c.certs[0])
+    } else {
+        opts.local_key_id.clone()
+    };
+    assert_eq!(key.local_key_id.as_deref(), Some(&id[..]));
+    assert_eq!(d.certificates[0].local_key_id.as_deref(), Some(&id[..]));
+    assert_eq!(d.certificates[1].local_key_id, None);
+    assert_eq!(key.friendly_name, opts.friendly_name);
+    assert_eq!(d.certificates[0].friendly_name, opts.friendly_name);
+    assert_eq!(key.csp_name, opts.csp_name);
+}
+
+#[test]
+fn every_scheme_and_empty_password_round_trips() {
+    let mut n = 0;
+    for prefix in ["rsa", "ec"] {
+        let c = chain(prefix);
+        for scheme in SCHEMES {
+            for empty in EMPTY {
+                let opts = options(scheme, empty);
+                let pfx = encode_chain(&c, &opts);
+                check_decoded(&c, &pfx, None, &opts);
+                check_decoded(&c, &pfx, Some(""), &opts);
+                // A non-empty password never opens an empty-password file.
+                assert!(decode(&pfx, Some("x")).unwrap_err().is_wrong_password());
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 12);
+}
+
+#[test]
+fn every_scheme_round_trips_with_a_password() {
+    let c = chain("rsa");
+    for scheme in SCHEMES {
+        let opts = options(scheme, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
+        let pfx = encode_chain(&c, &opts);
+        check_decoded(&c, &pfx, Some("Pässwörd-1"), &opts);
+        let err = decode(&pfx, None).unwrap_err();
+        assert!(matches!(err, Error::MacMismatch { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn presets_round_trip() {
+    let c = chain("rsa");
+    for opts in [
+        EncodeOptions::key_vault(),
+        EncodeOptions::openssl_modern(),
+        EncodeOptions::openssl_legacy(),
+        EncodeOptions::default(),
+    ] {
+        let pfx = encode_chain(&c, &opts);
+        check_decoded(&c, &pfx, None, &opts);
+    }
+    assert_eq!(EncodeOptions::key_vault().iterations, 2000);
+    assert_eq!(EncodeOptions::key_vault().local_key_id, vec![1, 0, 0, 0]);
+}
+
+#[test]
+fn encoded_output_is_fresh_each_time() {
+    let c = chain("ec");
+    let opts = EncodeOptions::key_vault();
+    assert_ne!(
+        encode_chain(&c, &opts),
+        encode_chain(&c, &opts),
+        "random salts and IVs"
+    );
+}
+
+#[test]
+fn invalid_encode_input_is_an_error() {
+    let c = chain("rsa");
+    let leaf: &[u8] = &c.certs[0];
+    let opts = EncodeOptions::key_vault();
+    let err = encode(&[], &c.key, &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(encode(&[leaf], b"not a key", &opts).is_err());
+    assert!(encode(&[b"\x30\x05"], &c.key, &opts).is_err());
+    for iterations in [0, 2_000_000] {
+        let opts = EncodeOptions {
+            iterations,
+            ..EncodeOptions::key_vault()
+        };
+        assert!(matches!(
+            encode(&[leaf], &c.key, &opts),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+    // The error about the key never shows it.
+    let err = encode(&[leaf], &c.key[..c.key.len() - 1], &opts).unwrap_err();
+    assert!(!err.to_string().contains("0x30"));
+}
+
+#[test]
+fn encode_options_debug_redacts_the_password() {
+    let opts = EncodeOptions::key_vault().with_password("SECRET-abc");
+    let dbg = format!("{opts:?}");
+    assert!(!dbg.contains("SECRET"), "{dbg}");
+    assert!(dbg.contains("redacted"), "{dbg}");
+}
+
+// --- OpenSSL cross-check (skipped with a message if openssl is missing) ---
+
+fn openssl_available() -> bool {
+    match Command::new("openssl").arg("version").output() {
+        Ok(o) if o.status.success() => true,
+        _ => {
+            eprintln!("openssl not found on PATH: skipping the OpenSSL cross-check");
+            false
+        }
+    }
+}
+
+fn temp_file(bytes: &[u8]) -> std::path::PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "akvsync-pkcs12-test-{}-{}.pfx",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Runs `openssl pkcs12 -nodes` (with `-legacy` for RC2) and returns its stdout.
+fn openssl_read(pfx: &[u8], password: &str, legacy: bool, info: bool) -> String {
+    let path = temp_file(pfx);
+    let mut cmd = Command::new("openssl");
+    cmd.arg("pkcs12")
+        .arg("-in")
+        .arg(&path)
+        .arg("-passin")
+        .arg(format!("pass:{password}"));
+    cmd.arg("-nodes");
+    if info {
+        cmd.arg("-info");
+    }
+    if legacy {
+        cmd.arg("-legacy");
+    }
+    let out = cmd.output().unwrap();
+    std::fs::remove_file(&path).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "openssl failed: {stderr}");
+    format!("{}{stderr}", String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn openssl_reads_what_we_encode() {
+    if !openssl_available() {
+        return;
+    }
+    for prefix in ["rsa", "ec"] {
+        let c = chain(prefix);
+        for scheme in SCHEMES {
+            for empty in EMPTY {
+                let opts = options(scheme, empty);
+                let pfx = encode_chain(&c, &opts);
+                let out = openssl_read(&pfx, "", scheme == Scheme::LegacyRc2, false);
+                assert_eq!(
+                    out.matches("-----BEGIN CERTIFICATE-----").count(),
+                    3,
+                    "{opts:?}\n{out}"
+                );
+                assert_eq!(
+                    out.matches("-----BEGIN PRIVATE KEY-----").count(),
+                    1,
+                    "{opts:?}\n{out}"
+                );
+                assert!(out.contains("friendlyName: akvsync test "), "{out}");
+            }
+        }
+        let opts =
+            options(Scheme::ModernAes256, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
+        let out = openssl_read(&encode_chain(&c, &opts), "Pässwörd-1", false, false);
+        assert_eq!(
+            out.matches("-----BEGIN PRIVATE KEY-----").count(),
+            1,
+            "{out}"
+        );
+        let opts =
+            options(Scheme::Legacy3Des, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
+        let out = openssl_read(&encode_chain(&c, &opts), "Pässwörd-1", false, false);
+        assert_eq!(
+            out.matches("-----BEGIN PRIVATE KEY-----").count(),
+            1,
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn openssl_sees_key_vaults_shape_in_the_key_vault_preset() {
+    if !openssl_available() {
+        return;
+    }
+    let c = chain("rsa");
+    let ours = openssl_read(
+        &encode_chain(&c, &EncodeOptions::key_vault()),
+        "",
+        false,
+        true,
+    );
+    let theirs = openssl_read(&common::keyvault_pfx(), "", false, true);
+    // The -info lines (algorithms, iterations, MAC, attribute names) match.
+    let shape = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| {
+                l.starts_with("MAC")
+                    || l.starts_with("PKCS7")
+                    || l.starts_with("Shrouded")
+                    || l.contains("localKeyID")
+                    || l.contains("Microsoft CSP Name")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        shape(&ours),
+        shape(&theirs),
+        "ours:\n{ours}\ntheirs:\n{theirs}"
+    );
+    let modern = openssl_read(
+        &encode_chain(&c, &EncodeOptions::openssl_modern()),
+        "",
+        false,
+        true,
+    );
+    assert!(
+        modern.contains("PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256"),
+        "{modern}"
+    );
+    assert!(modern.contains("MAC: sha256, Iteration 2048"), "{modern}");
+}
