@@ -88,14 +88,14 @@ pub fn do_import(
             .filter(|s| s.trim_start().starts_with("-----BEGIN"))
             .map(str::to_string)
     };
-    let (certs, key, original_pfx) = if let Some(text) = pem_text {
+    let (certs, key) = if let Some(text) = pem_text {
         let parts = certparse::parse_pem(&text).map_err(|e| bad(&e))?;
         let Some(key) = parts.key else {
             return Err(bad(
                 "The specified PEM X.509 certificate content does not contain a private key.",
             ));
         };
-        (parts.certs, key, None)
+        (parts.certs, key)
     } else {
         let Some(der) = decoded else {
             return Err(bad("The specified value is not valid base64."));
@@ -110,7 +110,7 @@ pub fn do_import(
                 "The specified PKCS#12 X.509 certificate content does not contain a private key.",
             ));
         };
-        (parts.certs, key, Some(der))
+        (parts.certs, key)
     };
     let key_public = certparse::public_key_of(&key);
     let chain = if preserve {
@@ -124,7 +124,7 @@ pub fn do_import(
         certparse::order_chain(&certs, key_public.as_deref()).map_err(|e| bad(&e))?
     };
     let info = certparse::leaf_info(&chain[0]).map_err(|e| bad(&e))?;
-    let secret_value = managed_value(&content_type, &chain, &key, original_pfx, pwd.is_some())?;
+    let secret_value = managed_value(&content_type, &chain, &key)?;
 
     let now = now_unix();
     let version = sh.version();
@@ -198,8 +198,6 @@ fn managed_value(
     content_type: &str,
     chain: &[Vec<u8>],
     key: &KeyMaterial,
-    original_pfx: Option<Vec<u8>>,
-    had_password: bool,
 ) -> Result<String, Reply> {
     if content_type == CT_PEM {
         return Ok(certparse::key_vault_pem(key, chain));
@@ -207,11 +205,7 @@ fn managed_value(
     let pk8 = certparse::to_pkcs8(key);
     match pfx::encode(chain, &pk8.der, PfxForm::KeyVault) {
         Ok(der) => Ok(base64::engine::general_purpose::STANDARD.encode(der)),
-        // Without an encoder, a password-less upload is served as uploaded.
-        Err(e) => match original_pfx {
-            Some(der) if !had_password => Ok(base64::engine::general_purpose::STANDARD.encode(der)),
-            _ => Err(bad(&format!("Cannot produce the PKCS#12 secret: {e}"))),
-        },
+        Err(e) => Err(bad(&format!("Cannot produce the PKCS#12 secret: {e}"))),
     }
 }
 

@@ -145,13 +145,10 @@ pub fn import_new(
     }
 }
 
-/// Seeds [`seed::SEEDED`] (PFX forms skipped while PKCS#12 is not linked).
+/// Seeds [`seed::SEEDED`].
 pub fn seed(sh: &Shared, vault: &str) -> Result<Vec<Imported>, Error> {
     let mut out = Vec::new();
     for (name, key, upload) in seed::SEEDED {
-        if upload != Upload::Pem && !crate::pfx::AVAILABLE {
-            continue;
-        }
         out.push(import_new(sh, vault, name, key, upload)?);
     }
     Ok(out)
@@ -177,12 +174,8 @@ pub fn rotate_certificate(sh: &Shared, vault: &str, name: &str) -> Result<Import
             },
             if ct == CT_PEM {
                 Upload::Pem
-            } else if crate::pfx::AVAILABLE {
-                Upload::PfxLegacy
             } else {
-                return Err(rejected(
-                    "rotating a PFX certificate needs PKCS#12 support".into(),
-                ));
+                Upload::PfxLegacy
             },
         ),
         None => (LeafKey::Rsa2048, Upload::Pem),

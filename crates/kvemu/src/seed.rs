@@ -80,7 +80,7 @@ impl Issued {
         )
     }
 
-    /// A PFX in the given form (needs `akvsync-pkcs12`).
+    /// A PFX in the given form.
     pub fn pfx(&self, form: PfxForm) -> Result<Vec<u8>, Error> {
         pfx::encode(&self.chain, &self.key_pkcs8, form).map_err(Error::Seed)
     }

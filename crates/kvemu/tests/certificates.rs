@@ -177,7 +177,8 @@ async fn import_errors() {
 async fn seed_and_rotate() {
     let env = start().await;
     let seeded = env.emu.seed("vault1").unwrap();
-    assert!(seeded.iter().any(|i| i.name == "seed-rsa-pem"));
+    let names: Vec<&str> = seeded.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["seed-rsa-pfx", "seed-ec-pfx", "seed-rsa-pem"]);
     let tok = env.token().await;
     let (s, v) = json(
         env.get(&env.v1("/secrets/seed-rsa-pem?api-version=7.4"), &tok)
@@ -206,6 +207,16 @@ async fn seed_and_rotate() {
     .await;
     assert!(v["id"].as_str().unwrap().ends_with(&rotated.version));
     assert_eq!(env.emu.secret_versions("vault1", "seed-rsa-pem").len(), 2);
+    // PFX-served certificates rotate too, keeping their form.
+    let r = env.emu.rotate_certificate("vault1", "seed-ec-pfx").unwrap();
+    assert_eq!(r.content_type, "application/x-pkcs12");
+    let (_, c) = json(
+        env.get(&env.v1("/certificates/seed-ec-pfx?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!(c["policy"]["key_props"]["kty"], "EC");
+    assert_eq!(c["x5t"], r.x5t);
     // EC leaf via PEM through the library.
     let pki = env.emu.test_pki().unwrap();
     let ec = pki
@@ -223,5 +234,171 @@ async fn seed_and_rotate() {
     assert_eq!(c["x5t"], imp.x5t);
     assert_eq!(c["policy"]["key_props"]["kty"], "EC");
     assert_eq!(c["policy"]["key_props"]["crv"], "P-256");
+    env.emu.shutdown().await;
+}
+
+async fn import_http(
+    env: &Env,
+    tok: &str,
+    name: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = env
+        .http
+        .post(env.v1(&format!("/certificates/{name}/import?api-version=7.4")))
+        .bearer_auth(tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    json(r).await
+}
+
+#[tokio::test]
+async fn pfx_import_in_every_form_serves_key_vaults_pfx() {
+    let env = start().await;
+    let tok = env.token().await;
+    let pki = kvemu::seed::TestPki::generate().unwrap();
+    let rsa = pki
+        .issue(
+            "rsa.example.test",
+            &["rsa.example.test".into()],
+            kvemu::seed::LeafKey::Rsa2048,
+            90,
+        )
+        .unwrap();
+    let ec = pki
+        .issue(
+            "ec.example.test",
+            &["ec.example.test".into()],
+            kvemu::seed::LeafKey::EcP256,
+            90,
+        )
+        .unwrap();
+    let chain: Vec<&[u8]> = rsa.chain.iter().map(Vec::as_slice).collect();
+    let with_pwd = akvsync_pkcs12::encode(
+        &chain,
+        &rsa.key_pkcs8,
+        &akvsync_pkcs12::EncodeOptions::openssl_modern().with_password("s3cret"),
+    )
+    .unwrap();
+    let cases: Vec<(&str, &kvemu::seed::Issued, Vec<u8>, Option<&str>)> = vec![
+        (
+            "legacy",
+            &rsa,
+            rsa.pfx(kvemu::PfxForm::KeyVault).unwrap(),
+            None,
+        ),
+        ("modern", &ec, ec.pfx(kvemu::PfxForm::Modern).unwrap(), None),
+        ("password", &rsa, with_pwd.clone(), Some("s3cret")),
+    ];
+    for (name, issued, pfx, pwd) in cases {
+        let mut body = json!({"value": b64(&pfx)});
+        if let Some(p) = pwd {
+            body["pwd"] = json!(p);
+        }
+        let (s, cert) = import_http(&env, &tok, name, body).await;
+        assert_eq!(s, 200, "{name}: {cert}");
+        let cer = base64::engine::general_purpose::STANDARD
+            .decode(cert["cer"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(cer, issued.chain[0], "{name}");
+        assert_eq!(
+            cert["policy"]["secret_props"]["contentType"],
+            "application/x-pkcs12"
+        );
+        let (_, sec) = json(
+            env.get(&env.v1(&format!("/secrets/{name}?api-version=7.4")), &tok)
+                .await,
+        )
+        .await;
+        assert_eq!(sec["contentType"], "application/x-pkcs12");
+        assert_eq!(sec["managed"], true);
+        // Served in Key Vault's own form: decodes with a zero-length password,
+        // localKeyId 01 00 00 00, a GUID friendly name, CSP name only for RSA.
+        let served = base64::engine::general_purpose::STANDARD
+            .decode(sec["value"].as_str().unwrap())
+            .unwrap();
+        let d = akvsync_pkcs12::decode(&served, None).unwrap();
+        assert_eq!(d.certificates.len(), 3, "{name}: chain");
+        assert_eq!(d.certificates[0].der, issued.chain[0]);
+        assert_eq!(d.keys.len(), 1);
+        assert_eq!(
+            &d.keys[0].pkcs8_der[..],
+            &issued.key_pkcs8[..],
+            "{name}: key"
+        );
+        assert_eq!(d.keys[0].local_key_id.as_deref(), Some(&[1u8, 0, 0, 0][..]));
+        assert_eq!(d.keys[0].friendly_name.as_ref().map(String::len), Some(36));
+        let rsa_key = std::ptr::eq(issued, &rsa);
+        assert_eq!(d.keys[0].csp_name.is_some(), rsa_key, "{name}: CSP name");
+        // 2025-07-01: on request, the same certificate as PEM, key first.
+        let (c, pem) = json(
+            env.get(
+                &env.v1(&format!(
+                    "/secrets/{name}?api-version=2025-07-01&outContentType=application/x-pem-file"
+                )),
+                &tok,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(c, 200);
+        assert_eq!(pem["contentType"], "application/x-pem-file");
+        assert_eq!(pem["value"].as_str().unwrap(), issued.pem_key_first());
+    }
+    // A wrong password, and bytes that are not a PFX: 400 BadParameter.
+    let (s, v) = import_http(
+        &env,
+        &tok,
+        "bad",
+        json!({"value": b64(&with_pwd), "pwd": "wrong"}),
+    )
+    .await;
+    assert_eq!((s, error_code(&v)), (400, "BadParameter"), "{v}");
+    let (s, v) = import_http(
+        &env,
+        &tok,
+        "bad",
+        json!({"value": b64([0x30u8, 0x03, 0x02, 0x01, 0x03])}),
+    )
+    .await;
+    assert_eq!((s, error_code(&v)), (400, "BadParameter"), "{v}");
+    // PFX uploaded, served as PEM (policy), and PEM uploaded, served as PFX.
+    let (s, _) = import_http(
+        &env,
+        &tok,
+        "pfx-as-pem",
+        json!({"value": b64(rsa.pfx(kvemu::PfxForm::Modern).unwrap()), "policy": {"secret_props": {"contentType": "application/x-pem-file"}}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, sec) = json(
+        env.get(&env.v1("/secrets/pfx-as-pem?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!(sec["value"].as_str().unwrap(), rsa.pem_key_first());
+    let (s, _) = import_http(
+        &env,
+        &tok,
+        "pem-as-pfx",
+        json!({"value": b64(ec.pem_key_first())}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, sec) = json(
+        env.get(&env.v1("/secrets/pem-as-pfx?api-version=7.4"), &tok)
+            .await,
+    )
+    .await;
+    assert_eq!(sec["contentType"], "application/x-pkcs12");
+    let served = base64::engine::general_purpose::STANDARD
+        .decode(sec["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        akvsync_pkcs12::decode(&served, None).unwrap().certificates[0].der,
+        ec.chain[0]
+    );
     env.emu.shutdown().await;
 }

@@ -64,7 +64,6 @@ async fn managed_secret_has_the_recorded_shape() {
 }
 
 /// Key Vault's own PFX (zero-length password) imports, with the service's `x5t`.
-#[cfg(feature = "pfx")]
 #[tokio::test]
 async fn recorded_key_vault_pfx_imports_with_the_service_x5t() {
     use base64::Engine as _;
@@ -86,6 +85,7 @@ async fn recorded_key_vault_pfx_imports_with_the_service_x5t() {
     )
     .await;
     assert_eq!(s["contentType"], "application/x-pkcs12");
+    assert_eq!(shape(&s), shape(&rec), "ours: {s:#}");
     // 2025-07-01: served as PEM on request, key first.
     let (c, p) = json(
         env.get(
