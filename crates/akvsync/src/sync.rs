@@ -124,7 +124,10 @@ impl Engine {
                 reports[index] = Some(report);
             }
         }
-        reports
+        // One state write per round: a crash before it loses only records of installs,
+        // which the next round recovers from the stores themselves.
+        let saved = self.state_dir.save(&*self.state.lock().await);
+        let mut reports: Vec<Report> = reports
             .into_iter()
             .zip(&self.settings.certificates)
             .map(|(report, certificate)| {
@@ -136,7 +139,14 @@ impl Engine {
                     )
                 })
             })
-            .collect()
+            .collect();
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "state not saved");
+            for report in &mut reports {
+                report.warnings.push(format!("state not saved: {e}"));
+            }
+        }
+        reports
     }
 
     fn failed(
@@ -157,8 +167,8 @@ impl Engine {
         }
     }
 
-    /// One certificate: fetch, compare, decode, install, prune, record.
-    pub async fn sync_one(&self, certificate: &ObservedCertificate) -> Report {
+    /// One certificate: fetch, compare, decode, install, prune, record (in memory).
+    async fn sync_one(&self, certificate: &ObservedCertificate) -> Report {
         let store = match store::for_target(&certificate.target) {
             Ok(store) => store,
             Err(message) => return self.failed(certificate, message, None),
@@ -201,9 +211,6 @@ impl Engine {
             }
         };
         let mut report = report;
-        if let Err(e) = self.state_dir.save(&state) {
-            report.warnings.push(format!("state not saved: {e}"));
-        }
         drop(state);
         if report.result == SyncResult::Installed {
             self.run_hooks(certificate, &mut report).await;

@@ -9,7 +9,8 @@
 //! certificate or the new complete one behind each stable name:
 //! check everything that can be refused (directory, foreign files at link names, ACL
 //! principals) → write the version file completely under a temporary name (0600, ACL,
-//! fsync) → rename → fsync directory → switch each link → fsync directory.
+//! fsync) → rename → switch each link (rename) → fsync the directory once, which makes
+//! both renames durable (they are metadata operations of one directory, committed in order).
 
 pub mod acl;
 mod atomic;
@@ -155,7 +156,6 @@ pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, 
         let _ = fs::remove_file(&temp_path);
         return Err(e);
     }
-    atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
     if !grants.is_empty() {
         let handle = fs::File::open(dir).map_err(io_error("open", dir))?;
         acl::add_to(&handle, &grants, acl::EXECUTE)?;
