@@ -347,8 +347,35 @@ pub(crate) fn random(len: usize) -> Result<Vec<u8>, Error> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum EncryptWith {
     Pkcs12(LegacyCipher),
-    /// PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC (OpenSSL 3's default).
-    Pbes2Aes256,
+    /// PBES2 with PBKDF2 (`prf` as HMAC) and `cipher` in CBC mode; the
+    /// encoder uses SHA-256 + AES-256 (OpenSSL 3's default).
+    Pbes2 {
+        prf: Hash,
+        cipher: Pbes2Cipher,
+    },
+}
+
+impl Hash {
+    fn hmac_oid(self) -> &'static der::asn1::ObjectIdentifier {
+        match self {
+            Hash::Sha1 => &oid::HMAC_SHA1,
+            Hash::Sha224 => &oid::HMAC_SHA224,
+            Hash::Sha256 => &oid::HMAC_SHA256,
+            Hash::Sha384 => &oid::HMAC_SHA384,
+            Hash::Sha512 => &oid::HMAC_SHA512,
+        }
+    }
+}
+
+impl Pbes2Cipher {
+    fn oid(self) -> &'static der::asn1::ObjectIdentifier {
+        match self {
+            Pbes2Cipher::Aes128 => &oid::AES128_CBC,
+            Pbes2Cipher::Aes192 => &oid::AES192_CBC,
+            Pbes2Cipher::Aes256 => &oid::AES256_CBC,
+            Pbes2Cipher::Des3 => &oid::DES_EDE3_CBC,
+        }
+    }
 }
 
 /// Encrypts `plaintext`; returns the encryption AlgorithmIdentifier (DER) and
@@ -361,6 +388,7 @@ pub(crate) fn encrypt(
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let salt = random(8)?;
     let iter = asn1::uint(u64::from(iterations));
+    let bad_key = |_| Error::InvalidInput("internal: key length".into());
     match with {
         EncryptWith::Pkcs12(cipher) => {
             let key = Hash::Sha1.kdf(
@@ -371,7 +399,6 @@ pub(crate) fn encrypt(
                 cipher.key_len(),
             );
             let iv = Hash::Sha1.kdf(&password.bmp, &salt, Purpose::Iv, iterations, 8);
-            let bad_key = |_| Error::InvalidInput("internal: key length".into());
             let ct = match cipher {
                 LegacyCipher::Des3 => cbc_encrypt(
                     des::TdesEde3::new_from_slice(&key).map_err(bad_key)?,
@@ -396,24 +423,40 @@ pub(crate) fn encrypt(
             ]);
             Ok((alg, ct))
         }
-        EncryptWith::Pbes2Aes256 => {
-            let iv = random(16)?;
-            let key = pbkdf2(Hash::Sha256, &password.utf8, &salt, iterations, 32);
-            let ct = cbc_encrypt(
-                aes::Aes256::new_from_slice(&key)
-                    .map_err(|_| Error::InvalidInput("internal: key length".into()))?,
-                &iv,
-                plaintext,
-            )?;
+        EncryptWith::Pbes2 { prf, cipher } => {
+            let iv = random(cipher.iv_len())?;
+            let key = pbkdf2(prf, &password.utf8, &salt, iterations, cipher.key_len());
+            let ct = match cipher {
+                Pbes2Cipher::Aes128 => cbc_encrypt(
+                    aes::Aes128::new_from_slice(&key).map_err(bad_key)?,
+                    &iv,
+                    plaintext,
+                )?,
+                Pbes2Cipher::Aes192 => cbc_encrypt(
+                    aes::Aes192::new_from_slice(&key).map_err(bad_key)?,
+                    &iv,
+                    plaintext,
+                )?,
+                Pbes2Cipher::Aes256 => cbc_encrypt(
+                    aes::Aes256::new_from_slice(&key).map_err(bad_key)?,
+                    &iv,
+                    plaintext,
+                )?,
+                Pbes2Cipher::Des3 => cbc_encrypt(
+                    des::TdesEde3::new_from_slice(&key).map_err(bad_key)?,
+                    &iv,
+                    plaintext,
+                )?,
+            };
             let kdf = asn1::seq(&[
                 &asn1::oid(&oid::PBKDF2),
                 &asn1::seq(&[
                     &asn1::octet_string(&salt),
                     &iter,
-                    &asn1::seq(&[&asn1::oid(&oid::HMAC_SHA256), &asn1::null()]),
+                    &asn1::seq(&[&asn1::oid(prf.hmac_oid()), &asn1::null()]),
                 ]),
             ]);
-            let scheme = asn1::seq(&[&asn1::oid(&oid::AES256_CBC), &asn1::octet_string(&iv)]);
+            let scheme = asn1::seq(&[&asn1::oid(cipher.oid()), &asn1::octet_string(&iv)]);
             let alg = asn1::seq(&[&asn1::oid(&oid::PBES2), &asn1::seq(&[&kdf, &scheme])]);
             Ok((alg, ct))
         }
@@ -443,7 +486,22 @@ mod tests {
         round_trip(EncryptWith::Pkcs12(LegacyCipher::Des2));
         round_trip(EncryptWith::Pkcs12(LegacyCipher::Rc2_128));
         round_trip(EncryptWith::Pkcs12(LegacyCipher::Rc2_40));
-        round_trip(EncryptWith::Pbes2Aes256);
+        for prf in [
+            Hash::Sha1,
+            Hash::Sha224,
+            Hash::Sha256,
+            Hash::Sha384,
+            Hash::Sha512,
+        ] {
+            for cipher in [
+                Pbes2Cipher::Aes128,
+                Pbes2Cipher::Aes192,
+                Pbes2Cipher::Aes256,
+                Pbes2Cipher::Des3,
+            ] {
+                round_trip(EncryptWith::Pbes2 { prf, cipher });
+            }
+        }
     }
 
     #[test]

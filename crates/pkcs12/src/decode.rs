@@ -337,3 +337,317 @@ impl Attributes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Hand-built PFX files for what the OpenSSL fixtures cannot show.
+
+    use super::*;
+    use crate::cipher::{EncryptWith, LegacyCipher, Pbes2Cipher, encrypt};
+    use crate::kdf::Hash;
+
+    /// Stand-ins: the decoder checks only that these are one SEQUENCE.
+    const CERT: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x07];
+    const KEY: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x00];
+    const DES3: EncryptWith = EncryptWith::Pkcs12(LegacyCipher::Des3);
+
+    fn bag(id: &der::asn1::ObjectIdentifier, value: &[u8], attrs: &[Vec<u8>]) -> Vec<u8> {
+        let id = asn1::oid(id);
+        let value = asn1::tlv(tag::CTX0, value);
+        if attrs.is_empty() {
+            asn1::seq(&[&id, &value])
+        } else {
+            asn1::seq(&[&id, &value, &asn1::set_of(attrs.to_vec())])
+        }
+    }
+
+    fn cert_bag(der: &[u8]) -> Vec<u8> {
+        let cb = asn1::seq(&[
+            &asn1::oid(&oid::X509_CERTIFICATE),
+            &asn1::tlv(tag::CTX0, &asn1::octet_string(der)),
+        ]);
+        bag(&oid::CERT_BAG, &cb, &[])
+    }
+
+    fn shrouded(with: EncryptWith, pw: &Password, iterations: u32) -> Vec<u8> {
+        let (alg, ct) = encrypt(with, pw, iterations, KEY).unwrap();
+        bag(
+            &oid::SHROUDED_KEY_BAG,
+            &asn1::seq(&[&alg, &asn1::octet_string(&ct)]),
+            &[],
+        )
+    }
+
+    fn data_ci(bags: &[Vec<u8>]) -> Vec<u8> {
+        let sc = asn1::seq(&bags.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        asn1::seq(&[
+            &asn1::oid(&oid::DATA),
+            &asn1::tlv(tag::CTX0, &asn1::octet_string(&sc)),
+        ])
+    }
+
+    fn enc_ci(with: EncryptWith, pw: &Password, bags: &[Vec<u8>]) -> Vec<u8> {
+        let sc = asn1::seq(&bags.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let (alg, ct) = encrypt(with, pw, 7, &sc).unwrap();
+        let ed = asn1::seq(&[
+            &asn1::uint(0),
+            &asn1::seq(&[
+                &asn1::oid(&oid::DATA),
+                &alg,
+                &asn1::tlv(tag::CTX0_PRIM, &ct),
+            ]),
+        ]);
+        asn1::seq(&[&asn1::oid(&oid::ENCRYPTED_DATA), &asn1::tlv(tag::CTX0, &ed)])
+    }
+
+    fn pfx_with_mac_data(cis: &[Vec<u8>], mac: Option<Vec<u8>>) -> Vec<u8> {
+        let auth = asn1::seq(&cis.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let ci = asn1::seq(&[
+            &asn1::oid(&oid::DATA),
+            &asn1::tlv(tag::CTX0, &asn1::octet_string(&auth)),
+        ]);
+        match mac {
+            Some(mac) => asn1::seq(&[&asn1::uint(3), &ci, &mac]),
+            None => asn1::seq(&[&asn1::uint(3), &ci]),
+        }
+    }
+
+    fn pfx(cis: &[Vec<u8>], mac: Option<(Hash, &Password)>) -> Vec<u8> {
+        let auth = asn1::seq(&cis.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let mac = mac.map(|(h, pw)| crate::mac::encode(h, pw, 5, 8, &auth).unwrap());
+        pfx_with_mac_data(cis, mac)
+    }
+
+    fn key_and_cert(pw: &Password, with: EncryptWith) -> Vec<Vec<u8>> {
+        vec![
+            enc_ci(with, pw, &[cert_bag(CERT)]),
+            data_ci(&[shrouded(with, pw, 9)]),
+        ]
+    }
+
+    fn assert_one_of_each(d: &Decoded) {
+        assert_eq!(d.certificates.len(), 1);
+        assert_eq!(d.certificates[0].der, CERT);
+        assert_eq!(d.keys.len(), 1);
+        assert_eq!(&d.keys[0].pkcs8_der[..], KEY);
+    }
+
+    #[test]
+    fn without_mac_both_empty_encodings_are_found_by_decryption() {
+        for pw in [
+            Password::empty_zero_length(),
+            Password::empty_bmp_terminator(),
+        ] {
+            for with in [DES3, EncryptWith::Pkcs12(LegacyCipher::Rc2_40)] {
+                let file = pfx(&key_and_cert(&pw, with), None);
+                assert_one_of_each(&decode(&file, None).unwrap());
+                assert_one_of_each(&decode(&file, Some("")).unwrap());
+                let err = decode(&file, Some("x")).unwrap_err();
+                assert!(matches!(err, Error::Decryption { .. }), "{err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mac_and_bags_with_different_empty_encodings() {
+        let zero = Password::empty_zero_length();
+        let bmp = Password::empty_bmp_terminator();
+        let file = pfx(&key_and_cert(&bmp, DES3), Some((Hash::Sha1, &zero)));
+        assert_one_of_each(&decode(&file, None).unwrap());
+    }
+
+    #[test]
+    fn every_pbes2_prf_and_cipher_and_mac_hash() {
+        let pw = Password::given("pw");
+        let hashes = [
+            Hash::Sha1,
+            Hash::Sha224,
+            Hash::Sha256,
+            Hash::Sha384,
+            Hash::Sha512,
+        ];
+        for prf in hashes {
+            for cipher in [
+                Pbes2Cipher::Aes128,
+                Pbes2Cipher::Aes192,
+                Pbes2Cipher::Aes256,
+                Pbes2Cipher::Des3,
+            ] {
+                let with = EncryptWith::Pbes2 { prf, cipher };
+                let file = pfx(&key_and_cert(&pw, with), Some((prf, &pw)));
+                assert_one_of_each(&decode(&file, Some("pw")).unwrap());
+            }
+        }
+        for legacy in [
+            LegacyCipher::Des3,
+            LegacyCipher::Des2,
+            LegacyCipher::Rc2_128,
+            LegacyCipher::Rc2_40,
+        ] {
+            let file = pfx(&key_and_cert(&pw, EncryptWith::Pkcs12(legacy)), None);
+            assert_one_of_each(&decode(&file, Some("pw")).unwrap());
+        }
+    }
+
+    #[test]
+    fn nested_and_foreign_bags() {
+        let pw = Password::empty_bmp_terminator();
+        let secret = bag(
+            &der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.5"),
+            &asn1::seq(&[&asn1::oid(&oid::DATA), &asn1::octet_string(b"s")]),
+            &[],
+        );
+        let crl = bag(
+            &der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.4"),
+            &asn1::seq(&[]),
+            &[],
+        );
+        let sdsi = bag(
+            &oid::CERT_BAG,
+            &asn1::seq(&[
+                &asn1::oid(&der::asn1::ObjectIdentifier::new_unwrap(
+                    "1.2.840.113549.1.9.22.2",
+                )),
+                &asn1::tlv(tag::CTX0, &asn1::tlv(0x16, b"sdsi")),
+            ]),
+            &[],
+        );
+        let local_id = asn1::seq(&[
+            &asn1::oid(&oid::LOCAL_KEY_ID),
+            &asn1::set_of(vec![asn1::octet_string(&[9, 9])]),
+        ]);
+        let unknown_attr = asn1::seq(&[
+            &asn1::oid(&der::asn1::ObjectIdentifier::new_unwrap("1.2.3.4")),
+            &asn1::set_of(vec![asn1::null()]),
+        ]);
+        let plain_key = bag(&oid::KEY_BAG, KEY, &[local_id, unknown_attr]);
+        let inner = asn1::seq(&[&cert_bag(CERT), &plain_key]);
+        let nested = bag(&oid::SAFE_CONTENTS_BAG, &inner, &[]);
+        let file = pfx(
+            &[data_ci(&[secret, crl, sdsi, nested])],
+            Some((Hash::Sha256, &pw)),
+        );
+        let d = decode(&file, None).unwrap();
+        assert_one_of_each(&d);
+        assert_eq!(d.keys[0].local_key_id.as_deref(), Some(&[9u8, 9][..]));
+    }
+
+    #[test]
+    fn ber_indefinite_lengths_and_chunked_octet_strings() {
+        let pw = Password::given("pw");
+        let cis = key_and_cert(&pw, DES3);
+        let auth = asn1::seq(&cis.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let mac = crate::mac::encode(Hash::Sha1, &pw, 5, 8, &auth).unwrap();
+        let (a, b) = auth.split_at(auth.len() / 2);
+        let mut chunks = vec![0x24, 0x80];
+        chunks.extend(asn1::octet_string(a));
+        chunks.extend(asn1::octet_string(b));
+        chunks.extend([0, 0]);
+        let mut ci = vec![0x30, 0x80];
+        ci.extend(asn1::oid(&oid::DATA));
+        ci.extend([0xa0, 0x80]);
+        ci.extend(chunks);
+        ci.extend([0, 0, 0, 0]);
+        let mut file = vec![0x30, 0x80];
+        file.extend(asn1::uint(3));
+        file.extend(ci);
+        file.extend(mac);
+        file.extend([0, 0]);
+        assert_one_of_each(&decode(&file, Some("pw")).unwrap());
+    }
+
+    #[test]
+    fn bounds_are_checked_before_any_work() {
+        let pw = Password::given("pw");
+        let cis = key_and_cert(&pw, DES3);
+        // MAC iterations above the bound: rejected before computing anything.
+        let mac = asn1::seq(&[
+            &asn1::seq(&[
+                &asn1::seq(&[&asn1::oid(&oid::SHA1), &asn1::null()]),
+                &asn1::octet_string(&[0; 20]),
+            ]),
+            &asn1::octet_string(&[1; 8]),
+            &asn1::uint(2_000_000),
+        ]);
+        let err = decode(&pfx_with_mac_data(&cis, Some(mac)), Some("pw")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::IterationsTooHigh {
+                    what: "MAC",
+                    iterations: 2_000_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // A bag's PBE iterations above the bound.
+        let alg = asn1::seq(&[
+            &asn1::oid(&oid::PBE_SHA1_3DES),
+            &asn1::seq(&[&asn1::octet_string(&[1; 8]), &asn1::uint(1_000_001)]),
+        ]);
+        let key = bag(
+            &oid::SHROUDED_KEY_BAG,
+            &asn1::seq(&[&alg, &asn1::octet_string(&[0; 16])]),
+            &[],
+        );
+        let err = decode(&pfx(&[data_ci(&[key])], None), Some("pw")).unwrap_err();
+        assert!(matches!(err, Error::IterationsTooHigh { .. }), "{err:?}");
+        // A huge INTEGER saturates rather than wrapping.
+        let mut huge = vec![0x02, 0x09, 0x01];
+        huge.extend([0u8; 8]);
+        let t = asn1::parse_single(&huge, "int").unwrap();
+        assert!(crate::kdf::check_iterations("MAC", t.uint("int").unwrap()).is_err());
+    }
+
+    #[test]
+    fn unsupported_things_are_named() {
+        let pw = Password::given("pw");
+        // PBMAC1 (RFC 9579) as the MAC algorithm.
+        let mac = asn1::seq(&[
+            &asn1::seq(&[
+                &asn1::seq(&[&asn1::oid(&der::asn1::ObjectIdentifier::new_unwrap(
+                    "1.2.840.113549.1.5.14",
+                ))]),
+                &asn1::octet_string(&[0; 32]),
+            ]),
+            &asn1::octet_string(&[1; 8]),
+            &asn1::uint(1),
+        ]);
+        let err = decode(
+            &pfx_with_mac_data(&key_and_cert(&pw, DES3), Some(mac)),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("1.2.840.113549.1.5.14"), "{err}");
+
+        // envelopedData in the AuthenticatedSafe.
+        let env = asn1::seq(&[
+            &asn1::oid(&der::asn1::ObjectIdentifier::new_unwrap(
+                "1.2.840.113549.1.7.3",
+            )),
+            &asn1::tlv(tag::CTX0, &asn1::seq(&[])),
+        ]);
+        let err = decode(&pfx(&[env], None), None).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedAlgorithm { .. }), "{err:?}");
+        assert!(err.to_string().contains("1.2.840.113549.1.7.3"), "{err}");
+
+        // Version 2.
+        let mut file = pfx(&key_and_cert(&pw, DES3), None);
+        let pos = file.windows(3).position(|w| w == [2, 1, 3]).unwrap();
+        file[pos + 2] = 2;
+        assert!(matches!(
+            decode(&file, None),
+            Err(Error::UnsupportedVersion(2))
+        ));
+    }
+
+    #[test]
+    fn malformed_errors_say_where() {
+        let err = decode(&asn1::seq(&[&asn1::uint(3)]), None).unwrap_err();
+        assert!(err.to_string().contains("PFX.authSafe"), "{err}");
+        let bad_bag = asn1::seq(&[&asn1::oid(&oid::CERT_BAG)]);
+        let err = decode(&pfx(&[data_ci(&[bad_bag])], None), None).unwrap_err();
+        assert!(err.to_string().contains("SafeBag.bagValue"), "{err}");
+    }
+}

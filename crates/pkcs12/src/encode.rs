@@ -6,10 +6,16 @@ use sha1::Digest;
 use zeroize::Zeroizing;
 
 use crate::asn1::{self, oid, tag};
-use crate::cipher::{self, EncryptWith, LegacyCipher};
+use crate::cipher::{self, EncryptWith, LegacyCipher, Pbes2Cipher};
 use crate::error::Error;
 use crate::kdf::{Hash, Password};
 use crate::{EmptyPassword, EncodeOptions, MAX_ITERATIONS, Scheme};
+
+/// OpenSSL 3's default bag encryption.
+const PBES2_AES256: EncryptWith = EncryptWith::Pbes2 {
+    prf: Hash::Sha256,
+    cipher: Pbes2Cipher::Aes256,
+};
 
 /// See [`crate::encode`].
 pub(crate) fn encode(
@@ -60,12 +66,7 @@ pub(crate) fn encode(
             Hash::Sha1,
             8,
         ),
-        Scheme::ModernAes256 => (
-            EncryptWith::Pbes2Aes256,
-            EncryptWith::Pbes2Aes256,
-            Hash::Sha256,
-            8,
-        ),
+        Scheme::ModernAes256 => (PBES2_AES256, PBES2_AES256, Hash::Sha256, 8),
     };
 
     let local_key_id = if opts.local_key_id.is_empty() {

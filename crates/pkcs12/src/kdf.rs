@@ -267,4 +267,13 @@ mod tests {
         ));
         assert!(check_iterations("MAC", 0).is_err());
     }
+
+    #[test]
+    fn work_budget_is_cumulative() {
+        let mut b = WorkBudget::new();
+        for _ in 0..10 {
+            b.spend(crate::MAX_ITERATIONS).unwrap();
+        }
+        assert!(matches!(b.spend(1), Err(Error::TooMuchWork { .. })));
+    }
 }
