@@ -281,6 +281,37 @@ async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
 
+    // A PFX (OpenSSL's modern form) imported with the official client is
+    // served in Key Vault's form, decodable with the empty password.
+    use base64::Engine as _;
+    let pfx = issued.pfx(kvemu::PfxForm::Modern).unwrap();
+    let params = ImportCertificateParameters {
+        base64_encoded_certificate: Some(base64::engine::general_purpose::STANDARD.encode(&pfx)),
+        ..Default::default()
+    };
+    let cert = certs
+        .import_certificate("rs-pfx", params.try_into().unwrap(), None)
+        .await
+        .expect("import_certificate (PFX)")
+        .into_model()
+        .unwrap();
+    assert_eq!(cert.cer.as_deref(), Some(issued.chain[0].as_slice()));
+    let managed = client
+        .get_secret("rs-pfx", None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    assert_eq!(
+        managed.content_type.as_deref(),
+        Some("application/x-pkcs12")
+    );
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(managed.value.as_deref().unwrap())
+        .unwrap();
+    let decoded = akvsync_pkcs12::decode(&der, None).unwrap();
+    assert_eq!(decoded.certificates[0].der, issued.chain[0]);
+
     // A certificate-backed secret (imported through the emulator's import path).
     let seeded = emu.seed(vault).unwrap();
     let pem = seeded.iter().find(|i| i.name == "seed-rsa-pem").unwrap();
