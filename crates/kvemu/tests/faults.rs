@@ -24,9 +24,11 @@ async fn setup() -> (Env, String, String) {
 #[tokio::test]
 async fn throttling_answers_429_with_retry_after() {
     let (env, tok, url) = setup().await;
+    // 3 requests per 30 s: one token back every 10 s, so a slow (loaded)
+    // machine cannot refill the bucket before the fourth request.
     env.emu.set_throttle(ThrottleConfig {
         requests: 3,
-        window: Duration::from_secs(3),
+        window: Duration::from_secs(30),
     });
     for _ in 0..3 {
         assert_eq!(env.get(&url, &tok).await.status(), 200);
@@ -38,7 +40,7 @@ async fn throttling_answers_429_with_retry_after() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=2).contains(&ra), "{ra}");
+    assert!((1..=10).contains(&ra), "{ra}");
     let (_, v) = json(r).await;
     assert_eq!(error_code(&v), "Throttled");
     // Per vault: another vault is unaffected.
@@ -52,7 +54,8 @@ async fn throttling_answers_429_with_retry_after() {
         .status(),
         200
     );
-    tokio::time::sleep(Duration::from_secs(ra)).await;
+    // Refill over time is unit-tested (throttle.rs); a new budget resets it.
+    env.emu.set_throttle(ThrottleConfig::default());
     assert_eq!(env.get(&url, &tok).await.status(), 200);
     let c = env.emu.counters();
     assert_eq!(c.throttled, 1);
