@@ -96,7 +96,7 @@ async fn bad_tokens_are_refused_with_a_challenge() {
         .set_token_lifetime(std::time::Duration::from_secs(1));
     let short = env.token().await;
     assert_eq!(env.get(&url, &short).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     let (s, v) = json(env.get(&url, &short).await).await;
     assert_eq!(s, 401);
     assert_eq!(error_code(&v), "Unauthorized");
