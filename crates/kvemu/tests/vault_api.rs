@@ -91,9 +91,9 @@ async fn bad_tokens_are_refused_with_a_challenge() {
     let (s, v) = json(env.get(&url, &cn).await).await;
     assert_eq!(s, 401);
     assert!(v["error"]["message"].as_str().unwrap().contains("AKV10022"));
-    // Expired.
+    // Expired (whole-second clock: a 3 s token is valid for at least 2 s).
     env.emu
-        .set_token_lifetime(std::time::Duration::from_secs(1));
+        .set_token_lifetime(std::time::Duration::from_secs(3));
     let short = env.token().await;
     assert_eq!(env.get(&url, &short).await.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
