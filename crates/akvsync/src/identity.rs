@@ -154,6 +154,8 @@ pub struct Credential {
     backoff: Backoff,
     cache: Mutex<HashMap<String, AccessToken>>,
     requests: std::sync::atomic::AtomicU64,
+    /// Learnt: the endpoint is an Azure Arc agent (api-version 2019-11-01, Basic challenge).
+    arc: std::sync::atomic::AtomicBool,
 }
 
 impl Credential {
@@ -186,6 +188,7 @@ impl Credential {
             backoff,
             cache: Mutex::new(HashMap::new()),
             requests: std::sync::atomic::AtomicU64::new(0),
+            arc: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -276,10 +279,24 @@ impl Credential {
         &self,
         resource: &str,
     ) -> Result<AccessToken, (IdentityError, Option<Duration>)> {
+        let arc = self.arc.load(std::sync::atomic::Ordering::Relaxed);
+        let first_version = if arc { ARC_API_VERSION } else { API_VERSION };
         let mut response = self
-            .send(self.url(resource, API_VERSION), None)
+            .send(self.url(resource, first_version), None)
             .await
             .map_err(|e| (e, None))?;
+        if !arc && response.status() == StatusCode::BAD_REQUEST {
+            // The Azure Arc agent refuses IMDS's api-version; ask again as Arc does, and
+            // remember, so that later tokens cost no extra request.
+            let (again, body) = self
+                .retry_as_arc(response, resource)
+                .await
+                .map_err(|e| (e, None))?;
+            match again {
+                Some(arc_response) => response = arc_response,
+                None => return Err((self.refused(StatusCode::BAD_REQUEST, &body), None)),
+            }
+        }
         if response.status() == StatusCode::UNAUTHORIZED
             && let Some(realm) = basic_realm(&response)
         {
@@ -307,21 +324,7 @@ impl Credential {
                 )
             })?;
         if !status.is_success() {
-            let message = match serde_json::from_slice::<ErrorResponse>(&body) {
-                Ok(ErrorResponse {
-                    error: Some(code),
-                    error_description,
-                }) => {
-                    format!("{code}: {}", error_description.unwrap_or_default())
-                }
-                _ => status.canonical_reason().unwrap_or("error").to_owned(),
-            };
-            let error = IdentityError::Refused {
-                endpoint: self.endpoint_name(),
-                status: status.as_u16(),
-                message,
-            };
-            return Err((error, retry_after));
+            return Err((self.refused(status, &body), retry_after));
         }
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             let reason = format!(
@@ -346,6 +349,52 @@ impl Credential {
                 None,
             )
         })
+    }
+
+    /// After a 400: if it was about the api-version, the endpoint is an Arc agent; returns
+    /// its answer to a request with Arc's api-version, or the 400's body to report.
+    async fn retry_as_arc(
+        &self,
+        response: reqwest::Response,
+        resource: &str,
+    ) -> Result<(Option<reqwest::Response>, Zeroizing<Vec<u8>>), IdentityError> {
+        let body = http::read_capped(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| IdentityError::BadResponse {
+                endpoint: self.endpoint_name(),
+                reason: e.to_string(),
+            })?;
+        let about_version = String::from_utf8_lossy(&body)
+            .to_ascii_lowercase()
+            .contains("api version")
+            || String::from_utf8_lossy(&body)
+                .to_ascii_lowercase()
+                .contains("api-version");
+        if !about_version {
+            return Ok((None, body));
+        }
+        let again = self.send(self.url(resource, ARC_API_VERSION), None).await?;
+        if again.status() == StatusCode::UNAUTHORIZED && basic_realm(&again).is_some() {
+            self.arc.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((Some(again), body))
+    }
+
+    fn refused(&self, status: StatusCode, body: &[u8]) -> IdentityError {
+        let message = match serde_json::from_slice::<ErrorResponse>(body) {
+            Ok(ErrorResponse {
+                error: Some(code),
+                error_description,
+            }) => {
+                format!("{code}: {}", error_description.unwrap_or_default())
+            }
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        };
+        IdentityError::Refused {
+            endpoint: self.endpoint_name(),
+            status: status.as_u16(),
+            message,
+        }
     }
 
     /// The Arc agent names a key file in its challenge; only a `.key` file of at most

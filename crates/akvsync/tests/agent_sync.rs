@@ -646,3 +646,175 @@ async fn hooks_run_once_per_change_with_the_certificate_in_their_environment() {
     assert!(lines[1].contains(&v2.version));
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn azure_arc_basic_challenge_is_answered_only_from_the_token_directory() {
+    let emu = emulator().await;
+    emu.set_identity_mode(kvemu::IdentityMode::Arc);
+    emu.rotate_certificate(VAULT, "arc").unwrap();
+    let scratch = Scratch::new("arc");
+    let settings = parse(&settings_json(&emu, &scratch, &[url("arc")]));
+
+    // The key file lies outside the directory this credential trusts: refused.
+    let wrong = Arc::new(Credential::new(&settings.identity, scratch.0.clone(), FAST).unwrap());
+    let err = wrong.token("https://vault.azure.net").await.unwrap_err();
+    assert!(err.to_string().contains("is not a .key file in"), "{err}");
+
+    let trusted =
+        Credential::new(&settings.identity, emu.arc_token_dir().to_owned(), FAST).unwrap();
+    let token = trusted.token("https://vault.azure.net").await.unwrap();
+    assert!(token.expires_on > 0);
+    assert_eq!(
+        trusted.request_count(),
+        3,
+        "IMDS api-version refused, Arc challenge, answer"
+    );
+    trusted.token("https://vault.azure.cn").await.unwrap();
+    assert_eq!(
+        trusted.request_count(),
+        5,
+        "Arc is remembered: challenge and answer only"
+    );
+    emu.shutdown().await;
+}
+
+/// A CONNECT proxy on loopback that tunnels every vault host to the emulator and records
+/// what it was asked for.
+async fn connect_proxy(
+    vault_addr: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                let mut request_line = String::new();
+                client.read_line(&mut request_line).await.unwrap();
+                loop {
+                    let mut header = String::new();
+                    client.read_line(&mut header).await.unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                }
+                log.lock().unwrap().push(request_line.trim().to_owned());
+                let mut upstream = tokio::net::TcpStream::connect(vault_addr).await.unwrap();
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (address, seen)
+}
+
+#[tokio::test]
+async fn vault_traffic_goes_through_https_proxy_and_identity_never_does() {
+    let emu = emulator().await;
+    let imported = emu.rotate_certificate(VAULT, "proxied").unwrap();
+    let (proxy, seen) = connect_proxy(emu.vault_addr()).await;
+    let scratch = Scratch::new("proxy");
+    let settings_file = scratch.0.join("settings.json");
+    fs::write(
+        &settings_file,
+        settings_json(&emu, &scratch, &[url("proxied")]).to_string(),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .args(["once", "--settings"])
+        .arg(&settings_file)
+        .arg("--state-dir")
+        .arg(scratch.0.join("state"))
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .env("ALL_PROXY", format!("http://{proxy}"))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(linked_version(&scratch, "proxied"), imported.version);
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the vault request went through the proxy");
+    assert!(
+        seen.iter()
+            .all(|line| line == &format!("CONNECT {VAULT}.vault.azure.net:443 HTTP/1.1")),
+        "{seen:?}"
+    );
+    assert!(
+        emu.counters().identity >= 1,
+        "the identity endpoint was reached directly"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn require_initial_sync_holds_readiness_until_every_certificate_is_installed() {
+    let emu = emulator().await;
+    emu.rotate_certificate(VAULT, "present").unwrap();
+    let scratch = Scratch::new("ready");
+    let socket_path = scratch.0.join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut json = settings_json(&emu, &scratch, &[url("present"), url("later")]);
+    json["secretsManagementSettings"]["requireInitialSync"] = serde_json::json!(true);
+    let settings_file = scratch.0.join("settings.json");
+    fs::write(&settings_file, json.to_string()).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .args(["run", "--settings"])
+        .arg(&settings_file)
+        .arg("--state-dir")
+        .arg(scratch.0.join("state"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 512];
+    // The first retry comes after ~5 s; in the first 3 s only "present" can be installed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, notify.recv(&mut buffer)).await {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    assert!(link(&scratch, "present").exists());
+    assert!(
+        !messages.iter().any(|m| m.contains("READY=1")),
+        "READY before every certificate: {messages:?}"
+    );
+
+    let later = emu.rotate_certificate(VAULT, "later").unwrap();
+    let ready = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let n = notify.recv(&mut buffer).await.unwrap();
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if message.contains("READY=1") {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("READY once the missing certificate appears");
+    assert!(ready.contains("STATUS=polling"), "{ready}");
+    assert_eq!(linked_version(&scratch, "later"), later.version);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().await.unwrap();
+    emu.shutdown().await;
+}
