@@ -3,12 +3,19 @@
 
 mod common;
 
+use std::sync::OnceLock;
+
 use akvsync_pkcs12::{EncodeOptions, Scheme, decode, encode};
 use proptest::prelude::*;
 
 /// Valid PFX files to mutate: small iteration counts keep mutated files cheap
 /// (a mutation can raise a count, but only up to the 1,000,000 bound).
-fn seeds() -> Vec<Vec<u8>> {
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    SEEDS.get_or_init(make_seeds)
+}
+
+fn make_seeds() -> Vec<Vec<u8>> {
     let leaf = common::pem("ec-leaf.pem");
     let int = common::pem("ec-int.pem");
     let key = common::pem("ec-leaf.p8.pem");
@@ -50,6 +57,14 @@ fn strip_mac(pfx: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `PROPTEST_CASES` if set (for longer local runs), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn mutate(mut pfx: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     for &(pos, kind, value) in edits {
         if pfx.is_empty() {
@@ -69,7 +84,7 @@ fn mutate(mut pfx: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048),
@@ -87,13 +102,14 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(1024), ..ProptestConfig::default() })]
 
     #[test]
-    fn mutated_pfx_never_panics(seed in 0usize..16,
+    fn mutated_pfx_never_panics(seed in 0usize..9,
                                 edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
                                 cut in any::<Option<usize>>()) {
         let seeds = seeds();
+        prop_assert_eq!(seeds.len(), 9);
         let mut pfx = mutate(seeds[seed % seeds.len()].clone(), &edits);
         if let Some(cut) = cut {
             let len = pfx.len();
