@@ -25,7 +25,25 @@ pub struct Counters {
     pub throttled: u64,
 }
 
+/// Distinct (vault, object) keys counted; beyond, requests are counted under
+/// the object name [`OTHER`] (names come from request paths).
+pub const MAX_OBJECT_KEYS: usize = 100_000;
+/// Object name standing for everything past [`MAX_OBJECT_KEYS`].
+pub const OTHER: &str = "<other>";
+
 impl Counters {
+    /// Counts a vault request on arrival.
+    pub fn count_request(&mut self, vault: &str, object: Option<&str>) {
+        *self.vault.entry(vault.to_string()).or_default() += 1;
+        if let Some(obj) = object {
+            let mut key = (vault.to_string(), obj.to_ascii_lowercase());
+            if self.object.len() >= MAX_OBJECT_KEYS && !self.object.contains_key(&key) {
+                key.1 = OTHER.to_string();
+            }
+            *self.object.entry(key).or_default() += 1;
+        }
+    }
+
     /// JSON form (for the control endpoint): composite keys joined with `/`.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::{Map, Value, json};

@@ -30,6 +30,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_SECRET_VALUE: usize = 25 * 1024;
 /// The service's limit on tags per object.
 const MAX_TAGS: usize = 15;
+/// Vaults created on first use, at most (a flood of random host names cannot
+/// grow the store without bound).
+pub const MAX_VAULTS: usize = 10_000;
 
 /// A parsed request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,15 +193,20 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: axum::extract::Request) 
         );
         return finish(r, &common, None);
     };
-    {
-        let mut c = lock(&sh.counters);
-        *c.vault.entry(vault.name.clone()).or_default() += 1;
-        if let Some(obj) = route.object() {
-            *c.object
-                .entry((vault.name.clone(), obj.to_ascii_lowercase()))
-                .or_default() += 1;
-        }
+    let too_many_vaults = {
+        let st = lock(&sh.store);
+        st.vaults.len() >= MAX_VAULTS && !st.vaults.contains_key(&vault.name)
+    };
+    if too_many_vaults {
+        lock(&sh.counters).unknown_host += 1;
+        let r = kv_error(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "This emulator already serves its maximum number of vaults.",
+        );
+        return finish(r, &common, None);
     }
+    lock(&sh.counters).count_request(&vault.name, route.object());
     let query: Vec<(String, String)> = parts
         .uri
         .query()
