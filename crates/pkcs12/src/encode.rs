@@ -75,15 +75,20 @@ pub(crate) fn encode(
         opts.local_key_id.clone()
     };
 
-    // Attributes: the leaf and the key share localKeyId (and friendlyName).
-    let mut leaf_attrs = vec![attribute(
-        &oid::LOCAL_KEY_ID,
-        &asn1::octet_string(&local_key_id),
-    )];
-    if let Some(name) = &opts.friendly_name {
-        leaf_attrs.push(attribute(&oid::FRIENDLY_NAME, &asn1::bmp_string(name)));
+    // Attributes: the leaf and the key share localKeyId. friendlyName goes on
+    // the key, and on the leaf too as OpenSSL does, except in Key Vault's
+    // layout (its leaf carries only localKeyId).
+    let key_id_attr = attribute(&oid::LOCAL_KEY_ID, &asn1::octet_string(&local_key_id));
+    let name_attr = opts
+        .friendly_name
+        .as_deref()
+        .map(|name| attribute(&oid::FRIENDLY_NAME, &asn1::bmp_string(name)));
+    let mut leaf_attrs = vec![key_id_attr.clone()];
+    if opts.scheme != Scheme::Legacy3Des {
+        leaf_attrs.extend(name_attr.clone());
     }
-    let mut key_attrs = leaf_attrs.clone();
+    let mut key_attrs = vec![key_id_attr];
+    key_attrs.extend(name_attr);
     if let Some(csp) = &opts.csp_name {
         key_attrs.push(attribute(&oid::MS_CSP_NAME, &asn1::bmp_string(csp)));
     }

@@ -159,7 +159,8 @@ pub struct EncodeOptions {
     pub empty_password: EmptyPassword,
     /// KDF and MAC iteration count, 1 to [`MAX_ITERATIONS`].
     pub iterations: u32,
-    /// friendlyName attribute on the key bag and the leaf's cert bag.
+    /// friendlyName attribute on the key bag, and on the leaf's cert bag
+    /// except with [`Scheme::Legacy3Des`] (Key Vault puts it only on the key).
     pub friendly_name: Option<String>,
     /// Microsoft CSP name attribute on the key bag.
     pub csp_name: Option<String>,

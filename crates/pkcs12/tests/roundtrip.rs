@@ -61,7 +61,11 @@ fn check_decoded(c: &Chain, pfx: &[u8], password: Option<&str>, opts: &EncodeOpt
     assert_eq!(d.certificates[0].local_key_id.as_deref(), Some(&id[..]));
     assert_eq!(d.certificates[1].local_key_id, None);
     assert_eq!(key.friendly_name, opts.friendly_name);
-    assert_eq!(d.certificates[0].friendly_name, opts.friendly_name);
+    let leaf_name = match opts.scheme {
+        Scheme::Legacy3Des => None,
+        _ => opts.friendly_name.clone(),
+    };
+    assert_eq!(d.certificates[0].friendly_name, leaf_name);
     assert_eq!(key.csp_name, opts.csp_name);
 }
 
@@ -252,12 +256,13 @@ fn openssl_sees_key_vaults_shape_in_the_key_vault_preset() {
         return;
     }
     let c = chain("rsa");
-    let ours = openssl_read(
-        &encode_chain(&c, &EncodeOptions::key_vault()),
-        "",
-        false,
-        true,
-    );
+    let opts = EncodeOptions {
+        friendly_name: Some("51ad1b0b-c859-41df-8933-76683d38ee1f".into()),
+        ..EncodeOptions::key_vault()
+    };
+    // Key Vault's PFX holds only the leaf.
+    let leaf_only = encode(&[&c.certs[0]], &c.key, &opts).unwrap();
+    let ours = openssl_read(&leaf_only, "", false, true);
     let theirs = openssl_read(&common::keyvault_pfx(), "", false, true);
     // The -info lines (algorithms, iterations, MAC, attribute names) match.
     let shape = |s: &str| -> Vec<String> {
@@ -268,6 +273,8 @@ fn openssl_sees_key_vaults_shape_in_the_key_vault_preset() {
                     || l.starts_with("Shrouded")
                     || l.contains("localKeyID")
                     || l.contains("Microsoft CSP Name")
+                    || l.contains("friendlyName")
+                    || l.starts_with("Bag Attributes")
             })
             .map(str::to_owned)
             .collect()
