@@ -78,6 +78,8 @@ pub struct Common<'a> {
     pub request_id: String,
     pub region: &'a str,
     pub peer_ip: String,
+    /// The client's `x-ms-client-request-id`, echoed back as the service does.
+    pub client_request_id: Option<String>,
 }
 
 /// Builds the wire response, applying a body fault if given.
@@ -184,6 +186,9 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
             common.peer_ip
         ),
     );
+    if let Some(id) = &common.client_request_id {
+        put(HeaderName::from_static("x-ms-client-request-id"), id);
+    }
     put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     put(
         header::STRICT_TRANSPORT_SECURITY,

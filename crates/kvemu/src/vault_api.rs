@@ -180,6 +180,12 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: axum::extract::Request) 
         request_id: sh.guid(),
         region: &sh.region,
         peer_ip: "127.0.0.1".into(),
+        client_request_id: parts
+            .headers
+            .get("x-ms-client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 256)
+            .map(str::to_string),
     };
     let vault =
         vault_host::parse(&host_header).or_else(|| sni.as_deref().and_then(vault_host::parse));
@@ -239,7 +245,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: axum::extract::Request) 
             }
             return Response::new(Body::empty());
         }
-        Pre::Continue(authorized) => {
+        Pre::Continue => {
             let bytes = if matches!(parts.method, Method::PUT | Method::POST | Method::PATCH) {
                 match axum::body::to_bytes(body, MAX_BODY).await {
                     Ok(b) => b,
@@ -268,7 +274,6 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: axum::extract::Request) 
                 query: &query,
                 body: &bytes,
             };
-            let _ = authorized;
             operate(&sh, &route, &ctx)
         }
     };
@@ -292,8 +297,8 @@ enum Pre {
     Reply(Reply),
     Hang,
     Reset,
-    /// Authorised as this client id.
-    Continue(String),
+    /// Authorised, not faulted, not throttled: perform the operation.
+    Continue,
 }
 
 async fn pipeline(
@@ -426,7 +431,7 @@ async fn pipeline(
             );
         }
     }
-    Pre::Continue(client_id)
+    Pre::Continue
 }
 
 fn operate(sh: &Shared, route: &Route, ctx: &Ctx<'_>) -> Reply {

@@ -63,8 +63,16 @@ async fn challenge_then_token_flow() {
     assert_eq!(v["attributes"]["recoveryLevel"], "Recoverable+Purgeable");
     assert!(v.get("managed").is_none() && v.get("kid").is_none());
     // Without the trailing slash too.
-    let (s, _) = json(env.get(&env.v1("/secrets/s1?api-version=7.6"), &tok).await).await;
-    assert_eq!(s, 200);
+    let r = env
+        .http
+        .get(env.v1("/secrets/s1?api-version=7.6"))
+        .bearer_auth(&tok)
+        .header("x-ms-client-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ms-client-request-id"], "abc-123");
     env.emu.shutdown().await;
 }
 
