@@ -7,15 +7,14 @@ mod certificate;
 mod hex;
 mod key;
 mod pem;
-mod pfx;
 
 use base64::Engine;
 use zeroize::Zeroizing;
 
+pub use akvsync_pkcs12::MAX_ITERATIONS;
 pub use certificate::CertificateInfo;
 pub use hex::upper as hex_upper;
 pub use key::PrivateKey;
-pub use pfx::MAX_ITERATIONS;
 
 /// Largest secret value decoded: Key Vault's own limit on a secret is 25 KiB; the HTTP
 /// layer caps bodies at 1 MiB.
@@ -118,16 +117,19 @@ fn decode_pfx_base64(value: &str) -> Result<Bundle, DecodeError> {
     decode_pfx(&der)
 }
 
-/// Decodes a PFX with the empty password (both encodings of it).
+/// Decodes a PFX with the empty password (both encodings of it), through the workspace's
+/// `akvsync-pkcs12` crate.
 pub fn decode_pfx(der: &[u8]) -> Result<Bundle, DecodeError> {
-    let contents = pfx::decode(der, None)?;
-    let csp_name = contents.keys.iter().find_map(|k| k.csp_name.clone());
-    let keys = contents
+    let decoded =
+        akvsync_pkcs12::decode(der, None).map_err(|e| DecodeError::Pkcs12(e.to_string()))?;
+    let csp_name = decoded.keys.iter().find_map(|k| k.csp_name.clone());
+    let keys = decoded
         .keys
         .iter()
-        .map(|k| PrivateKey::from_pkcs8(&k.pkcs8))
+        .map(|k| PrivateKey::from_pkcs8(&k.pkcs8_der))
         .collect::<Result<Vec<_>, _>>()?;
-    assemble(contents.certificates, keys, csp_name)
+    let certificates = decoded.certificates.into_iter().map(|c| c.der).collect();
+    assemble(certificates, keys, csp_name)
 }
 
 /// Finds the leaf (the certificate whose public key is the private key's) and orders
