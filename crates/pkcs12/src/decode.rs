@@ -72,10 +72,11 @@ pub(crate) fn decode(pfx_der: &[u8], password: Option<&str>) -> Result<Decoded, 
         }
         let Some(i) = verified else {
             return Err(Error::MacMismatch {
-                tried: if candidates.len() > 1 {
-                    "tried the empty password as zero bytes and as BMPString 00 00"
-                } else {
-                    "tried the given password"
+                tried: match password {
+                    None | Some("") => {
+                        "tried the empty password as zero bytes and as BMPString 00 00"
+                    }
+                    Some(_) => "tried the given password",
                 },
             });
         };
@@ -446,6 +447,13 @@ mod tests {
                 assert!(matches!(err, Error::Decryption { .. }), "{err:?}");
             }
         }
+    }
+
+    #[test]
+    fn openssl1_encoding_of_a_non_ascii_password() {
+        let old = Password::candidates(Some("Pässwörd")).remove(1);
+        let file = pfx(&key_and_cert(&old, DES3), Some((Hash::Sha1, &old)));
+        assert_one_of_each(&decode(&file, Some("Pässwörd")).unwrap());
     }
 
     #[test]

@@ -60,7 +60,23 @@ impl Password {
     pub fn candidates(password: Option<&str>) -> Vec<Self> {
         match password {
             None | Some("") => vec![Self::empty_zero_length(), Self::empty_bmp_terminator()],
-            Some(p) => vec![Self::given(p)],
+            Some(p) if p.is_ascii() => vec![Self::given(p)],
+            Some(p) => vec![Self::given(p), Self::openssl1_bytes(p)],
+        }
+    }
+
+    /// OpenSSL 1.x's form of a non-ASCII password: each UTF-8 *byte*
+    /// zero-extended to 16 bits (OpenSSL 3 also tries it, for old files).
+    fn openssl1_bytes(password: &str) -> Self {
+        let mut bmp: Zeroizing<Vec<u8>> =
+            Zeroizing::new(Vec::with_capacity(password.len() * 2 + 2));
+        for b in password.bytes() {
+            bmp.extend_from_slice(&[0, b]);
+        }
+        bmp.extend_from_slice(&[0, 0]);
+        Self {
+            bmp,
+            utf8: Zeroizing::new(password.as_bytes().to_vec()),
         }
     }
 }
@@ -256,6 +272,10 @@ mod tests {
         assert!(c[0].bmp.is_empty());
         assert_eq!(*c[1].bmp, vec![0, 0]);
         assert_eq!(Password::candidates(None).len(), 2);
+        assert_eq!(Password::candidates(Some("ascii")).len(), 1);
+        let c = Password::candidates(Some("ä"));
+        assert_eq!(*c[0].bmp, vec![0, 0xe4, 0, 0]);
+        assert_eq!(*c[1].bmp, vec![0, 0xc3, 0, 0xa4, 0, 0]);
     }
 
     #[test]

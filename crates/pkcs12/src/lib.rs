@@ -107,6 +107,7 @@ impl fmt::Debug for KeyBag {
 /// `password`: `None` or `Some("")` mean the empty password, tried as zero
 /// bytes and as the BMPString terminator `00 00`; the encoding the MAC
 /// verifies is used (without a MAC, the one that decrypts to valid data).
+/// A non-ASCII password is also tried in OpenSSL 1.x's byte-wise form.
 ///
 /// Supported: keyBag, pkcs8ShroudedKeyBag, certBag (x509Certificate), nested
 /// safeContentsBag; crlBag, secretBag and unknown bags are skipped. Encryption:
