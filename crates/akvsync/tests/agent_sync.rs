@@ -818,3 +818,56 @@ async fn require_initial_sync_holds_readiness_until_every_certificate_is_install
     child.wait().await.unwrap();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn pfx_in_key_vaults_form_and_openssls_form_and_pem_all_install() {
+    let emu = emulator().await;
+    let seeded = emu.seed(VAULT).unwrap();
+    let forms: Vec<&str> = seeded.iter().map(|i| i.content_type.as_str()).collect();
+    assert_eq!(
+        forms,
+        [
+            "application/x-pkcs12",
+            "application/x-pkcs12",
+            "application/x-pem-file"
+        ]
+    );
+    let scratch = Scratch::new("forms");
+    let urls: Vec<String> = seeded.iter().map(|i| url(&i.name)).collect();
+    let agent = agent(parse(&settings_json(&emu, &scratch, &urls)), &scratch);
+    let reports = agent.engine.sync_all().await;
+    for imported in &seeded {
+        let report = result_of(&reports, &imported.name);
+        assert_eq!(report.result, SyncResult::Installed, "{report:?}");
+        assert_eq!(
+            report.thumbprint.as_deref(),
+            Some(imported.thumbprint.as_str()),
+            "{}",
+            imported.name
+        );
+        let pem = fs::read_to_string(link(&scratch, &imported.name)).unwrap();
+        let bundle = akvsync::decode::decode_pem(&pem).unwrap();
+        assert_eq!(bundle.leaf.thumbprint, imported.thumbprint);
+        assert_eq!(
+            bundle.chain.len(),
+            2,
+            "{}: intermediate and root",
+            imported.name
+        );
+    }
+    // A PFX rotation keeps its form and is picked up like any other.
+    let rotated = emu.rotate_certificate(VAULT, &seeded[0].name).unwrap();
+    assert_eq!(rotated.content_type, "application/x-pkcs12");
+    agent.engine.sync_all().await;
+    assert_eq!(linked_version(&scratch, &seeded[0].name), rotated.version);
+    // A PFX that does not decode keeps the installed one.
+    emu.rotate_certificate(VAULT, &seeded[0].name).unwrap();
+    emu.inject(Fault::object(VAULT, &seeded[0].name, FaultKind::BadPfx, 10));
+    let reports = agent.engine.sync_all().await;
+    let SyncResult::Failed(message) = &result_of(&reports, &seeded[0].name).result else {
+        panic!("{reports:?}")
+    };
+    assert!(message.contains("PKCS#12"), "{message}");
+    assert_eq!(linked_version(&scratch, &seeded[0].name), rotated.version);
+    emu.shutdown().await;
+}
