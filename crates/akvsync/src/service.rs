@@ -108,6 +108,7 @@ fn reload_settings(engine: &Engine, path: &std::path::Path, rebuild: &Rebuild) -
             }
             match rebuild(engine, validated.settings) {
                 Ok(new) => {
+                    new.remember_settings(path);
                     tracing::info!(path = %path.display(), "settings reloaded");
                     Some(new)
                 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+/// The last settings `once`/`run` used, for `status` without `--settings` (SPEC §10).
+pub const LAST_SETTINGS_FILE: &str = "last-settings.json";
 /// A state file of thousands of certificates is well under this.
 const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -148,14 +150,29 @@ impl StateDir {
         }
     }
 
+    /// Keeps a copy of validated settings (atomically) for `status` without `--settings`.
+    pub fn remember_settings(&self, settings_file: &Path) -> Result<(), StateError> {
+        let mut bytes = Vec::new();
+        File::open(settings_file)
+            .and_then(|f| f.take(MAX_STATE_BYTES).read_to_end(&mut bytes))
+            .map_err(io_err("read", settings_file))?;
+        self.write_atomically(LAST_SETTINGS_FILE, &bytes)
+    }
+
     /// Writes the state atomically.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let path = self.dir.join(STATE_FILE);
-        let temp = self.dir.join(format!(".{STATE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(state)
             .map_err(|e| io_err("encode", &path)(io::Error::other(e)))?;
+        self.write_atomically(STATE_FILE, &json)
+    }
+
+    /// Temp file (0600), fsync, rename over `name`, fsync the directory.
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.dir.join(name);
+        let temp = self.dir.join(format!(".{name}.tmp"));
         let mut file = private_file(&temp).map_err(io_err("create", &temp))?;
-        file.write_all(&json).map_err(io_err("write", &temp))?;
+        file.write_all(bytes).map_err(io_err("write", &temp))?;
         file.sync_all().map_err(io_err("sync", &temp))?;
         drop(file);
         fs::rename(&temp, &path).map_err(io_err("replace", &path))?;

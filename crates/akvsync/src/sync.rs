@@ -103,6 +103,13 @@ impl Engine {
         &self.settings
     }
 
+    /// Records the settings file in use, for `status` without `--settings`.
+    pub fn remember_settings(&self, path: &std::path::Path) {
+        if let Err(e) = self.state_dir.remember_settings(path) {
+            tracing::warn!(error = %e, "settings not remembered for status");
+        }
+    }
+
     /// Syncs every certificate once; reports in settings order.
     pub async fn sync_all(self: &Arc<Self>) -> Vec<Report> {
         let permits = Arc::new(Semaphore::new(CONCURRENCY));

@@ -481,6 +481,25 @@ async fn once_and_status_commands() {
     assert_eq!(installed["version"], imported.version.as_str());
     assert_eq!(installed["dnsNames"][0], "cli.example.test");
 
+    // Without --settings, status reads the settings `once` last used from the state directory.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .args(["status", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remembered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        remembered["certificates"][0]["installed"]["thumbprint"],
+        imported.thumbprint.as_str()
+    );
+
     // A certificate that cannot be fetched makes `once` exit 1.
     fs::write(
         &settings_file,
@@ -869,5 +888,34 @@ async fn pfx_in_key_vaults_form_and_openssls_form_and_pem_all_install() {
     };
     assert!(message.contains("PKCS#12"), "{message}");
     assert_eq!(linked_version(&scratch, &seeded[0].name), rotated.version);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_disabled_or_expired_secret_version_is_reported_and_the_installed_one_stays() {
+    let emu = emulator().await;
+    let v1 = emu.rotate_certificate(VAULT, "lifecycle").unwrap();
+    let scratch = Scratch::new("lifecycle");
+    let agent = agent(
+        parse(&settings_json(&emu, &scratch, &[url("lifecycle")])),
+        &scratch,
+    );
+    agent.engine.sync_all().await;
+    let v2 = emu.rotate_certificate(VAULT, "lifecycle").unwrap();
+    assert!(emu.set_secret_enabled(VAULT, "lifecycle", Some(&v2.version), false));
+    let reports = agent.engine.sync_all().await;
+    assert!(
+        matches!(reports[0].result, SyncResult::Failed(_)),
+        "{reports:?}"
+    );
+    assert_eq!(
+        linked_version(&scratch, "lifecycle"),
+        v1.version,
+        "installed version stays"
+    );
+    assert!(emu.set_secret_enabled(VAULT, "lifecycle", Some(&v2.version), true));
+    let reports = agent.engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed);
+    assert_eq!(linked_version(&scratch, "lifecycle"), v2.version);
     emu.shutdown().await;
 }

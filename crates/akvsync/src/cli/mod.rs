@@ -65,8 +65,12 @@ pub(crate) struct SyncArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
-    #[command(flatten)]
-    pub common: SyncArgs,
+    /// Settings file (default: the settings last used by `once`/`run` with this state directory).
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// Where akvsync keeps its state (default: /var/lib/akvsync, %ProgramData%\\akvsync).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

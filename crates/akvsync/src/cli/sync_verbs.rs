@@ -91,6 +91,7 @@ pub(crate) fn once(args: &SyncArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    engine.remember_settings(&args.settings);
     let reports = runtime().block_on(engine.sync_all());
     print!("{}", sync_table(&reports));
     for report in &reports {
@@ -139,15 +140,18 @@ pub(crate) fn sync_table(reports: &[Report]) -> String {
 }
 
 pub(crate) fn status(args: &StatusArgs) -> ExitCode {
-    let validated = match load_settings(&args.common.settings) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
     let state_dir = args
-        .common
         .state_dir
         .clone()
         .unwrap_or_else(state::default_state_dir);
+    let settings_path = args
+        .settings
+        .clone()
+        .unwrap_or_else(|| state_dir.join(state::LAST_SETTINGS_FILE));
+    let validated = match load_settings(&settings_path) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     let recorded = StateDir::peek(&state_dir);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
