@@ -218,10 +218,7 @@ async fn rotation_is_installed_and_the_previous_version_kept_then_pruned() {
     let emu = emulator().await;
     let v1 = emu.rotate_certificate(VAULT, "rot").unwrap();
     let scratch = Scratch::new("rotate");
-    let agent = agent(
-        parse(&settings_json(&emu, &scratch, &[url("rot")])),
-        &scratch,
-    );
+    let agent = agent_for(&emu, &scratch, &["rot"]);
     agent.engine.sync_all().await;
     let v2 = emu.rotate_certificate(VAULT, "rot").unwrap();
     let reports = agent.engine.sync_all().await;
@@ -279,10 +276,7 @@ async fn throttling_is_honoured_with_retry_after() {
     let emu = emulator().await;
     emu.rotate_certificate(VAULT, "throttled").unwrap();
     let scratch = Scratch::new("throttle");
-    let agent = agent(
-        parse(&settings_json(&emu, &scratch, &[url("throttled")])),
-        &scratch,
-    );
+    let agent = agent_for(&emu, &scratch, &["throttled"]);
     emu.inject(Fault::object(
         VAULT,
         "throttled",
@@ -323,10 +317,7 @@ async fn identity_endpoint_down_at_start_then_up() {
         2,
     ));
     let scratch = Scratch::new("identity");
-    let agent = agent(
-        parse(&settings_json(&emu, &scratch, &[url("idfail")])),
-        &scratch,
-    );
+    let agent = agent_for(&emu, &scratch, &["idfail"]);
     let reports = agent.engine.sync_all().await;
     assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
     assert_eq!(emu.counters().identity_status.get(&500), Some(&2));
@@ -334,7 +325,7 @@ async fn identity_endpoint_down_at_start_then_up() {
     // Down for longer than the retries last: the certificate is reported, then recovers.
     emu.rotate_certificate(VAULT, "idfail").unwrap();
     let fresh = Scratch::new("identity2");
-    let agent = agent_with_new_state(&emu, &fresh, "idfail");
+    let agent = agent_for(&emu, &fresh, &["idfail"]);
     emu.inject(Fault::identity(
         FaultKind::Status {
             status: 503,
@@ -353,8 +344,10 @@ async fn identity_endpoint_down_at_start_then_up() {
     emu.shutdown().await;
 }
 
-fn agent_with_new_state(emu: &Emulator, scratch: &Scratch, secret: &str) -> Agent {
-    agent(parse(&settings_json(emu, scratch, &[url(secret)])), scratch)
+/// An agent observing `secrets` of the test vault, with its state under `scratch`.
+fn agent_for(emu: &Emulator, scratch: &Scratch, secrets: &[&str]) -> Agent {
+    let urls: Vec<String> = secrets.iter().map(|s| url(s)).collect();
+    agent(parse(&settings_json(emu, scratch, &urls)), scratch)
 }
 
 #[tokio::test]
@@ -362,10 +355,7 @@ async fn a_corrupt_blob_keeps_the_installed_certificate() {
     let emu = emulator().await;
     let v1 = emu.rotate_certificate(VAULT, "corrupt").unwrap();
     let scratch = Scratch::new("corrupt");
-    let agent = agent(
-        parse(&settings_json(&emu, &scratch, &[url("corrupt")])),
-        &scratch,
-    );
+    let agent = agent_for(&emu, &scratch, &["corrupt"]);
     agent.engine.sync_all().await;
     let installed = fs::read(link(&scratch, "corrupt")).unwrap();
     emu.rotate_certificate(VAULT, "corrupt").unwrap();
@@ -896,10 +886,7 @@ async fn a_disabled_or_expired_secret_version_is_reported_and_the_installed_one_
     let emu = emulator().await;
     let v1 = emu.rotate_certificate(VAULT, "lifecycle").unwrap();
     let scratch = Scratch::new("lifecycle");
-    let agent = agent(
-        parse(&settings_json(&emu, &scratch, &[url("lifecycle")])),
-        &scratch,
-    );
+    let agent = agent_for(&emu, &scratch, &["lifecycle"]);
     agent.engine.sync_all().await;
     let v2 = emu.rotate_certificate(VAULT, "lifecycle").unwrap();
     assert!(emu.set_secret_enabled(VAULT, "lifecycle", Some(&v2.version), false));

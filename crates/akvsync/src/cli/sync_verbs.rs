@@ -55,43 +55,50 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime needs no resources that can fail")
 }
 
-/// Builds the engine for validated settings.
-pub(crate) fn engine(
-    settings: settings::Settings,
-    state_dir: StateDir,
-) -> Result<Arc<Engine>, String> {
+/// The Key Vault client (with its identity credential) for validated settings.
+fn vault_client(settings: &settings::Settings) -> Result<Arc<VaultClient>, String> {
     let credential = Credential::new(
         &settings.identity,
         identity::default_arc_token_dir(),
         Backoff::IDENTITY,
     )
     .map_err(|e| e.to_string())?;
-    let options = VaultOptions::from_settings(&settings)?;
+    let options = VaultOptions::from_settings(settings)?;
     let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
-    let (engine, warnings) = Engine::new(settings, Arc::new(vault), state_dir);
+    Ok(Arc::new(vault))
+}
+
+/// Builds the engine for validated settings.
+pub(crate) fn engine(
+    settings: settings::Settings,
+    state_dir: StateDir,
+) -> Result<Arc<Engine>, String> {
+    let vault = vault_client(&settings)?;
+    let (engine, warnings) = Engine::new(settings, vault, state_dir);
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
     Ok(Arc::new(engine))
 }
 
-pub(crate) fn once(args: &SyncArgs) -> ExitCode {
-    let validated = match load_settings(&args.settings) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let state_dir = match open_state(args.state_dir.as_ref()) {
-        Ok(dir) => dir,
-        Err(code) => return code,
-    };
-    let engine = match engine(validated.settings, state_dir) {
-        Ok(engine) => engine,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
+/// `once` and `run`: validated settings (exit 2), the locked state directory (exit 3),
+/// the engine (exit 1), and the settings remembered for `status`.
+fn start_engine(args: &SyncArgs) -> Result<Arc<Engine>, ExitCode> {
+    let validated = load_settings(&args.settings)?;
+    let state_dir = open_state(args.state_dir.as_ref())?;
+    let engine = engine(validated.settings, state_dir).map_err(|message| {
+        eprintln!("error: {message}");
+        ExitCode::from(exit::FAILURE)
+    })?;
     engine.remember_settings(&args.settings);
+    Ok(engine)
+}
+
+pub(crate) fn once(args: &SyncArgs) -> ExitCode {
+    let engine = match start_engine(args) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
     let reports = runtime().block_on(engine.sync_all());
     print!("{}", sync_table(&reports));
     for report in &reports {
@@ -281,31 +288,13 @@ fn init_logging() {
 
 pub(crate) fn run(args: &SyncArgs) -> ExitCode {
     init_logging();
-    let validated = match load_settings(&args.settings) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let state_dir = match open_state(args.state_dir.as_ref()) {
-        Ok(dir) => dir,
-        Err(code) => return code,
-    };
-    let engine = match engine(validated.settings, state_dir) {
+    let engine = match start_engine(args) {
         Ok(engine) => engine,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(exit::FAILURE);
-        }
+        Err(code) => return code,
     };
     let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
-        let credential = Credential::new(
-            &settings.identity,
-            identity::default_arc_token_dir(),
-            Backoff::IDENTITY,
-        )
-        .map_err(|e| e.to_string())?;
-        let options = VaultOptions::from_settings(&settings)?;
-        let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
-        Ok(current.reconfigured(settings, Arc::new(vault)))
+        let vault = vault_client(&settings)?;
+        Ok(current.reconfigured(settings, vault))
     };
     runtime().block_on(async move {
         let reload = Arc::new(tokio::sync::Notify::new());
