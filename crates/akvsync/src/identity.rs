@@ -171,6 +171,9 @@ impl Credential {
             reason: format!("not a URL: {e}"),
         })?;
         let http = reqwest::Client::builder()
+            // A plain-HTTP endpoint (IMDS, Arc) needs no trust store: not loading the
+            // system's CA bundle a second time saves resident memory.
+            .tls_built_in_root_certs(endpoint.scheme() == "https")
             .no_proxy() // SPEC §2: never through a proxy.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(http::CONNECT_TIMEOUT)

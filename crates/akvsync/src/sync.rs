@@ -269,7 +269,7 @@ impl Engine {
     async fn fetch_and_install(
         &self,
         certificate: &ObservedCertificate,
-        store: &dyn CertificateStore,
+        store: &'static dyn CertificateStore,
         previous: Option<&TargetState>,
     ) -> Result<Report, String> {
         let secret = self
@@ -312,8 +312,33 @@ impl Engine {
             add_expiry_warnings(&mut report, now);
             return Ok(report);
         }
-        let bundle = decode::decode_secret(secret.content_type.as_deref(), &secret.value)
-            .map_err(|e| e.to_string())?;
+        if !already_installed
+            && let (Some(installed), Some(pinned)) = (&installed, &certificate.secret.version)
+            && installed != pinned
+        {
+            report.warnings.push(format!(
+                "moving to pinned version {pinned} from {installed}"
+            ));
+        }
+        // Decoding (PKCS#12 KDFs) and the store write (fsyncs) block: run them off the
+        // runtime thread so that certificates overlap their disk waits.
+        let certificate_owned = certificate.clone();
+        let version = secret.version.clone();
+        let content_type = secret.content_type.clone();
+        let value = secret.value;
+        let install = !already_installed;
+        let bundle = tokio::task::spawn_blocking(move || -> Result<decode::Bundle, String> {
+            let bundle = decode::decode_secret(content_type.as_deref(), &value)
+                .map_err(|e| e.to_string())?;
+            if install {
+                store
+                    .install(&certificate_owned, &version, &bundle)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(bundle)
+        })
+        .await
+        .map_err(|e| format!("internal error: the install task failed: {e}"))??;
         if already_installed {
             // Installed but not recorded (a crash between the link switch and the state
             // write): record it without writing anything.
@@ -322,16 +347,6 @@ impl Engine {
             add_expiry_warnings(&mut report, now);
             return Ok(report);
         }
-        if let (Some(installed), Some(pinned)) = (&installed, &certificate.secret.version)
-            && installed != pinned
-        {
-            report.warnings.push(format!(
-                "moving to pinned version {pinned} from {installed}"
-            ));
-        }
-        store
-            .install(certificate, &secret.version, &bundle)
-            .map_err(|e| e.to_string())?;
         report.result = SyncResult::Installed;
         report.thumbprint = Some(bundle.leaf.thumbprint.clone());
         report.not_after = Some(bundle.leaf.not_after);

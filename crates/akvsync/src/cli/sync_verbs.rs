@@ -51,6 +51,10 @@ fn open_state(dir: Option<&PathBuf>) -> Result<StateDir, ExitCode> {
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Decode and store work runs on blocking threads, at most one per concurrent
+        // certificate; idle ones exit quickly so that a polling agent stays small.
+        .max_blocking_threads(2)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
         .expect("a current-thread runtime needs no resources that can fail")
 }
