@@ -164,3 +164,53 @@ fn log_reports(reports: &[Report]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(result: SyncResult) -> Report {
+        Report {
+            name: "v/s".into(),
+            target: String::new(),
+            result,
+            version: None,
+            thumbprint: None,
+            not_after: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn initial_sync_ends_when_all_are_current_or_the_attempt_limit_is_reached() {
+        let failed = [
+            report(SyncResult::Failed("403".into())),
+            report(SyncResult::Installed),
+        ];
+        let done = [report(SyncResult::Unchanged), report(SyncResult::Installed)];
+        let start = Phase::InitialSync { attempt: 0 };
+        assert_eq!(
+            next_phase(start, &failed, None),
+            Phase::InitialSync { attempt: 1 }
+        );
+        assert_eq!(
+            next_phase(Phase::InitialSync { attempt: 99 }, &failed, None),
+            Phase::InitialSync { attempt: 100 }
+        );
+        assert_eq!(next_phase(start, &done, None), Phase::Polling);
+        assert_eq!(
+            next_phase(Phase::InitialSync { attempt: 24 }, &failed, Some(25)),
+            Phase::Polling,
+            "25th attempt gives up"
+        );
+        assert_eq!(
+            next_phase(Phase::InitialSync { attempt: 23 }, &failed, Some(25)),
+            Phase::InitialSync { attempt: 24 }
+        );
+        assert_eq!(
+            next_phase(Phase::Polling, &failed, Some(1)),
+            Phase::Polling,
+            "failures after start never go back"
+        );
+    }
+}

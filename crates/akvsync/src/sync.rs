@@ -356,6 +356,11 @@ impl Engine {
                 bundle.unrelated
             ));
         }
+        if bundle.leaf.not_before as i64 > now {
+            report
+                .warnings
+                .push("the certificate is not valid yet (notBefore is in the future)".to_owned());
+        }
         add_expiry_warnings(&mut report, now);
         Ok(report)
     }
