@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod decode;
+pub mod handler;
 pub mod hooks;
 pub mod http;
 pub mod identity;

@@ -26,13 +26,39 @@ pub enum Phase {
     Polling,
 }
 
+/// Told about every sync round and reload; the extension handler writes its status
+/// files from these (`handler::reporter`). Plain `run` observes nothing.
+pub trait Observer {
+    /// A sync round ended; `phase` is the phase after it.
+    fn round(&self, phase: Phase, settings: &settings::Settings, reports: &[Report]);
+    /// A SIGHUP reload ended; `false` when the service keeps its last good settings.
+    fn reloaded(&self, applied: bool);
+}
+
+impl Observer for () {
+    fn round(&self, _: Phase, _: &settings::Settings, _: &[Report]) {}
+    fn reloaded(&self, _: bool) {}
+}
+
 /// Runs until `shutdown` completes. `reload` fires on SIGHUP (or never).
 pub async fn run(
+    engine: Arc<Engine>,
+    settings_path: PathBuf,
+    rebuild: &Rebuild,
+    reload: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_observed(engine, settings_path, rebuild, reload, shutdown, &()).await;
+}
+
+/// [`run`], telling `observer` about every round and reload.
+pub async fn run_observed(
     mut engine: Arc<Engine>,
     settings_path: PathBuf,
     rebuild: &Rebuild,
     mut reload: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     shutdown: impl Future<Output = ()>,
+    observer: &dyn Observer,
 ) {
     tokio::pin!(shutdown);
     let mut phase = if engine.settings().require_initial_sync {
@@ -54,6 +80,7 @@ pub async fn run(
             &reports,
             engine.settings().akvsync.initial_sync_max_attempts,
         );
+        observer.round(phase, engine.settings(), &reports);
         let interval = Duration::from_secs(engine.settings().polling_interval_s);
         let delay = match phase {
             Phase::InitialSync { attempt } => schedule::initial_retry(attempt, interval),
@@ -64,7 +91,9 @@ pub async fn run(
             () = tokio::time::sleep(delay) => {}
             () = reload() => {
                 notify("RELOADING=1");
-                if let Some(new) = reload_settings(&engine, &settings_path, rebuild) {
+                let new = reload_settings(&engine, &settings_path, rebuild);
+                observer.reloaded(new.is_some());
+                if let Some(new) = new {
                     engine = Arc::new(new);
                 }
                 notify("READY=1");

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod handler;
 mod sync_verbs;
 mod table;
 
@@ -51,6 +52,8 @@ enum Command {
     /// Run the whole job against the built-in Key Vault emulator, in ./akvsync-demo.
     #[cfg(feature = "demo")]
     Demo,
+    /// The Azure VM extension commands (run by the guest agent in the handler directory).
+    Handler(handler::HandlerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +127,7 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Status(args) => sync_verbs::status(&args),
         #[cfg(feature = "demo")]
         Command::Demo => demo::demo(),
+        Command::Handler(args) => handler::handler(&args),
     }
 }
 

@@ -1,0 +1,220 @@
+//! Sync rounds → status files (SPEC §7): `transitioning` while `requireInitialSync` is not
+//! complete, then `success`; without it `success` as soon as polling starts; one substatus
+//! per certificate (`<vault>/<secret>`) naming the version, thumbprint and expiry, or the
+//! cause of its failure. The last status is rewritten with a fresh timestamp by
+//! [`Reporter::refresh`] so that a `transitioning` status is never older than 2 minutes.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::config::{self, HandlerConfig};
+use super::status::{self, Status, StatusReport, Substatus};
+use crate::service::{Observer, Phase};
+use crate::settings::Settings;
+use crate::sync::{Report, SyncResult};
+
+/// Writes the status (and heartbeat) files of the settings the service runs on.
+#[derive(Debug)]
+pub struct Reporter {
+    state_dir: PathBuf,
+    config: Mutex<HandlerConfig>,
+    last: Mutex<Option<StatusReport>>,
+}
+
+impl Reporter {
+    pub fn new(state_dir: PathBuf, config: HandlerConfig) -> Self {
+        Reporter {
+            state_dir,
+            config: Mutex::new(config),
+            last: Mutex::new(None),
+        }
+    }
+
+    fn config(&self) -> HandlerConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes `report` as the current status (and remembers it for refreshes).
+    pub fn publish(&self, report: StatusReport) {
+        let config = self.config();
+        if let Err(error) = status::write(&config.status_file, &report) {
+            tracing::error!(file = %config.status_file.display(), %error, "cannot write the status file");
+        }
+        if config.report_heartbeat
+            && let Some(heartbeat) = &config.heartbeat_file
+            && let Err(error) = status::write_heartbeat(heartbeat, report.status, &report.message)
+        {
+            tracing::warn!(file = %heartbeat.display(), %error, "cannot write the heartbeat file");
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+
+    /// The status before the first round ends.
+    pub fn starting(&self, settings: &Settings) {
+        let message = if settings.require_initial_sync {
+            format!(
+                "akvsync service started; initial sync of {} certificates in progress (requireInitialSync)",
+                settings.certificates.len()
+            )
+        } else {
+            "akvsync service started; first sync in progress".to_owned()
+        };
+        self.publish(self.report(Status::Transitioning, message, Vec::new()));
+    }
+
+    /// Rewrites the last status with a fresh timestamp (and the heartbeat).
+    pub fn refresh(&self) {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(report) = last {
+            self.publish(report);
+        }
+    }
+
+    fn report(&self, status: Status, message: String, substatus: Vec<Substatus>) -> StatusReport {
+        StatusReport {
+            handler_name: self.config().handler_name,
+            operation: "Enable".to_owned(),
+            status,
+            code: i32::from(status == Status::Error),
+            message,
+            substatus,
+        }
+    }
+}
+
+/// A certificate's substatus.
+pub fn substatus(report: &Report) -> Substatus {
+    let installed = match (&report.version, &report.thumbprint) {
+        (Some(version), Some(thumbprint)) => {
+            let expires = report
+                .not_after
+                .map(|t| status::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)))
+                .unwrap_or_else(|| "unknown".to_owned());
+            Some(format!(
+                "version {version}, thumbprint {thumbprint}, expires {expires}"
+            ))
+        }
+        _ => None,
+    };
+    let warnings = if report.warnings.is_empty() {
+        String::new()
+    } else {
+        format!("; warning: {}", report.warnings.join("; "))
+    };
+    let (status, code, message) = match &report.result {
+        SyncResult::Failed(cause) => {
+            let kept = installed
+                .map(|i| format!("; keeping the installed {i}"))
+                .unwrap_or_else(|| "; nothing installed".to_owned());
+            (
+                Status::Error,
+                1,
+                format!("{}: {cause}{kept}{warnings}", report.name),
+            )
+        }
+        SyncResult::Installed | SyncResult::Unchanged => (
+            if warnings.is_empty() {
+                Status::Success
+            } else {
+                Status::Warning
+            },
+            0,
+            format!(
+                "{}{warnings}",
+                installed.unwrap_or_else(|| "installed".to_owned())
+            ),
+        ),
+    };
+    Substatus {
+        name: report.name.clone(),
+        status,
+        code,
+        message,
+    }
+}
+
+/// The top-level status after a round.
+pub fn round_status(phase: Phase, settings: &Settings, reports: &[Report]) -> (Status, String) {
+    let total = reports.len();
+    let current = reports.iter().filter(|r| r.is_current()).count();
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.is_current())
+        .map(|r| r.name.as_str())
+        .collect();
+    match phase {
+        Phase::InitialSync { attempt } => (
+            Status::Transitioning,
+            format!(
+                "initial sync (requireInitialSync): {current} of {total} certificates installed after {attempt} attempts; waiting for {}",
+                failed.join(", ")
+            ),
+        ),
+        Phase::Polling if failed.is_empty() => (
+            Status::Success,
+            if total == 0 {
+                "no certificates observed; nothing to do".to_owned()
+            } else {
+                format!(
+                    "{total} certificates current; polling every {} s",
+                    settings.polling_interval_s
+                )
+            },
+        ),
+        Phase::Polling if settings.require_initial_sync && current == 0 && total > 0 => (
+            Status::Error,
+            format!(
+                "initial sync gave up: no certificate could be installed ({})",
+                failed.join(", ")
+            ),
+        ),
+        Phase::Polling => (
+            Status::Success,
+            format!(
+                "polling every {} s; {current} of {total} certificates current; not current: {}",
+                settings.polling_interval_s,
+                failed.join(", ")
+            ),
+        ),
+    }
+}
+
+impl Observer for Reporter {
+    fn round(&self, phase: Phase, settings: &Settings, reports: &[Report]) {
+        let (status, message) = round_status(phase, settings, reports);
+        let substatus = reports.iter().map(substatus).collect();
+        self.publish(self.report(status, message, substatus));
+    }
+
+    fn reloaded(&self, applied: bool) {
+        match config::read(&self.state_dir) {
+            Ok(new) if applied => {
+                tracing::info!(seq = new.seq_no, "reporting for new settings");
+                *self.config.lock().unwrap_or_else(|e| e.into_inner()) = new;
+            }
+            Ok(new) => {
+                // The new settings are not in use: say so in their status file, keep
+                // reporting the old ones in theirs.
+                let report = StatusReport {
+                    handler_name: new.handler_name.clone(),
+                    operation: "Enable".to_owned(),
+                    status: Status::Error,
+                    code: 1,
+                    message: format!(
+                        "settings {} could not be applied; the service keeps its last good settings (see {})",
+                        new.seq_no,
+                        new.log_folder.display()
+                    ),
+                    substatus: Vec::new(),
+                };
+                if let Err(error) = status::write(&new.status_file, &report) {
+                    tracing::error!(%error, "cannot write the status file");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read the handler config"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The agent in extension mode (`akvsync handler service --state-dir DIR`, what the unit or
+//! the detached process runs): the same engine and `service::run` loop as `akvsync run`,
+//! on the settings `enable` handed over (`config`), logging to `logFolder`, with the
+//! `reporter` writing the status files. Signal handlers are installed before the pid file
+//! is written, so that `enable`'s SIGHUP can never kill a service that is starting.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config;
+use super::manager::PID_FILE;
+use super::reporter::Reporter;
+use super::status::{Status, StatusReport};
+use crate::backoff::Backoff;
+use crate::cli::exit;
+use crate::identity::{self, Credential};
+use crate::settings::{self, Platform, SettingsError, render};
+use crate::state::{StateDir, StateError};
+use crate::sync::Engine;
+use crate::vault::{VaultClient, VaultOptions};
+
+/// Rewrites the status this often: SPEC §7 wants a `transitioning` status refreshed at
+/// least every 2 minutes (an initial-sync retry can wait up to 300 s).
+const REFRESH: Duration = Duration::from_secs(60);
+
+fn vault_client(settings: &settings::Settings) -> Result<Arc<VaultClient>, String> {
+    let credential = Credential::new(
+        &settings.identity,
+        identity::default_arc_token_dir(),
+        Backoff::IDENTITY,
+    )
+    .map_err(|e| e.to_string())?;
+    let options = VaultOptions::from_settings(settings)?;
+    let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
+    Ok(Arc::new(vault))
+}
+
+/// Runs the service until SIGTERM/SIGINT.
+pub fn run(state_dir: &Path) -> ExitCode {
+    let handler = match config::read(state_dir) {
+        Ok(c) => c,
+        Err(error) => {
+            eprintln!("error: {error} (run `akvsync handler enable` first)");
+            return ExitCode::from(exit::INVALID);
+        }
+    };
+    super::logs::init(&handler.log_folder, "akvsync-service.log");
+    let reporter = Arc::new(Reporter::new(state_dir.to_path_buf(), handler.clone()));
+    let fail = |status: Status, message: String, code: u8| {
+        tracing::error!("{message}");
+        reporter.publish(StatusReport {
+            handler_name: handler.handler_name.clone(),
+            operation: "Enable".to_owned(),
+            status,
+            code: 1,
+            message,
+            substatus: Vec::new(),
+        });
+        ExitCode::from(code)
+    };
+    let settings_path = config::settings_path(state_dir);
+    let validated = match settings::load_file(&settings_path, Platform::current()) {
+        Ok(v) => v,
+        Err(SettingsError::Invalid(diags)) => {
+            return fail(Status::Error, render::errors(&diags.errors), exit::INVALID);
+        }
+        Err(error) => return fail(Status::Error, error.to_string(), exit::INVALID),
+    };
+    for warning in &validated.warnings {
+        tracing::warn!(%warning, "settings");
+    }
+    let state = match StateDir::open(state_dir) {
+        Ok(s) => s,
+        Err(error @ StateError::Locked(_)) => {
+            // Another service already runs on this state: it reports, not us.
+            tracing::error!(%error, "another akvsync holds the state directory");
+            return ExitCode::from(exit::LOCKED);
+        }
+        Err(error) => return fail(Status::Error, error.to_string(), exit::FAILURE),
+    };
+    let engine = match vault_client(&validated.settings) {
+        Ok(vault) => {
+            let (engine, warnings) = Engine::new(validated.settings, vault, state);
+            for warning in warnings {
+                tracing::warn!(%warning);
+            }
+            Arc::new(engine)
+        }
+        Err(error) => return fail(Status::Error, error, exit::FAILURE),
+    };
+    engine.remember_settings(&settings_path);
+    let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
+        let vault = vault_client(&settings)?;
+        Ok(current.reconfigured(settings, vault))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime needs no resources that can fail");
+    runtime.block_on(async {
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let shutdown = match signals(Arc::clone(&reload)) {
+            Ok(shutdown) => shutdown,
+            Err(error) => {
+                tracing::error!(%error, "cannot install signal handlers");
+                return;
+            }
+        };
+        // Signal handlers are in place: now `enable` may find us and send SIGHUP.
+        let pid_file = state_dir.join(PID_FILE);
+        if let Err(error) =
+            config::write_atomic(&pid_file, std::process::id().to_string().as_bytes())
+        {
+            tracing::error!(%error, "cannot write the pid file");
+        }
+        reporter.starting(engine.settings());
+        let ticker = {
+            let reporter = Arc::clone(&reporter);
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(REFRESH);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    reporter.refresh();
+                }
+            })
+        };
+        tracing::info!(
+            seq = handler.seq_no,
+            certificates = engine.settings().certificates.len(),
+            "akvsync extension service started"
+        );
+        let reload_wait = move || {
+            let reload = Arc::clone(&reload);
+            Box::pin(async move { reload.notified().await })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        };
+        crate::service::run_observed(
+            engine,
+            settings_path.clone(),
+            &rebuild,
+            reload_wait,
+            shutdown,
+            &*reporter,
+        )
+        .await;
+        ticker.abort();
+        if std::fs::read_to_string(&pid_file)
+            .is_ok_and(|p| p.trim() == std::process::id().to_string())
+        {
+            let _ = std::fs::remove_file(&pid_file);
+        }
+    });
+    ExitCode::from(exit::OK)
+}
+
+/// SIGHUP wakes `reload`; the returned future completes on SIGTERM or SIGINT.
+#[cfg(unix)]
+fn signals(
+    reload: Arc<tokio::sync::Notify>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the settings");
+            reload.notify_one();
+        }
+    });
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    })
+}
+
+/// Windows: Ctrl-C only until the Windows service (issue 6) drives the stop.
+#[cfg(not(unix))]
+fn signals(
+    reload: Arc<tokio::sync::Notify>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let _ = reload;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
