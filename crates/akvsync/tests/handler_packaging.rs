@@ -1,0 +1,104 @@
+//! What ships: both `HandlerManifest.json` files have exactly the SPEC §7 fields and name
+//! commands that exist; the systemd units (the one `handler enable` writes and the plain
+//! install's) pass `systemd-analyze verify` where it is installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn manifest(platform: &str) -> serde_json::Value {
+    let path = repo()
+        .join("packaging")
+        .join(platform)
+        .join("HandlerManifest.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn manifests_follow_the_spec() {
+    for (platform, exe) in [("linux", "bin/akvsync"), ("windows", "bin\\akvsync.exe")] {
+        let m = manifest(platform);
+        let entries = m.as_array().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0]["version"], 1.0);
+        let h = entries[0]["handlerManifest"].as_object().unwrap();
+        for op in ["install", "uninstall", "update", "enable", "disable"] {
+            assert_eq!(
+                h[&format!("{op}Command")],
+                format!("{exe} handler {op}"),
+                "{platform}"
+            );
+        }
+        assert_eq!(h["rebootAfterInstall"], false);
+        assert_eq!(h["reportHeartbeat"], false);
+        assert_eq!(h["updateMode"], "UpdateWithInstall");
+        assert_eq!(h.len(), 8, "{platform}: no other fields");
+    }
+}
+
+#[test]
+fn manifest_commands_exist() {
+    for op in ["install", "uninstall", "update", "enable", "disable"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
+            .args(["handler", op, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{op}: {out:?}");
+    }
+}
+
+/// `systemd-analyze verify` on `unit` (with its ExecStart binary present), if installed.
+#[cfg(target_os = "linux")]
+fn verify(name: &str, unit: &str) {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze not installed: only the unit's text is checked");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("akvsync-unit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("akvsync.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn units_verify() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_akvsync"));
+    let generated = akvsync::handler::manager::unit_file(
+        exe,
+        Path::new("/var/lib/akvsync"),
+        &[
+            PathBuf::from("/var/lib/waagent/Microsoft.Azure.KeyVault.Store"),
+            PathBuf::from("/etc/my certs"),
+        ],
+    );
+    verify("generated", &generated);
+    let plain = std::fs::read_to_string(repo().join("packaging/linux/akvsync.service")).unwrap();
+    assert!(
+        plain
+            .contains("ExecStart=/usr/local/bin/akvsync run --settings /etc/akvsync/settings.json")
+    );
+    verify(
+        "plain",
+        &plain.replace("/usr/local/bin/akvsync", &exe.display().to_string()),
+    );
+}
