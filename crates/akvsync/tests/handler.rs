@@ -478,3 +478,31 @@ fn handler_environment_written_late_is_waited_for() {
     writer.join().unwrap();
     assert_eq!(code(&out), 0, "{out:?}");
 }
+
+#[test]
+fn heartbeat_file_when_the_manifest_asks_for_it() {
+    let h = Harness::new("heartbeat");
+    let manifest =
+        serde_json::json!([{"version": 1.0, "handlerManifest": {"reportHeartbeat": true}}]);
+    fs::write(
+        h.handler_dir.join("HandlerManifest.json"),
+        manifest.to_string(),
+    )
+    .unwrap();
+    fs::write(h.config_file(0), b"").unwrap();
+    assert_eq!(code(&h.run("enable", Some(0), "1.0.0")), 0);
+    h.wait_status(0, "success", |s| s["status"] == "success");
+    let start = Instant::now();
+    let heartbeat = loop {
+        if let Ok(bytes) = fs::read(h.handler_dir.join("heartbeat.log")) {
+            break serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no heartbeat file"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(heartbeat[0]["heartbeat"]["status"], "Ready");
+    assert_eq!(code(&h.run("disable", Some(0), "1.0.0")), 0);
+}

@@ -218,3 +218,100 @@ impl Observer for Reporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Platform;
+
+    fn report(name: &str, result: SyncResult) -> Report {
+        Report {
+            name: format!("kv/{name}"),
+            target: String::new(),
+            result,
+            version: Some("0123456789abcdef0123456789abcdef".into()),
+            thumbprint: Some("AB".repeat(20)),
+            not_after: Some(1_767_225_600),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn phases_map_to_the_agents_statuses() {
+        let mut settings = Settings::empty(Platform::Linux, None);
+        let ok = report("a", SyncResult::Installed);
+        let bad = report("b", SyncResult::Failed("SecretNotFound".into()));
+        let both = [ok.clone(), bad.clone()];
+        let (s, m) = round_status(Phase::InitialSync { attempt: 2 }, &settings, &both);
+        assert_eq!(s, Status::Transitioning);
+        assert!(m.contains("1 of 2") && m.contains("kv/b"), "{m}");
+        assert_eq!(
+            round_status(Phase::Polling, &settings, &both).0,
+            Status::Success
+        );
+        assert_eq!(
+            round_status(Phase::Polling, &settings, &[]).0,
+            Status::Success
+        );
+        settings.require_initial_sync = true;
+        let (s, m) = round_status(Phase::Polling, &settings, std::slice::from_ref(&bad));
+        assert_eq!(s, Status::Error, "{m}");
+    }
+
+    #[test]
+    fn substatus_names_the_certificate_and_the_cause() {
+        let ok = substatus(&report("a", SyncResult::Unchanged));
+        assert_eq!(ok.status, Status::Success);
+        assert_eq!(
+            ok.message,
+            format!(
+                "version 0123456789abcdef0123456789abcdef, thumbprint {}, expires 2026-01-01T00:00:00Z",
+                "AB".repeat(20)
+            )
+        );
+        let bad = substatus(&report("b", SyncResult::Failed("403 Forbidden".into())));
+        assert_eq!((bad.status, bad.code), (Status::Error, 1));
+        assert!(
+            bad.message
+                .starts_with("kv/b: 403 Forbidden; keeping the installed version"),
+            "{}",
+            bad.message
+        );
+        let mut warned = report("c", SyncResult::Unchanged);
+        warned
+            .warnings
+            .push("the certificate expires in 3 days".into());
+        assert_eq!(substatus(&warned).status, Status::Warning);
+    }
+
+    #[test]
+    fn refresh_rewrites_with_a_new_timestamp() {
+        let dir = std::env::temp_dir().join(format!("akvsync-reporter-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = HandlerConfig {
+            handler_name: "n".into(),
+            handler_version: "1".into(),
+            seq_no: 0,
+            status_file: dir.join("0.status"),
+            heartbeat_file: Some(dir.join("heartbeat.log")),
+            report_heartbeat: true,
+            log_folder: dir.clone(),
+        };
+        let reporter = Reporter::new(dir.clone(), config);
+        let stamp = || {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("0.status")).unwrap()).unwrap();
+            v[0]["timestampUTC"].as_str().unwrap().to_owned()
+        };
+        reporter.starting(&Settings::empty(crate::settings::Platform::Linux, None));
+        let first = stamp();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        reporter.refresh();
+        assert_ne!(stamp(), first);
+        let heartbeat: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("heartbeat.log")).unwrap()).unwrap();
+        assert_eq!(heartbeat[0]["heartbeat"]["status"], "Ready");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
