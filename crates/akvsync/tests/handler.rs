@@ -74,13 +74,27 @@ impl Harness {
     /// Runs `akvsync handler <op>` as the agent does (handler directory as working
     /// directory, its environment variables).
     fn run(&self, op: &str, seq: Option<u64>, version: &str) -> Output {
+        self.run_in(&self.handler_dir, op, seq, version, &[])
+    }
+
+    /// Runs `akvsync handler <op>` in `dir` with the agent's variables and `extra` ones.
+    fn run_in(
+        &self,
+        dir: &Path,
+        op: &str,
+        seq: Option<u64>,
+        version: &str,
+        extra: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_akvsync"));
         cmd.args(["handler", op, "--state-dir"])
             .arg(self.state())
-            .current_dir(&self.handler_dir)
+            .current_dir(dir)
             .env("AZURE_GUEST_AGENT_EXTENSION_VERSION", version)
             .env_remove("AZURE_GUEST_AGENT_EXTENSION_PATH")
-            .env_remove("ConfigSequenceNumber");
+            .env_remove("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
+            .env_remove("ConfigSequenceNumber")
+            .envs(extra.iter().copied());
         if let Some(seq) = seq {
             cmd.env("ConfigSequenceNumber", seq.to_string());
         }

@@ -27,6 +27,8 @@ use crate::state;
 /// The guest agent's variables (WALinuxAgent `exthandlers.py`).
 const ENV_EXTENSION_PATH: &str = "AZURE_GUEST_AGENT_EXTENSION_PATH";
 const ENV_EXTENSION_VERSION: &str = "AZURE_GUEST_AGENT_EXTENSION_VERSION";
+/// Set for `update`: the version being replaced.
+const ENV_UPDATING_FROM: &str = "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION";
 
 /// Everything a command needs to know about where it runs.
 #[derive(Debug, Clone)]
@@ -193,8 +195,7 @@ pub fn enable(ctx: &Context) -> ExitCode {
     // Idempotent: the same settings already handed to a running service need nothing.
     let unchanged = config::read(&ctx.state_dir).is_ok_and(|c| c == handler)
         && std::fs::read(config::settings_path(&ctx.state_dir)).is_ok_and(|b| b == bytes);
-    let running = ctx.manager == Manager::Process && manager::running_pid(&ctx.state_dir).is_some();
-    if unchanged && running {
+    if unchanged && manager::is_running(ctx.manager, &ctx.state_dir) {
         tracing::info!(seq, "already enabled with these settings");
         return ExitCode::from(exit::OK);
     }
@@ -334,7 +335,30 @@ pub fn uninstall(ctx: &Context) -> ExitCode {
     ExitCode::from(exit::OK)
 }
 
+/// The old version's handler directory: ours with its version replaced by `old`.
+pub fn previous_handler_dir(handler_dir: &Path, old: &str) -> Option<PathBuf> {
+    let name = handler_dir.file_name()?.to_str()?;
+    let (prefix, _) = name.rsplit_once('-')?;
+    Some(handler_dir.with_file_name(format!("{prefix}-{old}")))
+}
+
 pub fn update(ctx: &Context) -> ExitCode {
+    // The service's state lives outside the versioned handler directories; only the
+    // last processed sequence number (`mrseq`) moves from the old directory.
+    if let Some(old) = std::env::var(ENV_UPDATING_FROM)
+        .ok()
+        .filter(|v| !v.is_empty())
+        && let Some(old_dir) = previous_handler_dir(&ctx.handler_dir, &old)
+        && seqno::read_mrseq(&ctx.handler_dir).is_none()
+        && let Some(seq) = seqno::read_mrseq(&old_dir)
+    {
+        match seqno::write_mrseq(&ctx.handler_dir, seq) {
+            Ok(()) => {
+                tracing::info!(from = %old_dir.display(), seq, "sequence number carried over")
+            }
+            Err(error) => tracing::warn!(%error, "cannot carry over the sequence number"),
+        }
+    }
     let previous = config::owner(&ctx.state_dir);
     if let Err(error) = config::set_owner(&ctx.state_dir, &ctx.version) {
         tracing::error!(%error, "update failed");
@@ -361,5 +385,17 @@ mod tests {
         );
         assert_eq!(v("/x/handler"), None);
         assert_eq!(v("/x/a-b"), None);
+    }
+
+    #[test]
+    fn previous_version_directory() {
+        assert_eq!(
+            previous_handler_dir(
+                Path::new("/var/lib/waagent/Akvsync.KeyVault-2.0.0"),
+                "1.0.0"
+            ),
+            Some(PathBuf::from("/var/lib/waagent/Akvsync.KeyVault-1.0.0"))
+        );
+        assert_eq!(previous_handler_dir(Path::new("/x/handler"), "1"), None);
     }
 }

@@ -116,6 +116,17 @@ pub fn install_unit(unit: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Whether the service runs now.
+pub fn is_running(manager: Manager, state_dir: &Path) -> bool {
+    match manager {
+        Manager::Systemd => std::process::Command::new("systemctl")
+            .args(["is-active", "--quiet", UNIT_NAME])
+            .status()
+            .is_ok_and(|s| s.success()),
+        Manager::Process => running_pid(state_dir).is_some(),
+    }
+}
+
 /// The pid in the pid file if that process is alive and is an akvsync service.
 pub fn running_pid(state_dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
