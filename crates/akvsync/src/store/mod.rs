@@ -1,9 +1,10 @@
 //! Certificate stores: where installed certificates live, behind one interface that the
-//! sync engine uses. The Linux directory store is the first implementation; the Windows
-//! certificate store (issue 6) plugs in beside it.
+//! sync engine uses: the Linux directory store (`linux`) and the Windows system certificate
+//! store (`windows`; its pure decisions compile everywhere, its Win32 side on Windows).
 
 #[cfg(unix)]
 pub mod linux;
+pub mod windows;
 
 use crate::decode::{Bundle, CertificateInfo};
 use crate::settings::{ObservedCertificate, Target};
@@ -58,8 +59,11 @@ pub fn for_target(target: &Target) -> Result<&'static dyn CertificateStore, Stri
         Target::LinuxDirectory(_) => Ok(&linux::DirectoryStore),
         #[cfg(not(unix))]
         Target::LinuxDirectory(_) => Err("directory stores exist only on Linux".to_owned()),
+        #[cfg(windows)]
+        Target::WindowsStore(_) => Ok(&windows::SystemStore),
+        #[cfg(not(windows))]
         Target::WindowsStore(_) => {
-            Err("the Windows certificate store is not available in this build".to_owned())
+            Err("the Windows certificate store exists only on Windows".to_owned())
         }
     }
 }

@@ -1,0 +1,466 @@
+//! The pure decisions of the Windows store (SPEC §5.1), compiled and unit-tested on every
+//! platform: import flags per location and provider, friendly names, which installed
+//! certificate is current, which older certificates get `CERT_RENEWAL_PROP_ID`, which
+//! HTTP.sys bindings move, and the private-key DACL as SDDL. The Win32 calls that act on
+//! these decisions live in `sys` (`cfg(windows)`).
+
+use crate::settings::StoreLocation;
+
+/// `CRYPT_EXPORTABLE`.
+pub const CRYPT_EXPORTABLE: u32 = 0x0000_0001;
+/// `CRYPT_USER_KEYSET`.
+pub const CRYPT_USER_KEYSET: u32 = 0x0000_1000;
+/// `CRYPT_MACHINE_KEYSET`.
+pub const CRYPT_MACHINE_KEYSET: u32 = 0x0000_0020;
+/// `PKCS12_PREFER_CNG_KSP`.
+pub const PKCS12_PREFER_CNG_KSP: u32 = 0x0000_0100;
+/// `PKCS12_ALLOW_OVERWRITE_KEY`.
+pub const PKCS12_ALLOW_OVERWRITE_KEY: u32 = 0x0000_4000;
+
+/// Full control of a private key: Administrators and SYSTEM.
+pub const KEY_FULL_CONTROL: u32 = 0xD01F_01FF;
+/// Read access to a private key: each `accounts` entry.
+pub const KEY_READ: u32 = 0x8012_0089;
+
+/// SID of BUILTIN\Administrators.
+pub const ADMINISTRATORS_SID: &str = "S-1-5-32-544";
+/// SID of NT AUTHORITY\SYSTEM.
+pub const SYSTEM_SID: &str = "S-1-5-18";
+
+/// Which key storage the import asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// A CAPI1 CSP named in the PFX key bag (e.g. Key Vault's "Microsoft Enhanced RSA and
+    /// AES Cryptographic Provider").
+    Capi,
+    /// CNG (`PKCS12_PREFER_CNG_KSP`), as the original does for everything else.
+    Cng,
+}
+
+/// CAPI1 when the PFX names a CAPI1 provider (key-bag attribute 1.3.6.1.4.1.311.17.1);
+/// a CNG key storage provider named there, or no name at all, means CNG.
+pub fn provider_for(csp_name: Option<&str>) -> Provider {
+    match csp_name {
+        Some(name) if !name.trim().is_empty() && !name.contains("Key Storage Provider") => {
+            Provider::Capi
+        }
+        _ => Provider::Cng,
+    }
+}
+
+/// `PFXImportCertStore` flags. `compat` (`akvsync.testing.windowsImportCompat`) keeps only
+/// the flags Wine implements: no `PKCS12_PREFER_CNG_KSP`, no `PKCS12_ALLOW_OVERWRITE_KEY`.
+/// Keys are always persisted (never `PKCS12_NO_PERSIST_KEY`).
+pub fn import_flags(
+    location: StoreLocation,
+    exportable: bool,
+    provider: Provider,
+    compat: bool,
+) -> u32 {
+    let mut flags = match location {
+        StoreLocation::LocalMachine => CRYPT_MACHINE_KEYSET,
+        StoreLocation::CurrentUser => CRYPT_USER_KEYSET,
+    };
+    if exportable {
+        flags |= CRYPT_EXPORTABLE;
+    }
+    if !compat {
+        flags |= PKCS12_ALLOW_OVERWRITE_KEY;
+        if provider == Provider::Cng {
+            flags |= PKCS12_PREFER_CNG_KSP;
+        }
+    }
+    flags
+}
+
+/// The friendly name of an installed version: `<secret> <version>`.
+pub fn friendly_name(secret: &str, version: &str) -> String {
+    format!("{secret} {version}")
+}
+
+/// The version in a friendly name that akvsync wrote for `secret`, if it is one.
+pub fn version_in_friendly_name<'a>(name: &'a str, secret: &str) -> Option<&'a str> {
+    let version = name.strip_prefix(secret)?.strip_prefix(' ')?;
+    let is_version = version.len() == 32
+        && version
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    is_version.then_some(version)
+}
+
+/// One certificate found in a store, reduced to what the decisions need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// 40 uppercase hex digits.
+    pub thumbprint: String,
+    pub friendly_name: String,
+    pub dns_names: Vec<String>,
+    pub not_before: u64,
+    pub not_after: u64,
+    /// akvsync's install mark (seconds since the epoch), if akvsync installed it.
+    pub installed_at: Option<u64>,
+}
+
+/// Among the certificates installed for `secret`, the current one: the one installed
+/// last (akvsync's mark), then the newest by validity. Returns its index and version.
+pub fn current<'a>(found: &'a [Found], secret: &str) -> Option<(usize, &'a str)> {
+    found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f, version_in_friendly_name(&f.friendly_name, secret)?)))
+        .max_by_key(|(_, f, _)| (f.installed_at.unwrap_or(0), f.not_before, f.not_after))
+        .map(|(i, _, v)| (i, v))
+}
+
+fn san_overlap(a: &[String], b: &[String]) -> bool {
+    a.iter()
+        .any(|x| b.iter().any(|y| x.eq_ignore_ascii_case(y)))
+}
+
+/// `linkOnRenewal`: the certificates in the same store that get `CERT_RENEWAL_PROP_ID`
+/// pointing at `new`: every other certificate with a DNS name in common (case-insensitive,
+/// wildcards compared literally) that is older (issued earlier, or issued at the same time
+/// and expiring earlier). Never `new` itself, never a newer certificate.
+pub fn renewal_targets(new: &Found, store: &[Found]) -> Vec<usize> {
+    store
+        .iter()
+        .enumerate()
+        .filter(|(_, old)| {
+            !old.thumbprint.eq_ignore_ascii_case(&new.thumbprint)
+                && san_overlap(&old.dns_names, &new.dns_names)
+                && (old.not_before, old.not_after) < (new.not_before, new.not_after)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// An HTTP.sys SSL binding (`netsh http show sslcert`): its endpoint and certificate hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `ip:port` or `hostname:port`.
+    pub endpoint: String,
+    pub thumbprint: String,
+    /// The store name the binding reads the certificate from (`MY` when unset).
+    pub store_name: String,
+}
+
+/// The optional HTTP.sys binding move: bindings that reference one of the `replaced`
+/// thumbprints from the same store move to `new_thumbprint`; others are untouched.
+pub fn bindings_to_move<'a>(
+    bindings: &'a [Binding],
+    replaced: &[&str],
+    store_name: &str,
+    new_thumbprint: &str,
+) -> Vec<&'a Binding> {
+    bindings
+        .iter()
+        .filter(|b| {
+            b.store_name.eq_ignore_ascii_case(store_name)
+                && !b.thumbprint.eq_ignore_ascii_case(new_thumbprint)
+                && replaced
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(&b.thumbprint))
+        })
+        .collect()
+}
+
+/// A well-known account, built with `CreateWellKnownSid` because its name is localised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WellKnown {
+    NetworkService,
+    LocalService,
+    LocalSystem,
+    Administrators,
+}
+
+impl WellKnown {
+    /// The SID string (the same on every Windows).
+    pub fn sid(self) -> &'static str {
+        match self {
+            WellKnown::NetworkService => "S-1-5-20",
+            WellKnown::LocalService => "S-1-5-19",
+            WellKnown::LocalSystem => SYSTEM_SID,
+            WellKnown::Administrators => ADMINISTRATORS_SID,
+        }
+    }
+}
+
+/// How an `accounts` entry is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account<'a> {
+    WellKnown(WellKnown),
+    /// `S-1-…`, converted with `ConvertStringSidToSidW`.
+    SidString(&'a str),
+    /// Anything else (`IIS AppPool\Site`, `DOMAIN\user`): `LookupAccountNameW`.
+    Name(&'a str),
+}
+
+/// Classifies an `accounts` entry; English names of well-known accounts, with or without
+/// their `NT AUTHORITY\` / `BUILTIN\` prefix, in any case.
+pub fn classify_account(entry: &str) -> Account<'_> {
+    let trimmed = entry.trim();
+    if trimmed.len() > 4 && trimmed[..4].eq_ignore_ascii_case("S-1-") {
+        return Account::SidString(trimmed);
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let bare = lower
+        .strip_prefix("nt authority\\")
+        .or_else(|| lower.strip_prefix("builtin\\"))
+        .unwrap_or(&lower);
+    match bare {
+        "network service" | "networkservice" => Account::WellKnown(WellKnown::NetworkService),
+        "local service" | "localservice" => Account::WellKnown(WellKnown::LocalService),
+        "system" | "local system" | "localsystem" => Account::WellKnown(WellKnown::LocalSystem),
+        "administrators" => Account::WellKnown(WellKnown::Administrators),
+        _ => Account::Name(trimmed),
+    }
+}
+
+/// The private key's DACL as SDDL: protected, Administrators and SYSTEM full control, each
+/// account read (duplicates and accounts already given full control are skipped).
+pub fn key_dacl_sddl(reader_sids: &[String]) -> String {
+    let mut sddl = format!(
+        "D:P(A;;0x{KEY_FULL_CONTROL:x};;;{ADMINISTRATORS_SID})(A;;0x{KEY_FULL_CONTROL:x};;;{SYSTEM_SID})"
+    );
+    let mut seen: Vec<&str> = vec![ADMINISTRATORS_SID, SYSTEM_SID];
+    for sid in reader_sids {
+        if seen.iter().any(|s| s.eq_ignore_ascii_case(sid)) {
+            continue;
+        }
+        seen.push(sid);
+        sddl.push_str(&format!("(A;;0x{KEY_READ:x};;;{sid})"));
+    }
+    sddl
+}
+
+/// One access-allowed ACE read back from SDDL: (access mask, SID string).
+pub type Ace = (u32, String);
+
+/// Parses the access-allowed ACEs of an SDDL DACL (`D:…(A;;mask;;;sid)…`), mapping the
+/// aliases Windows prints (`BA`, `SY`, `NS`, `LS`, `FA`/`GR`-free masks) back to SID strings.
+pub fn parse_dacl_aces(sddl: &str) -> Vec<Ace> {
+    let dacl = match sddl.find("D:") {
+        Some(i) => &sddl[i + 2..],
+        None => return Vec::new(),
+    };
+    let dacl = dacl.split("S:").next().unwrap_or(dacl);
+    let mut aces = Vec::new();
+    for part in dacl.split('(').skip(1) {
+        let body = part.split(')').next().unwrap_or("");
+        let fields: Vec<&str> = body.split(';').collect();
+        if fields.len() < 6 || fields[0] != "A" {
+            continue;
+        }
+        let mask = match fields[2]
+            .strip_prefix("0x")
+            .or_else(|| fields[2].strip_prefix("0X"))
+        {
+            Some(hex) => u32::from_str_radix(hex, 16).unwrap_or(0),
+            None => match fields[2] {
+                "FA" => 0x001F_01FF,
+                "GA" => 0x1000_0000,
+                "GR" => 0x8000_0000,
+                other => other.parse().unwrap_or(0),
+            },
+        };
+        let sid = match fields[5] {
+            "BA" => ADMINISTRATORS_SID.to_owned(),
+            "SY" => SYSTEM_SID.to_owned(),
+            "NS" => "S-1-5-20".to_owned(),
+            "LS" => "S-1-5-19".to_owned(),
+            "WD" => "S-1-1-0".to_owned(),
+            "BU" => "S-1-5-32-545".to_owned(),
+            other => other.to_owned(),
+        };
+        aces.push((mask, sid));
+    }
+    aces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(thumb: &str, names: &[&str], not_before: u64, not_after: u64) -> Found {
+        Found {
+            thumbprint: thumb.to_owned(),
+            friendly_name: String::new(),
+            dns_names: names.iter().map(|s| (*s).to_owned()).collect(),
+            not_before,
+            not_after,
+            installed_at: None,
+        }
+    }
+
+    #[test]
+    fn flags_per_location_provider_and_compat() {
+        use StoreLocation::*;
+        assert_eq!(
+            import_flags(LocalMachine, false, Provider::Cng, false),
+            CRYPT_MACHINE_KEYSET | PKCS12_ALLOW_OVERWRITE_KEY | PKCS12_PREFER_CNG_KSP
+        );
+        assert_eq!(
+            import_flags(CurrentUser, true, Provider::Capi, false),
+            CRYPT_USER_KEYSET | CRYPT_EXPORTABLE | PKCS12_ALLOW_OVERWRITE_KEY
+        );
+        assert_eq!(
+            import_flags(LocalMachine, true, Provider::Cng, true),
+            CRYPT_MACHINE_KEYSET | CRYPT_EXPORTABLE
+        );
+        assert_eq!(
+            import_flags(CurrentUser, false, Provider::Capi, true),
+            CRYPT_USER_KEYSET
+        );
+    }
+
+    #[test]
+    fn capi_only_when_the_pfx_names_a_capi_csp() {
+        assert_eq!(
+            provider_for(Some(
+                "Microsoft Enhanced RSA and AES Cryptographic Provider"
+            )),
+            Provider::Capi
+        );
+        assert_eq!(
+            provider_for(Some("Microsoft Software Key Storage Provider")),
+            Provider::Cng
+        );
+        assert_eq!(provider_for(None), Provider::Cng);
+        assert_eq!(provider_for(Some(" ")), Provider::Cng);
+    }
+
+    #[test]
+    fn friendly_names_round_trip_and_reject_others() {
+        let v = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            version_in_friendly_name(&friendly_name("web", v), "web"),
+            Some(v)
+        );
+        assert_eq!(
+            version_in_friendly_name(&friendly_name("web", v), "we"),
+            None
+        );
+        assert_eq!(version_in_friendly_name("web 0123", "web"), None);
+        assert_eq!(
+            version_in_friendly_name(&format!("web {}", v.to_uppercase()), "web"),
+            None
+        );
+        assert_eq!(version_in_friendly_name("", "web"), None);
+    }
+
+    #[test]
+    fn current_is_the_last_installed_then_the_newest() {
+        let a = "a".repeat(32);
+        let b = "b".repeat(32);
+        let mut old = found("01", &[], 10, 20);
+        old.friendly_name = friendly_name("web", &a);
+        let mut new = found("02", &[], 30, 40);
+        new.friendly_name = friendly_name("web", &b);
+        let other = Found {
+            friendly_name: "someone else's".into(),
+            ..found("03", &[], 50, 60)
+        };
+        let list = vec![old.clone(), new.clone(), other];
+        assert_eq!(current(&list, "web"), Some((1, b.as_str())));
+        // A pinned older version installed last is current.
+        old.installed_at = Some(100);
+        new.installed_at = Some(90);
+        assert_eq!(current(&[old, new], "web"), Some((0, a.as_str())));
+        assert_eq!(current(&[], "web"), None);
+    }
+
+    #[test]
+    fn renewal_goes_to_older_certificates_with_a_common_san() {
+        let new = found("NEW", &["www.example.com", "example.com"], 100, 200);
+        let store = vec![
+            found("OLD1", &["WWW.example.com"], 50, 150), // older, same SAN
+            found("OLD2", &["other.example.com"], 50, 150), // no common SAN
+            found("NEWER", &["example.com"], 150, 300),   // newer: untouched
+            found("new", &["example.com"], 100, 200),     // the new one itself
+            found("SAMEDAY", &["example.com"], 100, 180), // same issue time, expires first
+            found("WILD", &["*.example.com"], 10, 20),    // wildcard compared literally
+        ];
+        assert_eq!(renewal_targets(&new, &store), vec![0, 4]);
+    }
+
+    #[test]
+    fn only_bindings_of_replaced_certificates_in_the_same_store_move() {
+        let b = |e: &str, t: &str, s: &str| Binding {
+            endpoint: e.into(),
+            thumbprint: t.into(),
+            store_name: s.into(),
+        };
+        let bindings = vec![
+            b("0.0.0.0:443", "OLD", "MY"),
+            b("www:443", "old", "my"),
+            b("api:443", "OTHER", "MY"),
+            b("x:443", "OLD", "WebHosting"),
+            b("y:443", "NEW", "MY"),
+        ];
+        let moved: Vec<&str> = bindings_to_move(&bindings, &["OLD"], "MY", "NEW")
+            .iter()
+            .map(|b| b.endpoint.as_str())
+            .collect();
+        assert_eq!(moved, vec!["0.0.0.0:443", "www:443"]);
+    }
+
+    #[test]
+    fn accounts_classify() {
+        assert_eq!(
+            classify_account("Network Service"),
+            Account::WellKnown(WellKnown::NetworkService)
+        );
+        assert_eq!(
+            classify_account("NT AUTHORITY\\LOCAL SERVICE"),
+            Account::WellKnown(WellKnown::LocalService)
+        );
+        assert_eq!(
+            classify_account("builtin\\administrators"),
+            Account::WellKnown(WellKnown::Administrators)
+        );
+        assert_eq!(
+            classify_account("SYSTEM"),
+            Account::WellKnown(WellKnown::LocalSystem)
+        );
+        assert_eq!(
+            classify_account("S-1-5-21-1-2-3-1001"),
+            Account::SidString("S-1-5-21-1-2-3-1001")
+        );
+        assert_eq!(
+            classify_account("IIS AppPool\\Site"),
+            Account::Name("IIS AppPool\\Site")
+        );
+    }
+
+    #[test]
+    fn dacl_is_admins_and_system_full_then_readers_once() {
+        let sddl = key_dacl_sddl(&[
+            "S-1-5-20".into(),
+            "S-1-5-19".into(),
+            "S-1-5-20".into(),
+            SYSTEM_SID.into(),
+        ]);
+        assert_eq!(
+            parse_dacl_aces(&sddl),
+            vec![
+                (KEY_FULL_CONTROL, ADMINISTRATORS_SID.to_owned()),
+                (KEY_FULL_CONTROL, SYSTEM_SID.to_owned()),
+                (KEY_READ, "S-1-5-20".to_owned()),
+                (KEY_READ, "S-1-5-19".to_owned()),
+            ]
+        );
+        assert!(sddl.starts_with("D:P("));
+    }
+
+    #[test]
+    fn sddl_aliases_parse() {
+        assert_eq!(
+            parse_dacl_aces("O:BAD:P(A;;FA;;;SY)(A;;0x80120089;;;NS)(D;;FA;;;WD)S:"),
+            vec![
+                (0x001F_01FF, SYSTEM_SID.to_owned()),
+                (KEY_READ, "S-1-5-20".to_owned())
+            ]
+        );
+        assert!(parse_dacl_aces("O:BA").is_empty());
+    }
+}
