@@ -329,21 +329,7 @@ impl Credential {
         if !status.is_success() {
             return Err((self.refused(status, &body), retry_after));
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            let reason = format!(
-                "not a token response (JSON error at line {}, column {})",
-                e.line(),
-                e.column()
-            );
-            (
-                IdentityError::BadResponse {
-                    endpoint: self.endpoint_name(),
-                    reason,
-                },
-                None,
-            )
-        })?;
-        token_from(parsed, now()).map_err(|reason| {
+        parse_token_response(&body, now()).map_err(|reason| {
             (
                 IdentityError::BadResponse {
                     endpoint: self.endpoint_name(),
@@ -447,6 +433,18 @@ fn basic_realm(response: &reqwest::Response) -> Option<String> {
     let rest = value.trim().strip_prefix("Basic")?.trim_start();
     let realm = rest.strip_prefix("realm=")?;
     Some(realm.trim().trim_matches('"').to_owned())
+}
+
+/// Parses an identity endpoint's 200 response (untrusted input) into a token obtained `now`.
+pub fn parse_token_response(body: &[u8], now: u64) -> Result<AccessToken, String> {
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a token response (JSON error at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    token_from(parsed, now)
 }
 
 /// Expiry from `expires_on`, bounded by `expires_in` when the two disagree (a skewed

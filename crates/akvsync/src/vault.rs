@@ -385,28 +385,34 @@ impl VaultClient {
                 message,
             });
         }
-        let parsed: SecretResponse = serde_json::from_slice(&body).map_err(|e| {
-            bad(format!(
-                "not a secret (JSON error at line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let version = version_from_id(&parsed.id, secret, host).map_err(bad)?;
-        let value = parsed
-            .value
-            .ok_or_else(|| bad("the secret has no value".to_owned()))?;
-        Ok(SecretBundle {
-            value,
-            content_type: parsed.content_type,
-            id: parsed.id,
-            version,
-            managed: parsed.managed,
-            enabled: parsed.attributes.enabled.unwrap_or(true),
-            not_before: parsed.attributes.nbf,
-            expires: parsed.attributes.exp,
-        })
+        parse_secret_response(&body, secret).map_err(bad)
     }
+}
+
+/// Parses a 200 response of `GET /secrets/…` for `secret` (untrusted input: the id must be
+/// this vault's secret of this name, and the pinned version if one was asked for).
+pub fn parse_secret_response(body: &[u8], secret: &SecretUrl) -> Result<SecretBundle, String> {
+    let parsed: SecretResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a secret (JSON error at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let version = version_from_id(&parsed.id, secret, &secret.vault_host())?;
+    let value = parsed
+        .value
+        .ok_or_else(|| "the secret has no value".to_owned())?;
+    Ok(SecretBundle {
+        value,
+        content_type: parsed.content_type,
+        id: parsed.id,
+        version,
+        managed: parsed.managed,
+        enabled: parsed.attributes.enabled.unwrap_or(true),
+        not_before: parsed.attributes.nbf,
+        expires: parsed.attributes.exp,
+    })
 }
 
 /// The version in `id`, checked to be this vault's secret of this name (and the pinned

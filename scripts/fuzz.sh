@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the cargo-fuzz targets with the installed toolchain (RUSTC_BOOTSTRAP=1, SPEC §10)
+# and runs each for SECONDS over the committed seed corpus (fuzz/corpus/<target>, read-only)
+# plus a scratch corpus under target/fuzz-corpus. A crash fails the script and leaves the
+# reproducer in fuzz/artifacts/<target>/.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 20 s, every target)
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds="${1:-20}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(settings pkcs12 pem secret_response identity_response)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build --target-dir ../target/fuzz
+for target in "${targets[@]}"; do
+  mkdir -p "../target/fuzz-corpus/$target"
+  log="../target/fuzz-corpus/$target.log"
+  status=0
+  cargo fuzz run --target-dir ../target/fuzz "$target" "../target/fuzz-corpus/$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions in ${seconds} s"
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$log"
+    echo "fuzz target $target failed (exit $status): reproducer in fuzz/artifacts/$target/"
+    exit 1
+  fi
+done
