@@ -106,6 +106,15 @@ fn aces(c: &ObservedCertificate, thumbprint: &str) -> Vec<plan::Ace> {
     plan::parse_dacl_aces(&win::key_dacl_of(target(c), thumbprint).unwrap())
 }
 
+/// Wine acquires every certificate's key from the *user* keyset (it ignores the key
+/// association's `CRYPT_MACHINE_KEYSET`), and keeps every key in one container named after
+/// the user; a LocalMachine key is found only once that user container exists. Importing
+/// any PFX into the user keyset first creates it (docs/windows.md).
+fn wine_user_keyset() {
+    let pfx = win::pfx_for(&openssl_bundle()).unwrap();
+    drop(Store::import_pfx(&pfx, plan::CRYPT_USER_KEYSET).unwrap());
+}
+
 fn full(sid: &str) -> plan::Ace {
     (KEY_FULL_CONTROL, sid.to_owned())
 }
@@ -118,6 +127,7 @@ fn read(sid: &str) -> plan::Ace {
 fn key_vault_pfx_goes_to_local_machine_via_capi_with_the_exact_key_acl() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
+    wine_user_keyset();
     let recorded: serde_json::Value =
         serde_json::from_slice(&data("keyvault-get-secret-pkcs12.json")).unwrap();
     let bundle = decode::decode_secret(
@@ -180,6 +190,7 @@ fn openssl_bundle() -> Bundle {
 fn openssl_pfx_goes_to_current_user_with_its_intermediate_in_ca_and_no_root() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
+    wine_user_keyset();
     let bundle = openssl_bundle();
     assert_eq!(
         plan::provider_for(bundle.csp_name.as_deref()),
@@ -237,6 +248,7 @@ fn openssl_pfx_goes_to_current_user_with_its_intermediate_in_ca_and_no_root() {
 fn pem_is_converted_to_a_pfx_and_imported_the_same_way() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
+    wine_user_keyset();
     let pem = String::from_utf8(data("rsa-pkcs1-key-last.pem")).unwrap();
     let bundle = decode::decode_pem(&pem).unwrap();
     let c = observed(
@@ -267,6 +279,7 @@ fn pem_is_converted_to_a_pfx_and_imported_the_same_way() {
 fn an_account_that_does_not_resolve_fails_that_certificate_before_anything_changes() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
+    wine_user_keyset();
     let c = observed(
         "noacct",
         "LocalMachine",
@@ -314,6 +327,7 @@ fn well_known_accounts_resolve_by_sid_and_names_resolve_with_lookup() {
 fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_installed() {
     use windows_cert_props::*;
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    wine_user_keyset();
     win::set_options(Options {
         link_on_renewal: true,
         import_compat: true,
