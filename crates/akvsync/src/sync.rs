@@ -76,6 +76,7 @@ impl Engine {
         vault: Arc<VaultClient>,
         state_dir: StateDir,
     ) -> (Self, Vec<String>) {
+        store::windows::configure(&settings);
         let (state, warning) = state_dir.load();
         let mut warnings: Vec<String> = warning.into_iter().collect();
         warnings.extend(clean_store_temporaries(&settings));
@@ -91,6 +92,7 @@ impl Engine {
     /// The same state directory and state with new settings (a reload): nothing installed
     /// is removed, certificates no longer observed are simply no longer polled.
     pub fn reconfigured(&self, settings: Settings, vault: Arc<VaultClient>) -> Engine {
+        store::windows::configure(&settings);
         Engine {
             settings,
             vault,
