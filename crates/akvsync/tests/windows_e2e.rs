@@ -1,0 +1,165 @@
+//! End to end under Wine (issue 6): the emulator runs in this test process, the real
+//! `akvsync.exe once` runs as a second Wine process against it over loopback HTTPS, and
+//! installs RSA certificates into `LocalMachine` and `CurrentUser` stores; a rotation with
+//! `linkOnRenewal` sets the renewal property on the old certificate; a third process
+//! (`akvsync.exe status --json`) sees what is installed.
+#![cfg(windows)]
+
+use std::fs;
+use std::path::PathBuf;
+
+use akvsync::decode;
+use akvsync::settings::StoreLocation;
+use akvsync::store::windows::plan;
+use akvsync::store::windows::sys::Store;
+use kvemu::{Config, Emulator};
+
+const VAULT: &str = "winkv";
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("akvsync-win-e2e-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn clear(location: StoreLocation, name: &str) {
+    let store = Store::open_system(location, name, true).unwrap();
+    for cert in store.certificates() {
+        cert.delete().unwrap();
+    }
+    let _ = store.commit();
+}
+
+/// (thumbprint, renewal hash) of every certificate in a store, read by this process.
+fn read_store(location: StoreLocation, name: &str) -> Vec<(String, Option<String>)> {
+    let store = Store::open_system(location, name, false).unwrap();
+    store
+        .certificates()
+        .iter()
+        .map(|c| {
+            (
+                decode::CertificateInfo::parse(&c.der()).unwrap().thumbprint,
+                c.property(64).map(|h| decode::hex_upper(&h)),
+            )
+        })
+        .collect()
+}
+
+fn settings(emu: &Emulator) -> serde_json::Value {
+    let url = |s: &str| format!("https://{VAULT}.vault.azure.net/secrets/{s}");
+    serde_json::json!({
+        "secretsManagementSettings": {
+            "pollingIntervalInS": "3600",
+            "linkOnRenewal": true,
+            "observedCertificates": [
+                {"url": url("iis"), "certificateStoreName": "AkvsyncE2E",
+                 "certificateStoreLocation": "LocalMachine",
+                 "accounts": ["Network Service", "Local Service"]},
+                {"url": url("user"), "certificateStoreName": "AkvsyncE2EUser",
+                 "certificateStoreLocation": "CurrentUser",
+                 "accounts": ["Network Service", "Local Service"]},
+            ],
+        },
+        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
+        "akvsync": {"testing": {
+            "caFile": emu.ca_file().to_str().unwrap(),
+            "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
+            "windowsImportCompat": true,
+        }},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal() {
+    let dir = scratch();
+    // Wine acquires every key from the user keyset: create its container first (see
+    // windows_store.rs and docs/windows.md).
+    let pki = kvemu::seed::TestPki::generate().unwrap();
+    let primer = pki
+        .issue(
+            "primer",
+            &["primer.test".to_owned()],
+            kvemu::seed::LeafKey::Rsa2048,
+            5,
+        )
+        .unwrap();
+    let primer = decode::decode_pem(&primer.pem_key_first()).unwrap();
+    drop(
+        Store::import_pfx(
+            &akvsync::store::windows::pfx_for(&primer).unwrap(),
+            plan::CRYPT_USER_KEYSET,
+        )
+        .unwrap(),
+    );
+    clear(StoreLocation::LocalMachine, "AkvsyncE2E");
+    clear(StoreLocation::CurrentUser, "AkvsyncE2EUser");
+
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let first = emu.rotate_certificate(VAULT, "iis").unwrap();
+    let user = emu.rotate_certificate(VAULT, "user").unwrap();
+    let settings_file = dir.join("settings.json");
+    fs::write(&settings_file, settings(&emu).to_string()).unwrap();
+    let state = dir.join("state");
+    let run = |args: &'static [&'static str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+        command
+            .args(args)
+            .arg("--settings")
+            .arg(&settings_file)
+            .arg("--state-dir")
+            .arg(&state);
+        command.output()
+    };
+
+    let out = run(&["once"]).await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        read_store(StoreLocation::LocalMachine, "AkvsyncE2E"),
+        vec![(first.thumbprint.clone(), None)]
+    );
+    assert!(
+        read_store(StoreLocation::CurrentUser, "AkvsyncE2EUser")
+            .iter()
+            .any(|(t, _)| *t == user.thumbprint)
+    );
+
+    // Rotation: the new version is installed beside the old one, which now points at it.
+    let second = emu.rotate_certificate(VAULT, "iis").unwrap();
+    let out = run(&["once"]).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = read_store(StoreLocation::LocalMachine, "AkvsyncE2E");
+    assert!(
+        after.contains(&(first.thumbprint.clone(), Some(second.thumbprint.clone()))),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&(second.thumbprint.clone(), None)),
+        "{after:?}"
+    );
+
+    // A third process reads the store back.
+    let out = run(&["status", "--json"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let thumbprints: Vec<&str> = json["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["installed"]["thumbprint"].as_str())
+        .collect();
+    assert!(thumbprints.contains(&second.thumbprint.as_str()), "{json}");
+    assert!(thumbprints.contains(&user.thumbprint.as_str()), "{json}");
+    emu.shutdown().await;
+    let _ = fs::remove_dir_all(&dir);
+}
