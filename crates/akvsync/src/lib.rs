@@ -18,3 +18,4 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod vault;
+pub mod winservice;

@@ -292,6 +292,11 @@ fn init_logging() {
 
 pub(crate) fn run(args: &SyncArgs) -> ExitCode {
     init_logging();
+    run_until(args, std::future::pending())
+}
+
+/// `run` that also stops when `stop` completes (the Windows service's stop request).
+pub(crate) fn run_until(args: &SyncArgs, stop: impl std::future::Future<Output = ()>) -> ExitCode {
     let engine = match start_engine(args) {
         Ok(engine) => engine,
         Err(code) => return code,
@@ -302,7 +307,13 @@ pub(crate) fn run(args: &SyncArgs) -> ExitCode {
     };
     runtime().block_on(async move {
         let reload = Arc::new(tokio::sync::Notify::new());
-        let shutdown = shutdown_signal(Arc::clone(&reload));
+        let signal = shutdown_signal(Arc::clone(&reload));
+        let shutdown = async move {
+            tokio::select! {
+                () = signal => {}
+                () = stop => tracing::info!("stop requested: stopping"),
+            }
+        };
         let reload_wait = move || {
             let reload = Arc::clone(&reload);
             Box::pin(async move { reload.notified().await })

@@ -1,0 +1,135 @@
+//! The service control manager side of the Windows service (`cfg(windows)`, through the
+//! `windows-service` crate): install, uninstall, console detection, the dispatcher and the
+//! control handler that turns stop/shutdown into the run loop's stop.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use windows_service::service::{
+    ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
+    ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
+};
+use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+use windows_service::{define_windows_service, service_dispatcher};
+
+use super::{DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, STOP_WAIT_HINT_S};
+
+/// What the service runs: the `run` loop, ending when the given future completes; returns
+/// the exit code.
+pub type Runner = Box<dyn FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> u8 + Send>;
+
+static RUNNER: OnceLock<Mutex<Option<Runner>>> = OnceLock::new();
+
+/// Whether this process has a console window (started by a person, not by the SCM).
+pub fn is_console() -> bool {
+    // SAFETY: GetConsoleWindow takes no arguments and only reports a handle (or null).
+    !unsafe { windows_sys::Win32::System::Console::GetConsoleWindow() }.is_null()
+}
+
+/// Registers the service (automatic start, LocalSystem) to run `exe` with `arguments`.
+pub fn install(exe: &Path, arguments: Vec<OsString>) -> Result<(), windows_service::Error> {
+    let manager = ServiceManager::local_computer(
+        None::<&str>,
+        ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
+    )?;
+    let info = ServiceInfo {
+        name: SERVICE_NAME.into(),
+        display_name: DISPLAY_NAME.into(),
+        service_type: ServiceType::OWN_PROCESS,
+        start_type: ServiceStartType::AutoStart,
+        error_control: ServiceErrorControl::Normal,
+        executable_path: exe.to_owned(),
+        launch_arguments: arguments,
+        dependencies: Vec::new(),
+        account_name: None,
+        account_password: None,
+    };
+    let service = manager.create_service(&info, ServiceAccess::CHANGE_CONFIG)?;
+    service.set_description(DESCRIPTION)?;
+    Ok(())
+}
+
+/// Stops (waiting up to the stop hint) and deletes the service.
+pub fn uninstall() -> Result<(), windows_service::Error> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    let service = manager.open_service(
+        SERVICE_NAME,
+        ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
+    )?;
+    if service.query_status()?.current_state != ServiceState::Stopped {
+        let _ = service.stop();
+        for _ in 0..(STOP_WAIT_HINT_S * 4) {
+            if service.query_status()?.current_state == ServiceState::Stopped {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    service.delete()
+}
+
+/// Hands the process to the SCM's dispatcher, which calls `runner` on the service thread.
+pub fn run_dispatcher(runner: Runner) -> Result<(), windows_service::Error> {
+    *RUNNER
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(runner);
+    service_dispatcher::start(SERVICE_NAME, ffi_service_main)
+}
+
+define_windows_service!(ffi_service_main, service_main);
+
+fn service_main(_arguments: Vec<OsString>) {
+    if let Err(e) = serve() {
+        tracing::error!(error = %e, "the service failed");
+    }
+}
+
+fn status(state: ServiceState, accept: ServiceControlAccept, exit: u32) -> ServiceStatus {
+    ServiceStatus {
+        service_type: ServiceType::OWN_PROCESS,
+        current_state: state,
+        controls_accepted: accept,
+        exit_code: ServiceExitCode::Win32(exit),
+        checkpoint: 0,
+        wait_hint: Duration::from_secs(STOP_WAIT_HINT_S),
+        process_id: None,
+    }
+}
+
+fn serve() -> Result<(), windows_service::Error> {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let on_stop = Arc::clone(&stop);
+    let handle = service_control_handler::register(SERVICE_NAME, move |control| match control {
+        ServiceControl::Stop | ServiceControl::Shutdown => {
+            tracing::info!("stop requested by the service control manager");
+            on_stop.notify_one();
+            ServiceControlHandlerResult::NoError
+        }
+        ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+        _ => ServiceControlHandlerResult::NotImplemented,
+    })?;
+    handle.set_service_status(status(
+        ServiceState::Running,
+        ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
+        0,
+    ))?;
+    let runner = RUNNER
+        .get()
+        .and_then(|r| r.lock().unwrap_or_else(|e| e.into_inner()).take());
+    let code = match runner {
+        Some(run) => run(Box::pin(async move { stop.notified().await })),
+        None => 1,
+    };
+    handle.set_service_status(status(
+        ServiceState::Stopped,
+        ServiceControlAccept::empty(),
+        u32::from(code),
+    ))?;
+    Ok(())
+}
