@@ -536,6 +536,25 @@ async fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    // Collect the service's log as it is written, to wait on what it reports.
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let sink = Arc::clone(&log);
+    let reader = tokio::spawn(async move {
+        let mut line = String::new();
+        while tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+            .await
+            .unwrap_or(0)
+            > 0
+        {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let logged = |text: &'static str| {
+        let log = Arc::clone(&log);
+        move || log.lock().unwrap().contains(text)
+    };
 
     assert!(
         eventually(Duration::from_secs(10), || link(&scratch, "svc").exists()).await,
@@ -552,7 +571,10 @@ async fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
     // A broken settings file on SIGHUP keeps the last good settings running.
     fs::write(&settings_file, "{ not json").unwrap();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        eventually(Duration::from_secs(10), logged("settings are invalid")).await,
+        "the invalid reload is reported"
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "still running after an invalid reload"
@@ -581,12 +603,10 @@ async fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
         "{:?}",
         stopping.elapsed()
     );
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
-    assert!(stderr.contains("settings are invalid"), "{stderr}");
-    assert!(stderr.contains("installed"), "{stderr}");
+    reader.await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("installed"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
     emu.shutdown().await;
 }
 
