@@ -10,6 +10,7 @@ pub mod handler;
 pub mod hooks;
 pub mod http;
 pub mod identity;
+pub mod logging;
 pub mod notify;
 pub mod schedule;
 pub mod service;

@@ -144,6 +144,21 @@ impl VaultOptions {
     }
 }
 
+/// The production client for validated settings: the managed-identity credential of
+/// `authenticationSettings` (Arc key files from the platform's Arc token directory) and the
+/// testing overrides, if any.
+pub fn client_for(settings: &crate::settings::Settings) -> Result<Arc<VaultClient>, String> {
+    let credential = Credential::new(
+        &settings.identity,
+        crate::identity::default_arc_token_dir(),
+        Backoff::IDENTITY,
+    )
+    .map_err(|e| e.to_string())?;
+    let options = VaultOptions::from_settings(settings)?;
+    let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
+    Ok(Arc::new(vault))
+}
+
 #[derive(Deserialize)]
 struct SecretResponse {
     value: Option<Zeroizing<String>>,

@@ -7,14 +7,10 @@ use std::sync::Arc;
 
 use super::table;
 use super::{StatusArgs, SyncArgs, exit};
-use crate::backoff::Backoff;
-use crate::identity::{self, Credential};
 use crate::settings::{self, Platform, SettingsError, Validated, render};
 use crate::state::{self, StateDir, StateError};
 use crate::store;
 use crate::sync::{self, Engine, Report, SyncResult};
-
-use crate::vault::{VaultClient, VaultOptions};
 
 /// Loads settings for this platform, printing errors (exit 2) and warnings.
 fn load_settings(path: &std::path::Path) -> Result<Validated, ExitCode> {
@@ -59,25 +55,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime needs no resources that can fail")
 }
 
-/// The Key Vault client (with its identity credential) for validated settings.
-fn vault_client(settings: &settings::Settings) -> Result<Arc<VaultClient>, String> {
-    let credential = Credential::new(
-        &settings.identity,
-        identity::default_arc_token_dir(),
-        Backoff::IDENTITY,
-    )
-    .map_err(|e| e.to_string())?;
-    let options = VaultOptions::from_settings(settings)?;
-    let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
-    Ok(Arc::new(vault))
-}
-
 /// Builds the engine for validated settings.
 pub(crate) fn engine(
     settings: settings::Settings,
     state_dir: StateDir,
 ) -> Result<Arc<Engine>, String> {
-    let vault = vault_client(&settings)?;
+    let vault = crate::vault::client_for(&settings)?;
     let (engine, warnings) = Engine::new(settings, vault, state_dir);
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -268,17 +251,7 @@ pub(crate) fn status(args: &StatusArgs) -> ExitCode {
 /// Logs go to stderr (the journal under systemd): human-readable by default, JSON with
 /// `AKVSYNC_LOG_FORMAT=json`; level from `AKVSYNC_LOG` (error, warn, info, debug, trace).
 fn init_logging() {
-    let level = match std::env::var("AKVSYNC_LOG")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
+    let level = crate::logging::level_from_env();
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -302,7 +275,7 @@ pub(crate) fn run_until(args: &SyncArgs, stop: impl std::future::Future<Output =
         Err(code) => return code,
     };
     let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
-        let vault = vault_client(&settings)?;
+        let vault = crate::vault::client_for(&settings)?;
         Ok(current.reconfigured(settings, vault))
     };
     runtime().block_on(async move {

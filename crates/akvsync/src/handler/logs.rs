@@ -79,17 +79,7 @@ impl Write for RotatingFile {
 /// Sends this process's `tracing` events to `<log_folder>/<file_name>` (level from
 /// `AKVSYNC_LOG`, default info).
 pub fn init(log_folder: &Path, file_name: &str) {
-    let level = match std::env::var("AKVSYNC_LOG")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
+    let level = crate::logging::level_from_env();
     let writer = Mutex::new(RotatingFile::new(
         log_folder.join(file_name),
         MAX_FILE_BYTES,

@@ -13,29 +13,14 @@ use super::config;
 use super::manager::PID_FILE;
 use super::reporter::Reporter;
 use super::status::{Status, StatusReport};
-use crate::backoff::Backoff;
 use crate::cli::exit;
-use crate::identity::{self, Credential};
 use crate::settings::{self, Platform, SettingsError, render};
 use crate::state::{StateDir, StateError};
 use crate::sync::Engine;
-use crate::vault::{VaultClient, VaultOptions};
 
 /// Rewrites the status this often: SPEC §7 wants a `transitioning` status refreshed at
 /// least every 2 minutes (an initial-sync retry can wait up to 300 s).
 const REFRESH: Duration = Duration::from_secs(60);
-
-fn vault_client(settings: &settings::Settings) -> Result<Arc<VaultClient>, String> {
-    let credential = Credential::new(
-        &settings.identity,
-        identity::default_arc_token_dir(),
-        Backoff::IDENTITY,
-    )
-    .map_err(|e| e.to_string())?;
-    let options = VaultOptions::from_settings(settings)?;
-    let vault = VaultClient::new(Arc::new(credential), &options).map_err(|e| e.to_string())?;
-    Ok(Arc::new(vault))
-}
 
 /// Runs the service until SIGTERM/SIGINT.
 pub fn run(state_dir: &Path) -> ExitCode {
@@ -80,7 +65,7 @@ pub fn run(state_dir: &Path) -> ExitCode {
         }
         Err(error) => return fail(Status::Error, error.to_string(), exit::FAILURE),
     };
-    let engine = match vault_client(&validated.settings) {
+    let engine = match crate::vault::client_for(&validated.settings) {
         Ok(vault) => {
             let (engine, warnings) = Engine::new(validated.settings, vault, state);
             for warning in warnings {
@@ -92,7 +77,7 @@ pub fn run(state_dir: &Path) -> ExitCode {
     };
     engine.remember_settings(&settings_path);
     let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
-        let vault = vault_client(&settings)?;
+        let vault = crate::vault::client_for(&settings)?;
         Ok(current.reconfigured(settings, vault))
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
