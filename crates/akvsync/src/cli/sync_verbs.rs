@@ -49,7 +49,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         // Decode and store work runs on blocking threads, at most one per concurrent
         // certificate; idle ones exit quickly so that a polling agent stays small.
-        .max_blocking_threads(2)
+        .max_blocking_threads(1)
         .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
         .expect("a current-thread runtime needs no resources that can fail")
