@@ -130,6 +130,9 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
     );
 
     // Rotation: the new version is installed beside the old one, which now points at it.
+    // "Older" is decided by notBefore, which has one-second resolution: issue the renewal
+    // in a later second than the first certificate, as a real renewal always is.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let second = emu.rotate_certificate(VAULT, "iis").unwrap();
     let out = run(&["once"]).await.unwrap();
     assert_eq!(
