@@ -67,6 +67,7 @@ pub fn existing(path: &Path) -> io::Result<Existing> {
 pub fn replace_symlink(dir: &Path, name: &str, target: &Path) -> io::Result<()> {
     let temp = dir.join(temp_name());
     symlink(target, &temp)?;
+    super::test_delay::pause();
     if let Err(e) = fs::rename(&temp, dir.join(name)) {
         let _ = fs::remove_file(&temp);
         return Err(e);

@@ -14,9 +14,10 @@
 
 pub mod acl;
 mod atomic;
+mod test_delay;
 
 use std::fs::{self, DirBuilder};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -146,10 +147,11 @@ pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, 
     let (mut file, temp_path) =
         atomic::create_private_temp(dir).map_err(io_error("create a file in", dir))?;
     let written = (|| {
-        file.write_all(new.pem)
-            .map_err(io_error("write", &temp_path))?;
+        test_delay::pause();
+        test_delay::write_all(&mut file, new.pem).map_err(io_error("write", &temp_path))?;
         acl::add_to(&file, &grants, acl::READ)?;
         file.sync_all().map_err(io_error("sync", &temp_path))?;
+        test_delay::pause();
         fs::rename(&temp_path, &final_path).map_err(io_error("rename into", &final_path))
     })();
     if let Err(e) = written {
