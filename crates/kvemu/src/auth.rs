@@ -90,6 +90,11 @@ impl Auth {
         }
     }
 
+    /// Every token issued and still kept (tests scan outputs for them).
+    pub fn issued(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     pub fn identities(&self) -> &[Identity] {
         &self.identities
     }

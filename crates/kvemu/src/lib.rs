@@ -397,6 +397,16 @@ impl Emulator {
             .unwrap_or_default()
     }
 
+    /// The values of every version of a secret, oldest first (tests scan outputs for them).
+    pub fn secret_values(&self, vault: &str, name: &str) -> Vec<String> {
+        lock(&self.shared.store)
+            .vault(vault)
+            .secrets
+            .get(&name.to_ascii_lowercase())
+            .map(|e| e.versions.iter().map(|v| v.value.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Imports a certificate through the same code as `POST /certificates/{name}/import`;
     /// `body` is that request's JSON (`value`, `pwd`, `policy`, `attributes`, `tags`).
     pub fn import_certificate_json(
@@ -512,6 +522,12 @@ impl Emulator {
             ids::now_unix(),
             lifetime,
         ))
+    }
+
+    /// Every bearer token the emulator has issued and still accepts or remembers (up to
+    /// its bound of 100,000), for tests that scan outputs for leaked tokens.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.auth).issued()
     }
 
     pub fn set_token_lifetime(&self, d: Duration) {

@@ -57,10 +57,26 @@ pub fn current(config_folder: &Path) -> Result<Option<u64>, String> {
     latest_settings(config_folder).map_err(|e| format!("{}: {e}", config_folder.display()))
 }
 
+/// An `mrseq` file holds one number; anything longer is not one (read no further).
+const MAX_MRSEQ_BYTES: u64 = 64;
+
+/// The number in an `mrseq` file's bytes (surrounding whitespace allowed), if it is one.
+pub fn parse_mrseq(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
 /// The last processed sequence number recorded in `<handler_dir>/mrseq`.
 pub fn read_mrseq(handler_dir: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(handler_dir.join(MRSEQ_FILE)).ok()?;
-    text.trim().parse().ok()
+    use std::io::Read;
+    let file = std::fs::File::open(handler_dir.join(MRSEQ_FILE)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MRSEQ_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_MRSEQ_BYTES {
+        return None;
+    }
+    parse_mrseq(&bytes)
 }
 
 /// Records `n` as the last processed sequence number.
@@ -147,6 +163,16 @@ mod tests {
         assert_eq!(pick(&[]), None);
         assert_eq!(pick(&[(1, t), (0, later), (2, t)]), Some(0));
         assert_eq!(pick(&[(1, t), (3, t), (2, t)]), Some(3));
+    }
+
+    #[test]
+    fn mrseq_contents() {
+        assert_eq!(parse_mrseq(b"3"), Some(3));
+        assert_eq!(parse_mrseq(b" 12\n"), Some(12));
+        assert_eq!(parse_mrseq(b""), None);
+        assert_eq!(parse_mrseq(b"-1"), None);
+        assert_eq!(parse_mrseq(b"\xff3"), None);
+        assert_eq!(parse_mrseq(b"99999999999999999999999"), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Status files (SPEC §7): `<statusFolder>/<n>.status` exactly as the guest agent parses
 //! it (a JSON array whose element 0 holds the status; one of four values; `lang` and
 //! `message`; at most 128 KiB; messages at most 1024 characters), written atomically so
-//! that the agent, which polls every 5 s, never reads half a file. Also the heartbeat file.
+//! that the agent, which polls every 5 s, never reads half a file. Also the heartbeat file,
+//! and [`parse`], which reads a status file back as the agent does (tests and fuzzing check
+//! everything [`render`] writes with it).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -30,6 +32,18 @@ impl Status {
             Status::Error => "error",
             Status::Warning => "warning",
         }
+    }
+
+    /// The value for one of the four names the agent knows (case-insensitive, as it reads them).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Status::Transitioning,
+            Status::Success,
+            Status::Error,
+            Status::Warning,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -141,6 +155,75 @@ pub fn render(report: &StatusReport, time: SystemTime) -> Vec<u8> {
     }
 }
 
+/// Reads a status file's bytes as the guest agent does: at most [`MAX_FILE_BYTES`], a JSON
+/// array whose element 0 has `status` with `name`, `operation`, one of the four `status`
+/// values, an integer `code` and `formattedMessage.message`; `substatus` entries likewise.
+pub fn parse(bytes: &[u8]) -> Result<StatusReport, String> {
+    use serde_json::Value;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "status file larger than {MAX_FILE_BYTES} bytes ({})",
+            bytes.len()
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("status file is not JSON: {e}"))?;
+    let top = value
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|first| first.get("status"))
+        .ok_or("status file: expected [{\"status\": {…}}]")?;
+    fn text(v: &Value, path: &str, key: &str) -> Result<String, String> {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("status file: {path}.{key} is missing or not a string"))
+    }
+    fn entry(v: &Value, path: &str) -> Result<(Status, i32, String), String> {
+        let name = text(v, path, "status")?;
+        let status = Status::from_name(&name)
+            .ok_or_else(|| format!("status file: {path}.status {name:?} is not a status"))?;
+        let code = match v.get("code") {
+            None => 0,
+            Some(c) => c
+                .as_i64()
+                .and_then(|c| i32::try_from(c).ok())
+                .ok_or_else(|| format!("status file: {path}.code is not a 32-bit integer"))?,
+        };
+        let message = v
+            .get("formattedMessage")
+            .map(|m| text(m, &format!("{path}.formattedMessage"), "message"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok((status, code, message))
+    }
+    let (status, code, message) = entry(top, "[0].status")?;
+    let mut substatus = Vec::new();
+    if let Some(subs) = top.get("substatus").filter(|s| !s.is_null()) {
+        let subs = subs
+            .as_array()
+            .ok_or("status file: [0].status.substatus is not an array")?;
+        for (i, sub) in subs.iter().enumerate() {
+            let path = format!("[0].status.substatus[{i}]");
+            let (status, code, message) = entry(sub, &path)?;
+            substatus.push(Substatus {
+                name: text(sub, &path, "name")?,
+                status,
+                code,
+                message,
+            });
+        }
+    }
+    Ok(StatusReport {
+        handler_name: text(top, "[0].status", "name")?,
+        operation: text(top, "[0].status", "operation")?,
+        status,
+        code,
+        message,
+        substatus,
+    })
+}
+
 /// Writes `report` to `path` atomically (temp file, fsync, rename).
 pub fn write(path: &Path, report: &StatusReport) -> std::io::Result<()> {
     super::config::write_atomic(path, &render(report, SystemTime::now()))
@@ -205,6 +288,25 @@ mod tests {
             .as_str()
             .unwrap();
         assert_eq!(sub.chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn what_is_rendered_parses_back() {
+        let original = report(3, "all good");
+        let parsed = parse(&render(&original, SystemTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(parsed.handler_name, original.handler_name);
+        assert_eq!(parsed.status, Status::Success);
+        assert_eq!(parsed.message, "all good");
+        assert_eq!(parsed.substatus.len(), 3);
+        assert_eq!(parsed.substatus[2].name, "kv/cert2");
+        assert_eq!(
+            parsed.substatus[0].message.chars().count(),
+            MAX_MESSAGE_CHARS
+        );
+        assert!(parse(b"[]").is_err());
+        let bad = br#"[{"status":{"name":"n","operation":"Enable","status":"fine"}}]"#;
+        assert!(parse(bad).unwrap_err().contains("[0].status.status"));
+        assert!(parse(&vec![b' '; MAX_FILE_BYTES + 1]).is_err());
     }
 
     #[test]
