@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod schedule;
 pub mod service;

@@ -3,12 +3,16 @@
 //! backoff until every certificate is installed once (or the attempt limit), and only
 //! then tell systemd READY; reload the settings on SIGHUP (an invalid file keeps the last
 //! good settings); stop promptly on SIGTERM/SIGINT (or the Windows service's stop).
+//! With `akvsync.metrics`, serve the metrics endpoint and rewrite the textfile after each
+//! round; log an expiry warning once per certificate per day, not at every poll.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::metrics::Exporter;
 use crate::notify::notify;
 use crate::schedule;
 use crate::settings::{self, Platform, SettingsError};
@@ -68,12 +72,18 @@ pub async fn run_observed(
         notify("READY=1");
         Phase::Polling
     };
+    let mut exporter = Exporter::default();
+    exporter
+        .configure(&engine.settings().akvsync.metrics, engine.metrics())
+        .await;
+    let mut expiry_log = ExpiryLog::default();
     loop {
         let reports = tokio::select! {
             reports = engine.sync_all() => reports,
             () = &mut shutdown => break,
         };
-        log_reports(&reports);
+        log_reports(&reports, &mut expiry_log, now());
+        Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
         release_freed_memory();
         phase = next_phase(
             phase,
@@ -95,6 +105,9 @@ pub async fn run_observed(
                 observer.reloaded(new.is_some());
                 if let Some(new) = new {
                     engine = Arc::new(new);
+                    exporter
+                        .configure(&engine.settings().akvsync.metrics, engine.metrics())
+                        .await;
                 }
                 notify("READY=1");
             }
@@ -173,7 +186,40 @@ fn release_freed_memory() {
     }
 }
 
-fn log_reports(reports: &[Report]) {
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// When each certificate's expiry warning was last logged: polls are often more frequent
+/// than a day, and the same warning every poll would drown the log.
+#[derive(Debug, Default)]
+struct ExpiryLog {
+    logged: HashMap<String, u64>,
+}
+
+impl ExpiryLog {
+    const PERIOD_S: u64 = 24 * 3600;
+
+    /// Whether to log `report`'s expiry warning at `now`; forgets certificates whose
+    /// warning went away (renewed), so that a later one is logged at once.
+    fn due(&mut self, report: &Report, now: u64) -> bool {
+        if report.expiry_warning.is_none() {
+            self.logged.remove(&report.name);
+            return false;
+        }
+        match self.logged.get(&report.name) {
+            Some(last) if now.saturating_sub(*last) < Self::PERIOD_S => false,
+            _ => {
+                self.logged.insert(report.name.clone(), now);
+                true
+            }
+        }
+    }
+}
+
+fn log_reports(reports: &[Report], expiry_log: &mut ExpiryLog, now: u64) {
     for report in reports {
         let version = report.version.as_deref().unwrap_or("-");
         let thumbprint = report.thumbprint.as_deref().unwrap_or("-");
@@ -191,6 +237,12 @@ fn log_reports(reports: &[Report]) {
         for warning in &report.warnings {
             tracing::warn!(certificate = %report.name, %warning);
         }
+        if expiry_log.due(report, now)
+            && let Some(warning) = &report.expiry_warning
+        {
+            let not_after = report.not_after.unwrap_or_default();
+            tracing::warn!(certificate = %report.name, not_after, %warning, "certificate expiry");
+        }
     }
 }
 
@@ -207,6 +259,7 @@ mod tests {
             thumbprint: None,
             not_after: None,
             warnings: Vec::new(),
+            expiry_warning: None,
         }
     }
 
@@ -240,6 +293,24 @@ mod tests {
             next_phase(Phase::Polling, &failed, Some(1)),
             Phase::Polling,
             "failures after start never go back"
+        );
+    }
+
+    #[test]
+    fn an_expiry_warning_is_logged_once_a_day_and_again_after_a_renewal() {
+        let mut log = ExpiryLog::default();
+        let mut expiring = report(SyncResult::Unchanged);
+        expiring.expiry_warning = Some("the certificate expires in 3 days".into());
+        let t = 1_000_000;
+        assert!(log.due(&expiring, t));
+        assert!(!log.due(&expiring, t + 3600), "not at every poll");
+        assert!(!log.due(&expiring, t + 86_399));
+        assert!(log.due(&expiring, t + 86_400), "again a day later");
+        let renewed = report(SyncResult::Installed);
+        assert!(!log.due(&renewed, t + 86_500));
+        assert!(
+            log.due(&expiring, t + 86_600),
+            "a new warning after a renewal"
         );
     }
 }

@@ -2,20 +2,23 @@
 //! its version with what is installed (read back from the store), decode and install a
 //! new version, prune past the retention count, and record the outcome. One task per
 //! certificate with bounded concurrency: one certificate's failure never blocks another,
-//! and a failure never removes what is installed.
+//! and a failure never removes what is installed. With metrics configured, each round
+//! also updates the [`Metrics`] (failures by kind, throttles, token requests, duration,
+//! per-certificate state); expiry warnings follow `akvsync.expiryWarningDays`.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::decode;
 use crate::hooks::{self, HookContext};
+use crate::metrics::{CertificateSample, FetchErrorKind, Metrics};
 use crate::settings::{ObservedCertificate, Settings};
 use crate::state::{State, StateDir, TargetState};
 use crate::store::{self, CertificateStore};
-use crate::vault::VaultClient;
+use crate::vault::{VaultClient, VaultError};
 
 /// Certificates fetched and installed at the same time; enough to sync a thousand
 /// certificates quickly, few enough to stay far below Key Vault's throttle.
@@ -33,8 +36,10 @@ pub struct Report {
     pub version: Option<String>,
     pub thumbprint: Option<String>,
     pub not_after: Option<u64>,
-    /// Warnings that do not make the certificate "not current" (expired, near expiry…).
+    /// Warnings that do not make the certificate "not current" (a failed hook, pruning…).
     pub warnings: Vec<String>,
+    /// The installed certificate has expired or expires within `expiryWarningDays`.
+    pub expiry_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +57,49 @@ impl Report {
     pub fn is_current(&self) -> bool {
         !matches!(self.result, SyncResult::Failed(_))
     }
+
+    /// Every warning, the expiry warning last.
+    pub fn all_warnings(&self) -> impl Iterator<Item = &str> {
+        self.warnings
+            .iter()
+            .map(String::as_str)
+            .chain(self.expiry_warning.as_deref())
+    }
+}
+
+/// Why one certificate's sync failed: the message for reports, the kind for metrics.
+#[derive(Debug)]
+struct Failure {
+    kind: FetchErrorKind,
+    message: String,
+}
+
+impl Failure {
+    fn new(kind: FetchErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<VaultError> for Failure {
+    fn from(error: VaultError) -> Self {
+        let kind = match &error {
+            VaultError::Identity { .. } => FetchErrorKind::Identity,
+            VaultError::Throttled { .. } => FetchErrorKind::Throttled,
+            VaultError::Transport { source, .. } if source.is_timeout() => FetchErrorKind::Timeout,
+            VaultError::Transport { .. } => FetchErrorKind::Transport,
+            VaultError::Status { status, .. } if *status >= 500 => FetchErrorKind::Http5xx,
+            VaultError::Status { .. } => FetchErrorKind::Http4xx,
+            VaultError::Redirect { .. } => FetchErrorKind::Redirect,
+            VaultError::Challenge { .. } => FetchErrorKind::Challenge,
+            VaultError::Setup(_) => FetchErrorKind::Other,
+            // Unusable responses (truncated, too large, not a secret of this vault).
+            _ => FetchErrorKind::Response,
+        };
+        Failure::new(kind, error.to_string())
+    }
 }
 
 fn now() -> u64 {
@@ -67,6 +115,8 @@ pub struct Engine {
     vault: Arc<VaultClient>,
     state_dir: Arc<StateDir>,
     state: Arc<Mutex<State>>,
+    /// `Some` only when the settings configure metrics: off, nothing is recorded.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Engine {
@@ -80,29 +130,47 @@ impl Engine {
         let (state, warning) = state_dir.load();
         let mut warnings: Vec<String> = warning.into_iter().collect();
         warnings.extend(clean_store_temporaries(&settings));
+        let metrics = settings
+            .akvsync
+            .metrics
+            .enabled()
+            .then(|| Arc::new(Metrics::new()));
         let engine = Engine {
             settings,
             vault,
             state_dir: Arc::new(state_dir),
             state: Arc::new(Mutex::new(state)),
+            metrics,
         };
         (engine, warnings)
     }
 
     /// The same state directory and state with new settings (a reload): nothing installed
-    /// is removed, certificates no longer observed are simply no longer polled.
+    /// is removed, certificates no longer observed are simply no longer polled. The metrics
+    /// carry on (counters never go back) unless the new settings turn them off.
     pub fn reconfigured(&self, settings: Settings, vault: Arc<VaultClient>) -> Engine {
         store::windows::configure(&settings);
+        let metrics = settings.akvsync.metrics.enabled().then(|| {
+            self.metrics
+                .clone()
+                .unwrap_or_else(|| Arc::new(Metrics::new()))
+        });
         Engine {
             settings,
             vault,
             state_dir: Arc::clone(&self.state_dir),
             state: Arc::clone(&self.state),
+            metrics,
         }
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The metrics this engine records, when the settings configure any.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Records the settings file in use, for `status` without `--settings`.
@@ -114,6 +182,11 @@ impl Engine {
 
     /// Syncs every certificate once; reports in settings order.
     pub async fn sync_all(self: &Arc<Self>) -> Vec<Report> {
+        let started = Instant::now();
+        let vault_counts = (
+            self.vault.throttled_count(),
+            self.vault.token_request_count(),
+        );
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         for index in 0..self.settings.certificates.len() {
@@ -135,12 +208,14 @@ impl Engine {
         }
         // One state write per round: a crash before it loses only records of installs,
         // which the next round recovers from the stores themselves.
-        let saved = self.state_dir.save(&*self.state.lock().await);
+        let state = self.state.lock().await;
+        let saved = self.state_dir.save(&state);
         let mut reports: Vec<Report> = reports
             .into_iter()
             .zip(&self.settings.certificates)
             .map(|(report, certificate)| {
                 report.unwrap_or_else(|| {
+                    self.count_failure(FetchErrorKind::Other);
                     self.failed(
                         certificate,
                         "internal error: the sync task panicked".to_owned(),
@@ -155,7 +230,56 @@ impl Engine {
                 report.warnings.push(format!("state not saved: {e}"));
             }
         }
+        if let Some(metrics) = &self.metrics {
+            self.record_round(metrics, &reports, &state, started, vault_counts);
+        }
         reports
+    }
+
+    fn count_failure(&self, kind: FetchErrorKind) {
+        if let Some(metrics) = &self.metrics {
+            metrics.count_fetch_error(kind);
+        }
+    }
+
+    /// The round's duration, vault counters and every certificate's state, into the metrics.
+    fn record_round(
+        &self,
+        metrics: &Metrics,
+        reports: &[Report],
+        state: &State,
+        started: Instant,
+        (throttled_before, tokens_before): (u64, u64),
+    ) {
+        metrics.add_vault_counts(
+            self.vault
+                .throttled_count()
+                .saturating_sub(throttled_before),
+            self.vault
+                .token_request_count()
+                .saturating_sub(tokens_before),
+        );
+        let samples = reports
+            .iter()
+            .zip(&self.settings.certificates)
+            .map(|(report, certificate)| {
+                let last_success = store::for_target(&certificate.target)
+                    .ok()
+                    .and_then(|s| state.targets.get(&s.target_key(certificate)))
+                    .and_then(|t| t.last_success);
+                let installed = report.thumbprint.is_some();
+                CertificateSample {
+                    vault: certificate.secret.vault_name.clone(),
+                    secret: certificate.secret.secret_name.clone(),
+                    version: report.version.clone().filter(|_| installed),
+                    thumbprint: report.thumbprint.clone(),
+                    target: report.target.clone(),
+                    not_after: report.not_after,
+                    last_success,
+                }
+            })
+            .collect();
+        metrics.record_round(started.elapsed().as_secs_f64(), samples);
     }
 
     fn failed(
@@ -173,6 +297,7 @@ impl Engine {
             thumbprint: previous.and_then(|p| p.thumbprint.clone()),
             not_after: previous.and_then(|p| p.not_after),
             warnings: Vec::new(),
+            expiry_warning: None,
         }
     }
 
@@ -180,7 +305,10 @@ impl Engine {
     async fn sync_one(&self, certificate: &ObservedCertificate) -> Report {
         let store = match store::for_target(&certificate.target) {
             Ok(store) => store,
-            Err(message) => return self.failed(certificate, message, None),
+            Err(message) => {
+                self.count_failure(FetchErrorKind::Store);
+                return self.failed(certificate, message, None);
+            }
         };
         let key = store.target_key(certificate);
         let previous = self.state.lock().await.targets.get(&key).cloned();
@@ -214,13 +342,19 @@ impl Engine {
                 }
                 report
             }
-            Err(message) => {
+            Err(Failure { kind, message }) => {
+                self.count_failure(kind);
                 entry.last_error = Some(message.clone());
                 self.failed(certificate, message, Some(entry))
             }
         };
         let mut report = report;
         drop(state);
+        // Also when the sync failed: an expiring certificate that cannot be renewed is
+        // exactly what the warning is for.
+        report.expiry_warning = report
+            .not_after
+            .and_then(|t| expiry_warning(t, now(), self.settings.akvsync.expiry_warning_days));
         if report.result == SyncResult::Installed {
             self.run_hooks(certificate, &mut report).await;
         }
@@ -273,30 +407,27 @@ impl Engine {
         certificate: &ObservedCertificate,
         store: &'static dyn CertificateStore,
         previous: Option<&TargetState>,
-    ) -> Result<Report, String> {
-        let secret = self
-            .vault
-            .get_secret(&certificate.secret)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Report, Failure> {
+        let secret = self.vault.get_secret(&certificate.secret).await?;
         let now = now() as i64;
+        let unusable = |message: String| Failure::new(FetchErrorKind::SecretState, message);
         if !secret.enabled {
-            return Err(format!(
+            return Err(unusable(format!(
                 "version {} is disabled in Key Vault",
                 secret.version
-            ));
+            )));
         }
         if secret.not_before.is_some_and(|nbf| nbf > now) {
-            return Err(format!(
+            return Err(unusable(format!(
                 "version {} is not yet valid in Key Vault (nbf)",
                 secret.version
-            ));
+            )));
         }
         if secret.expires.is_some_and(|exp| exp <= now) {
-            return Err(format!(
+            return Err(unusable(format!(
                 "version {} is expired in Key Vault (exp)",
                 secret.version
-            ));
+            )));
         }
         let mut report = Report {
             name: substatus_name(certificate),
@@ -306,12 +437,12 @@ impl Engine {
             thumbprint: previous.and_then(|p| p.thumbprint.clone()),
             not_after: previous.and_then(|p| p.not_after),
             warnings: Vec::new(),
+            expiry_warning: None,
         };
         let installed = store.current_version(certificate);
         let recorded = previous.and_then(|p| p.installed_version.as_deref());
         let already_installed = installed.as_deref() == Some(secret.version.as_str());
         if already_installed && recorded == installed.as_deref() {
-            add_expiry_warnings(&mut report, now);
             return Ok(report);
         }
         if !already_installed
@@ -329,24 +460,28 @@ impl Engine {
         let content_type = secret.content_type.clone();
         let value = secret.value;
         let install = !already_installed;
-        let bundle = tokio::task::spawn_blocking(move || -> Result<decode::Bundle, String> {
+        let bundle = tokio::task::spawn_blocking(move || -> Result<decode::Bundle, Failure> {
             let bundle = decode::decode_secret(content_type.as_deref(), &value)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
             if install {
                 store
                     .install(&certificate_owned, &version, &bundle)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
             }
             Ok(bundle)
         })
         .await
-        .map_err(|e| format!("internal error: the install task failed: {e}"))??;
+        .map_err(|e| {
+            Failure::new(
+                FetchErrorKind::Other,
+                format!("internal error: the install task failed: {e}"),
+            )
+        })??;
         if already_installed {
             // Installed but not recorded (a crash between the link switch and the state
             // write): record it without writing anything.
             report.thumbprint = Some(bundle.leaf.thumbprint.clone());
             report.not_after = Some(bundle.leaf.not_after);
-            add_expiry_warnings(&mut report, now);
             return Ok(report);
         }
         report.result = SyncResult::Installed;
@@ -363,7 +498,6 @@ impl Engine {
                 .warnings
                 .push("the certificate is not valid yet (notBefore is in the future)".to_owned());
         }
-        add_expiry_warnings(&mut report, now);
         Ok(report)
     }
 }
@@ -396,19 +530,20 @@ fn clean_store_temporaries(_settings: &Settings) -> Vec<String> {
 }
 
 /// Expired or soon-expiring certificates are installed (the vault is the source of truth)
-/// but reported.
-fn add_expiry_warnings(report: &mut Report, now: i64) {
-    if let Some(not_after) = report.not_after {
-        let left = not_after as i64 - now;
-        if left <= 0 {
-            report
-                .warnings
-                .push("the certificate has expired".to_owned());
-        } else if left < 14 * 24 * 3600 {
-            report
-                .warnings
-                .push(format!("the certificate expires in {} days", left / 86400));
-        }
+/// but reported: expired always, soon-expiring when `not_after` is less than
+/// `warning_days` days after `now` (`expiryWarningDays`; 0 turns this warning off).
+pub fn expiry_warning(not_after: u64, now: u64, warning_days: u32) -> Option<String> {
+    let left = not_after as i64 - now as i64;
+    if left <= 0 {
+        Some("the certificate has expired".to_owned())
+    } else if left < i64::from(warning_days) * 86_400 {
+        Some(match left / 86_400 {
+            0 => "the certificate expires in less than a day".to_owned(),
+            1 => "the certificate expires in 1 day".to_owned(),
+            days => format!("the certificate expires in {days} days"),
+        })
+    } else {
+        None
     }
 }
 
@@ -418,4 +553,39 @@ pub fn substatus_name(certificate: &ObservedCertificate) -> String {
         "{}/{}",
         certificate.secret.vault_name, certificate.secret.secret_name
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry_warning;
+
+    #[test]
+    fn expiry_warnings_follow_the_threshold() {
+        let day = 86_400;
+        let now = 1_000 * day;
+        assert_eq!(
+            expiry_warning(now, now, 30).as_deref(),
+            Some("the certificate has expired")
+        );
+        assert_eq!(
+            expiry_warning(now - 1, now, 0).as_deref(),
+            Some("the certificate has expired"),
+            "expired is reported even with the early warning off"
+        );
+        assert_eq!(
+            expiry_warning(now + 29 * day + 5, now, 30).as_deref(),
+            Some("the certificate expires in 29 days")
+        );
+        assert_eq!(
+            expiry_warning(now + day + 5, now, 30).as_deref(),
+            Some("the certificate expires in 1 day")
+        );
+        assert_eq!(
+            expiry_warning(now + 5, now, 30).as_deref(),
+            Some("the certificate expires in less than a day")
+        );
+        assert_eq!(expiry_warning(now + 30 * day, now, 30), None);
+        assert_eq!(expiry_warning(now + 5, now, 0), None);
+        assert!(expiry_warning(now + 3000 * day, now, 3650).is_some());
+    }
 }

@@ -200,6 +200,8 @@ pub struct VaultClient {
     /// Vault host → no request before this instant (Retry-After).
     not_before: std::sync::Mutex<HashMap<String, Instant>>,
     requests: AtomicU64,
+    /// 429/503 answers received (for metrics).
+    throttled: AtomicU64,
 }
 
 impl VaultClient {
@@ -242,12 +244,23 @@ impl VaultClient {
             resources: std::sync::Mutex::new(HashMap::new()),
             not_before: std::sync::Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         })
     }
 
     /// Requests sent to vaults so far (for tests and metrics).
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// 429/503 answers received so far, retried ones included (for metrics).
+    pub fn throttled_count(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent to the managed-identity endpoint so far (for metrics).
+    pub fn token_request_count(&self) -> u64 {
+        self.credential.request_count()
     }
 
     /// The latest (or pinned) version of a secret, retrying transient errors.
@@ -367,6 +380,7 @@ impl VaultClient {
             });
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
             let retry_after = header(reqwest::header::RETRY_AFTER)
                 .and_then(|v| backoff::parse_retry_after(&v, MAX_RETRY_AFTER));
             return Err(VaultError::Throttled {

@@ -1,5 +1,6 @@
 //! `akvsync once` and `akvsync status`: load and validate the settings, lock the state
-//! directory, then sync (or read back) every certificate and print a table.
+//! directory, then sync (or read back) every certificate and print a table. `once` also
+//! writes the metrics textfile when one is configured; `run` hands over to `service`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,9 +88,10 @@ pub(crate) fn once(args: &SyncArgs) -> ExitCode {
         Err(code) => return code,
     };
     let reports = runtime().block_on(engine.sync_all());
+    crate::metrics::Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
     print!("{}", sync_table(&reports));
     for report in &reports {
-        for warning in &report.warnings {
+        for warning in report.all_warnings() {
             eprintln!("warning: {}: {warning}", report.name);
         }
     }
@@ -163,6 +165,14 @@ pub(crate) fn status(args: &StatusArgs) -> ExitCode {
         let record = store::for_target(&certificate.target)
             .ok()
             .and_then(|s| recorded.targets.get(&s.target_key(certificate)).cloned());
+        let expiry_warning = match &installed {
+            Ok(Some(i)) => sync::expiry_warning(
+                i.leaf.not_after,
+                now,
+                validated.settings.akvsync.expiry_warning_days,
+            ),
+            _ => None,
+        };
         entries.push(serde_json::json!({
             "name": name,
             "target": target,
@@ -177,6 +187,7 @@ pub(crate) fn status(args: &StatusArgs) -> ExitCode {
                     "daysLeft": (i.leaf.not_after as i64 - now as i64).div_euclid(86_400),
                     "hasPrivateKey": i.has_private_key,
                     "location": i.location,
+                    "expiryWarning": expiry_warning,
                 }),
                 Ok(None) => serde_json::Value::Null,
                 Err(e) => serde_json::json!({"error": e}),
@@ -219,10 +230,11 @@ pub(crate) fn status(args: &StatusArgs) -> ExitCode {
                     e["lastCheck"]
                         .as_u64()
                         .map_or_else(|| "never".to_owned(), table::date),
-                    match (&e["lastError"], &i["error"]) {
-                        (serde_json::Value::String(err), _)
-                        | (_, serde_json::Value::String(err)) => err.clone(),
+                    match (&e["lastError"], &i["error"], &i["expiryWarning"]) {
+                        (serde_json::Value::String(err), _, _)
+                        | (_, serde_json::Value::String(err), _) => err.clone(),
                         _ if i.is_null() => "not installed".to_owned(),
+                        (_, _, serde_json::Value::String(warning)) => format!("warning: {warning}"),
                         _ => "ok".to_owned(),
                     },
                 ]

@@ -99,10 +99,12 @@ pub fn substatus(report: &Report) -> Substatus {
         }
         _ => None,
     };
-    let warnings = if report.warnings.is_empty() {
+    // The expiry warning (`expiryWarningDays`) comes last, after any other warning.
+    let warnings: Vec<&str> = report.all_warnings().collect();
+    let warnings = if warnings.is_empty() {
         String::new()
     } else {
-        format!("; warning: {}", report.warnings.join("; "))
+        format!("; warning: {}", warnings.join("; "))
     };
     let (status, code, message) = match &report.result {
         SyncResult::Failed(cause) => {
@@ -233,6 +235,7 @@ mod tests {
             thumbprint: Some("AB".repeat(20)),
             not_after: Some(1_767_225_600),
             warnings: Vec::new(),
+            expiry_warning: None,
         }
     }
 
@@ -278,10 +281,28 @@ mod tests {
             bad.message
         );
         let mut warned = report("c", SyncResult::Unchanged);
-        warned
-            .warnings
-            .push("the certificate expires in 3 days".into());
+        warned.warnings.push("hook failed: exit status: 1".into());
         assert_eq!(substatus(&warned).status, Status::Warning);
+        let mut expiring = report("d", SyncResult::Unchanged);
+        expiring.expiry_warning = Some("the certificate expires in 3 days".into());
+        let expiring = substatus(&expiring);
+        assert_eq!(expiring.status, Status::Warning);
+        assert!(
+            expiring
+                .message
+                .ends_with("; warning: the certificate expires in 3 days"),
+            "{}",
+            expiring.message
+        );
+        let mut failing = report("e", SyncResult::Failed("403 Forbidden".into()));
+        failing.expiry_warning = Some("the certificate has expired".into());
+        let failing = substatus(&failing);
+        assert_eq!(failing.status, Status::Error);
+        assert!(
+            failing.message.contains("the certificate has expired"),
+            "{}",
+            failing.message
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The top-level `akvsync` object: settings that only akvsync has (version retention,
-//! the initial-sync attempt limit, testing overrides). Kept in one object so that no
+//! the initial-sync attempt limit, hooks, expiry warnings, metrics, testing overrides). Kept in one object so that no
 //! future Microsoft field can collide with ours.
 
 use super::diag::{Diagnostics, JsonPath};
 use super::fields::{self, ObjectReader, quote};
 use super::json::Json;
 use super::model::{
-    AkvsyncSettings, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_POLLING_INTERVAL_S, TestingOverrides,
+    AkvsyncSettings, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_EXPIRY_WARNING_DAYS, MAX_POLLING_INTERVAL_S,
+    MetricsSettings, TestingOverrides,
 };
 use super::vault_url;
 
@@ -37,11 +38,136 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
             .filter_map(|(i, item)| hook(item, &path.index(i), diags))
             .collect();
     }
+    if let Some((value, path)) = reader.take("expiryWarningDays", diags)
+        && let Some(days) = expiry_warning_days(value, &path, diags)
+    {
+        settings.expiry_warning_days = days;
+    }
+    if let Some((value, path)) = reader.take("metrics", diags) {
+        settings.metrics = metrics(value, &path, diags);
+    }
     if let Some((value, path)) = reader.take("testing", diags) {
         settings.testing = testing(value, &path, diags);
     }
     reader.finish(diags);
     settings
+}
+
+/// `expiryWarningDays`: a whole number of days in `0..=3650`, as a number or a string of
+/// digits; 0 turns the early warning off (an expired certificate is still reported).
+fn expiry_warning_days(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<u32> {
+    let parsed = match value {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => {
+            let digits = s.trim();
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        _ => None,
+    };
+    let found = match value {
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => quote(s),
+        other => other.kind().to_owned(),
+    };
+    match parsed {
+        Some(days) if days <= u64::from(MAX_EXPIRY_WARNING_DAYS) => Some(days as u32),
+        _ => {
+            diags.error(
+                path,
+                format!(
+                    "expected a whole number of days from 0 to {MAX_EXPIRY_WARNING_DAYS} (0: warn only once a certificate has expired), found {found}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `akvsync.metrics`: `listen` (a loopback `ip:port`) and/or `textfile` (an absolute path).
+fn metrics(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> MetricsSettings {
+    let mut metrics = MetricsSettings::default();
+    let Some(mut reader) = ObjectReader::new(value, path, diags) else {
+        return metrics;
+    };
+    if let Some((value, path)) = reader.take("listen", diags)
+        && let Some(text) = fields::nonblank_string(value, &path, diags)
+    {
+        metrics.listen = listen_address(text, &path, diags);
+    }
+    if let Some((value, path)) = reader.take("textfile", diags)
+        && let Some(text) = fields::nonblank_string(value, &path, diags)
+    {
+        metrics.textfile = textfile_path(text, &path, diags);
+    }
+    reader.finish(diags);
+    metrics
+}
+
+/// A loopback socket address with a port: the endpoint is unauthenticated, so it is never
+/// reachable from another machine.
+fn listen_address(
+    text: &str,
+    path: &JsonPath,
+    diags: &mut Diagnostics,
+) -> Option<std::net::SocketAddr> {
+    let Ok(address) = text.trim().parse::<std::net::SocketAddr>() else {
+        diags.error(
+            path,
+            format!(
+                "expected a loopback address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\", found {}",
+                quote(text)
+            ),
+        );
+        return None;
+    };
+    if !address.ip().is_loopback() {
+        diags.error(
+            path,
+            format!(
+                "{} is not a loopback address; the metrics endpoint has no authentication and listens only on 127.0.0.0/8 or ::1",
+                quote(text)
+            ),
+        );
+        return None;
+    }
+    if address.port() == 0 {
+        diags.error(path, "the port must not be 0");
+        return None;
+    }
+    Some(address)
+}
+
+/// An absolute file path (`/…`, or `C:\…` on Windows) without `..` components; a warning
+/// when the name does not end in `.prom`, the only files the textfile collectors read.
+fn textfile_path(text: &str, path: &JsonPath, diags: &mut Diagnostics) -> Option<String> {
+    let bytes = text.as_bytes();
+    let windows_absolute = bytes.len() > 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && (bytes[2] == b'\\' || bytes[2] == b'/');
+    let problem = if !(text.starts_with('/') || windows_absolute) {
+        Some("must be an absolute path")
+    } else if text.chars().any(fields::is_control) {
+        Some("must not contain control characters")
+    } else if text.split(['/', '\\']).any(|part| part == "..") {
+        Some("must not contain \"..\" components")
+    } else if text.ends_with('/') || text.ends_with('\\') {
+        Some("must name a file, not a directory")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        diags.error(path, format!("textfile {} {problem}", quote(text)));
+        return None;
+    }
+    if !text.ends_with(".prom") {
+        diags.warn(
+            path,
+            "textfile collectors read only files whose names end in \".prom\"",
+        );
+    }
+    Some(text.to_owned())
 }
 
 /// Most arguments a hook command may have; a bound on untrusted settings.

@@ -215,7 +215,32 @@ pub struct AkvsyncSettings {
     pub initial_sync_max_attempts: Option<u32>,
     /// Commands run after a new version is installed.
     pub hooks: Vec<Hook>,
+    /// Warn this many days before a certificate expires; 0: only once it has expired.
+    pub expiry_warning_days: u32,
+    /// Prometheus metrics (`akvsync.metrics`); off unless given.
+    pub metrics: MetricsSettings,
     pub testing: TestingOverrides,
+}
+
+/// Default of `expiryWarningDays`.
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
+/// Upper bound of `expiryWarningDays`: ten years.
+pub const MAX_EXPIRY_WARNING_DAYS: u32 = 3650;
+
+/// `akvsync.metrics`: where the Prometheus text exposition goes. Both off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSettings {
+    /// A loopback address and port for `GET /metrics`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// An absolute path rewritten after every sync round (node_exporter's textfile collector).
+    pub textfile: Option<String>,
+}
+
+impl MetricsSettings {
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || self.textfile.is_some()
+    }
 }
 
 /// A post-install hook (`akvsync.hooks[]`).
@@ -239,6 +264,8 @@ impl Default for AkvsyncSettings {
             retain_versions: DEFAULT_RETAIN_VERSIONS,
             initial_sync_max_attempts: None,
             hooks: Vec::new(),
+            expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
+            metrics: MetricsSettings::default(),
             testing: TestingOverrides::default(),
         }
     }

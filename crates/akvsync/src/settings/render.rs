@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::model::{AclEntry, ObservedCertificate, Settings, SettingsForm, Target};
+use super::model::{
+    AclEntry, DEFAULT_EXPIRY_WARNING_DAYS, ObservedCertificate, Settings, SettingsForm, Target,
+};
 use super::{Diagnostic, Validated};
 
 /// The validation report: a summary line, the identity, one line per certificate
@@ -39,6 +41,27 @@ pub fn report(validated: &Validated) -> String {
         ours.initial_sync_max_attempts
             .map_or("unlimited".to_owned(), |n| n.to_string()),
     );
+    // Lines for akvsync's optional features appear only when they differ from the default.
+    if ours.expiry_warning_days != DEFAULT_EXPIRY_WARNING_DAYS {
+        let _ = writeln!(
+            out,
+            "expiry warnings: {}",
+            match ours.expiry_warning_days {
+                0 => "only once a certificate has expired".to_owned(),
+                days => format!("{days} days ahead"),
+            }
+        );
+    }
+    if ours.metrics.enabled() {
+        let mut outputs = Vec::new();
+        if let Some(listen) = ours.metrics.listen {
+            outputs.push(format!("http://{listen}/metrics"));
+        }
+        if let Some(textfile) = &ours.metrics.textfile {
+            outputs.push(format!("textfile {textfile}"));
+        }
+        let _ = writeln!(out, "metrics: {}", outputs.join(", "));
+    }
     for certificate in &settings.certificates {
         let _ = writeln!(out, "{}", certificate_line(certificate));
     }

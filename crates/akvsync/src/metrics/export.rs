@@ -1,0 +1,234 @@
+//! Where the metrics go: a plain-HTTP `GET /metrics` endpoint on a loopback address, on
+//! the agent's own tokio runtime (requests bounded to 8 KiB and 5 s, at most 4 at once,
+//! one response per connection, nothing else served), and a textfile-collector file
+//! replaced atomically (temporary file + rename, mode 0644) after every round.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Metrics, text};
+use crate::settings::MetricsSettings;
+
+/// Longest request head accepted; a scraper sends a few hundred bytes.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// A client gets this long to send its request and take the response.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at the same time; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 4;
+
+/// Runs the exposition the settings ask for: keeps the endpoint's listener (restarted
+/// when the address or the metrics change on a reload) and writes the textfile.
+#[derive(Debug, Default)]
+pub struct Exporter {
+    endpoint: Option<Endpoint>,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Exporter {
+    /// Starts, moves or stops the endpoint for `settings`; a failure to listen is logged and
+    /// the agent goes on without it (certificates matter more than their metrics).
+    pub async fn configure(&mut self, settings: &MetricsSettings, metrics: Option<&Arc<Metrics>>) {
+        let wanted = settings.listen.zip(metrics);
+        let same = match (&self.endpoint, wanted) {
+            (Some(e), Some((address, metrics))) => {
+                e.address == address && Arc::ptr_eq(&e.metrics, metrics)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        // Drop (abort) the old listener first, so that the same address can be bound again.
+        self.endpoint = None;
+        let Some((address, metrics)) = wanted else {
+            return;
+        };
+        match TcpListener::bind(address).await {
+            Ok(listener) => {
+                tracing::info!(%address, "metrics endpoint listening on http://{address}/metrics");
+                let task = tokio::spawn(serve(listener, Arc::clone(metrics)));
+                self.endpoint = Some(Endpoint {
+                    address,
+                    metrics: Arc::clone(metrics),
+                    task,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%address, %error, "cannot listen for metrics; the endpoint is off");
+            }
+        }
+    }
+
+    /// After a round: rewrites the textfile, if one is configured.
+    pub fn round_done(settings: &MetricsSettings, metrics: Option<&Arc<Metrics>>) {
+        if let (Some(path), Some(metrics)) = (&settings.textfile, metrics)
+            && let Err(error) = write_textfile(Path::new(path), &metrics.render())
+        {
+            tracing::warn!(file = %path, %error, "cannot write the metrics textfile");
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::debug!(%error, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(IO_TIMEOUT, respond(stream, &metrics)).await;
+        });
+    }
+}
+
+/// Reads one request head and answers it; the connection is closed afterwards.
+async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buffer = [0u8; 1024];
+    let complete = loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            break false;
+        }
+        head.extend_from_slice(&buffer[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break true;
+        }
+        if head.len() > MAX_REQUEST_BYTES {
+            break false;
+        }
+    };
+    let (status, body, head_only) = if !complete {
+        ("400 Bad Request", "bad request\n".to_owned(), false)
+    } else {
+        route(&head, metrics)
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        if status.starts_with("200") {
+            text::CONTENT_TYPE
+        } else {
+            "text/plain; charset=utf-8"
+        },
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await
+}
+
+/// `GET /metrics` (or `HEAD`, with any query) → 200; other paths 404; other methods 405.
+fn route(head: &[u8], metrics: &Metrics) -> (&'static str, String, bool) {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return ("400 Bad Request", "bad request\n".to_owned(), false);
+    };
+    if !version.starts_with("HTTP/1.") || parts.next().is_some() {
+        return ("400 Bad Request", "bad request\n".to_owned(), false);
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    let head_only = method == "HEAD";
+    if path != "/metrics" {
+        return (
+            "404 Not Found",
+            "not found; metrics are at /metrics\n".to_owned(),
+            head_only,
+        );
+    }
+    if method != "GET" && !head_only {
+        return ("405 Method Not Allowed", "only GET\n".to_owned(), false);
+    }
+    ("200 OK", metrics.render(), head_only)
+}
+
+/// Replaces `path` with `contents` atomically: a temporary file in the same directory
+/// (its name does not end in `.prom`, so collectors never read it half-written), mode 0644,
+/// renamed over the old file.
+pub fn write_textfile(path: &Path, contents: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the textfile path names no file"))?;
+    let temp = dir.join(format!(
+        ".{}.akvsync-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+        let mut file = options.open(&temp)?;
+        // Exactly 0644 whatever the umask: the collector may run as another user.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let metrics = Metrics::new();
+        let get = |head: &str| route(head.as_bytes(), &metrics);
+        assert_eq!(get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").0, "200 OK");
+        assert_eq!(get("GET /metrics?x=1 HTTP/1.0\r\n\r\n").0, "200 OK");
+        let head = get("HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(head.0 == "200 OK" && head.2);
+        assert_eq!(get("GET / HTTP/1.1\r\n\r\n").0, "404 Not Found");
+        assert_eq!(get("GET /metricsx HTTP/1.1\r\n\r\n").0, "404 Not Found");
+        assert_eq!(
+            get("POST /metrics HTTP/1.1\r\n\r\n").0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(get("GET /metrics\r\n\r\n").0, "400 Bad Request");
+        assert_eq!(get("GET /metrics SPDY/3\r\n\r\n").0, "400 Bad Request");
+    }
+}
