@@ -82,7 +82,7 @@ pub enum IdentityError {
         status: u16,
         message: String,
     },
-    #[error("identity endpoint {endpoint} unreachable: {source}")]
+    #[error("identity endpoint {endpoint} unreachable: {}", http::error_chain(.source))]
     Transport {
         endpoint: String,
         source: reqwest::Error,
@@ -91,6 +91,10 @@ pub enum IdentityError {
     BadResponse { endpoint: String, reason: String },
     #[error("Azure Arc challenge refused: {0}")]
     Arc(String),
+    /// The failure of a fetch (with all its retries) that this caller waited for, shared
+    /// by every caller that queued behind it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<IdentityError>),
 }
 
 impl IdentityError {
@@ -100,6 +104,7 @@ impl IdentityError {
             IdentityError::Refused { status, .. } => is_retryable(*status),
             IdentityError::Transport { .. } | IdentityError::BadResponse { .. } => true,
             IdentityError::Arc(_) => false,
+            IdentityError::Shared(error) => error.is_transient(),
         }
     }
 }
@@ -144,6 +149,13 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Per resource: the token, and the last failed fetch (with the instant it ended).
+#[derive(Debug, Default)]
+struct Cache {
+    tokens: HashMap<String, AccessToken>,
+    failures: HashMap<String, (tokio::time::Instant, std::sync::Arc<IdentityError>)>,
+}
+
 /// Tokens from the managed-identity endpoint, cached per resource.
 #[derive(Debug)]
 pub struct Credential {
@@ -152,7 +164,7 @@ pub struct Credential {
     user_assigned: Option<UserAssignedIdentity>,
     arc_token_dir: PathBuf,
     backoff: Backoff,
-    cache: Mutex<HashMap<String, AccessToken>>,
+    cache: Mutex<Cache>,
     requests: std::sync::atomic::AtomicU64,
     /// Learnt: the endpoint is an Azure Arc agent (api-version 2019-11-01, Basic challenge).
     arc: std::sync::atomic::AtomicBool,
@@ -189,7 +201,7 @@ impl Credential {
             user_assigned: settings.user_assigned.clone(),
             arc_token_dir,
             backoff,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             requests: std::sync::atomic::AtomicU64::new(0),
             arc: std::sync::atomic::AtomicBool::new(false),
         })
@@ -201,22 +213,44 @@ impl Credential {
     }
 
     /// A token for `resource`, from the cache while it is fresh.
+    ///
+    /// Holding the lock across the fetch makes concurrent callers wait for one request
+    /// series; callers that queued while that series failed get its error instead of
+    /// starting their own (a hundred certificates during an endpoint outage cost one
+    /// series of retries, not a hundred).
     pub async fn token(&self, resource: &str) -> Result<AccessToken, IdentityError> {
-        // Holding the lock across the fetch makes concurrent callers wait for one request.
+        let asked = tokio::time::Instant::now();
         let mut cache = self.cache.lock().await;
-        if let Some(token) = cache.get(resource)
+        if let Some(token) = cache.tokens.get(resource)
             && token.is_fresh(now())
         {
             return Ok(token.clone());
         }
-        let token = self.fetch_with_retries(resource).await?;
-        cache.insert(resource.to_owned(), token.clone());
-        Ok(token)
+        if let Some((failed_at, error)) = cache.failures.get(resource)
+            && *failed_at >= asked
+        {
+            return Err(IdentityError::Shared(std::sync::Arc::clone(error)));
+        }
+        match self.fetch_with_retries(resource).await {
+            Ok(token) => {
+                cache.failures.remove(resource);
+                cache.tokens.insert(resource.to_owned(), token.clone());
+                Ok(token)
+            }
+            Err(error) => {
+                let error = std::sync::Arc::new(error);
+                cache.failures.insert(
+                    resource.to_owned(),
+                    (tokio::time::Instant::now(), std::sync::Arc::clone(&error)),
+                );
+                Err(IdentityError::Shared(error))
+            }
+        }
     }
 
     /// Drops a cached token the vault refused, so that the next call fetches a new one.
     pub async fn invalidate(&self, resource: &str) {
-        self.cache.lock().await.remove(resource);
+        self.cache.lock().await.tokens.remove(resource);
     }
 
     async fn fetch_with_retries(&self, resource: &str) -> Result<AccessToken, IdentityError> {

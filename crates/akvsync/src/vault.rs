@@ -68,7 +68,7 @@ pub enum VaultError {
         code: String,
         message: String,
     },
-    #[error("{host} is unreachable: {source}")]
+    #[error("{host} is unreachable: {}", http::error_chain(.source))]
     Transport {
         host: String,
         source: reqwest::Error,
@@ -77,8 +77,13 @@ pub enum VaultError {
     Redirect { host: String, location: String },
     #[error("{host} sent an unacceptable authentication challenge: {reason}")]
     Challenge { host: String, reason: String },
+    /// The body could not be read to its end (connection lost, timeout): transient.
     #[error("{host} gave an unusable response: {reason}")]
     BadResponse { host: String, reason: String },
+    /// A body over the cap, or one that is not a secret of this vault: undecodable data,
+    /// permanent within the poll (SPEC §10).
+    #[error("{host} gave an unusable response: {reason}")]
+    Undecodable { host: String, reason: String },
     #[error("no token for {host}: {source}")]
     Identity { host: String, source: IdentityError },
     #[error("cannot set up the HTTPS client: {0}")]
@@ -94,10 +99,18 @@ impl VaultError {
             VaultError::Status { status, .. } => *status == 408 || *status >= 500,
             VaultError::Identity { source, .. } => source.is_transient(),
             VaultError::BadResponse { .. } => true,
-            VaultError::Redirect { .. } | VaultError::Challenge { .. } | VaultError::Setup(_) => {
-                false
-            }
+            VaultError::Redirect { .. }
+            | VaultError::Challenge { .. }
+            | VaultError::Undecodable { .. }
+            | VaultError::Setup(_) => false,
         }
+    }
+
+    /// Whether `get_secret` retries this error itself. An identity failure is not: the
+    /// credential has already retried the identity endpoint with its own backoff, and
+    /// retrying here would multiply the two series of requests.
+    fn retried_within_call(&self) -> bool {
+        self.is_transient() && !matches!(self, VaultError::Identity { .. })
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -274,7 +287,7 @@ impl VaultClient {
                 if let Some(delay) = error.retry_after() {
                     self.push_back(&host, delay);
                 }
-                if error.is_transient() && attempt < self.backoff.attempts {
+                if error.retried_within_call() && attempt < self.backoff.attempts {
                     if error.retry_after().is_none() {
                         tokio::time::sleep(self.backoff.delay(attempt)).await;
                     }
@@ -389,13 +402,19 @@ impl VaultClient {
                 retry_after,
             });
         }
-        let bad = |reason: String| VaultError::BadResponse {
+        let bad = |reason: String| VaultError::Undecodable {
             host: host.to_owned(),
             reason,
         };
         let body = http::read_capped(response, http::MAX_BODY_BYTES)
             .await
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| match e {
+                http::BodyError::TooLarge(_) => bad(e.to_string()),
+                http::BodyError::Transport(_) => VaultError::BadResponse {
+                    host: host.to_owned(),
+                    reason: e.to_string(),
+                },
+            })?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorResponse>(&body) {
                 Ok(ErrorResponse { error }) => (

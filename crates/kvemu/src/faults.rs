@@ -36,6 +36,9 @@ pub enum FaultKind {
     SlowDrip { interval: Duration, chunk: usize },
     /// Identity endpoint: a token whose `expires_on` is off by this many seconds (clock skew).
     ExpiresOnSkew(i64),
+    /// Vault: a `401` whose `WWW-Authenticate: Bearer` challenge names `resource` (e.g. a
+    /// foreign one, which a client must refuse rather than fetch a token for).
+    Challenge { resource: String },
 }
 
 impl FaultKind {
@@ -133,9 +136,9 @@ impl Fault {
     /// Parses the JSON form used by `kvemu serve`'s control endpoint:
     /// `{"target": "vault"|"identity", "vault", "object", "path_contains",
     /// "kind": "status"|"delay"|"hang"|"reset"|"truncate_body"|"corrupt_base64"|
-    /// "bad_pfx"|"wrong_content_type"|"redirect"|"oversize"|"slow_drip"|"expires_on_skew",
-    /// "status", "retry_after", "delay_ms", "content_type", "location", "bytes",
-    /// "declare_length", "interval_ms", "chunk", "skew_secs",
+    /// "bad_pfx"|"wrong_content_type"|"redirect"|"oversize"|"slow_drip"|"expires_on_skew"|
+    /// "challenge", "status", "retry_after", "delay_ms", "content_type", "location", "bytes",
+    /// "declare_length", "interval_ms", "chunk", "skew_secs", "resource",
     /// "next": N (default 1) | "probability": p}`.
     pub fn from_json(v: &serde_json::Value) -> Result<Fault, String> {
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
@@ -181,6 +184,9 @@ impl Fault {
                     .and_then(|x| x.as_i64())
                     .ok_or("missing skew_secs")?,
             ),
+            "challenge" => FaultKind::Challenge {
+                resource: s("resource").ok_or("missing resource")?,
+            },
             other => return Err(format!("unknown kind {other}")),
         };
         let trigger = match v.get("probability").and_then(|x| x.as_f64()) {
@@ -339,6 +345,18 @@ mod tests {
             f,
             Fault::identity(FaultKind::Delay(Duration::from_millis(1500)), 0).with_probability(0.5)
         );
+        let f = Fault::from_json(
+            &serde_json::json!({"kind": "challenge", "resource": "https://evil.example.com"}),
+        )
+        .unwrap();
+        assert_eq!(
+            f.kind,
+            FaultKind::Challenge {
+                resource: "https://evil.example.com".into()
+            }
+        );
+        assert!(!f.kind.is_body_fault());
+        assert!(Fault::from_json(&serde_json::json!({"kind": "challenge"})).is_err());
         assert!(Fault::from_json(&serde_json::json!({"kind": "nope"})).is_err());
         assert!(Fault::from_json(&serde_json::json!({"kind": "status"})).is_err());
     }

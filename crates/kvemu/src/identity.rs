@@ -96,10 +96,22 @@ async fn answer(sh: &Shared, req: axum::extract::Request) -> Response {
             }
             return Response::new(Body::empty());
         }
+        Some(FaultKind::Redirect { status, location }) => {
+            let st = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = st;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
         _ => {}
     }
-    if let Some(FaultKind::ExpiresOnSkew(s)) = lock(&sh.faults).take(key, true) {
-        skew = s;
+    // Body faults: a skewed `expires_on`, or a truncated, oversize or slow-drip body.
+    let mut body_fault = None;
+    match lock(&sh.faults).take(key, true) {
+        Some(FaultKind::ExpiresOnSkew(s)) => skew = s,
+        other => body_fault = other,
     }
 
     let query: Vec<(String, String)> = parts
@@ -223,10 +235,26 @@ async fn answer(sh: &Shared, req: axum::extract::Request) -> Response {
         "resource": resource,
         "token_type": "Bearer",
     });
+    let bytes = body.to_string().into_bytes();
+    if let Some((faulty, length)) = body_fault
+        .as_ref()
+        .and_then(|kind| crate::respond::streamed_fault(kind, bytes.clone()))
+    {
+        let mut r = Response::new(faulty);
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Some(n) = length {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        return r;
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
+        bytes,
     )
         .into_response()
 }

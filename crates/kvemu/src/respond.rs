@@ -122,38 +122,15 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
                 );
             }
         }
-        Some(FaultKind::TruncateBody) => {
-            let bytes = body_bytes(&body);
-            declared_len = Some(bytes.len() as u64);
-            let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
-            // Half the body, a pause so it is flushed to the client, then an
-            // error that makes the server drop the connection.
-            let s = futures_util::stream::unfold(0u8, move |step| {
-                let half = half.clone();
-                async move {
-                    match step {
-                        0 => Some((Ok(half), 1)),
-                        1 => {
-                            tokio::time::sleep(TRUNCATE_PAUSE).await;
-                            Some((Err(std::io::Error::other("kvemu: truncated body fault")), 2))
-                        }
-                        _ => None,
-                    }
-                }
-            });
-            stream = Some(Body::from_stream(s));
-        }
-        Some(FaultKind::Oversize {
-            bytes,
-            declare_length,
-        }) => {
-            stream = Some(oversize_body(bytes));
-            if declare_length {
-                declared_len = Some(bytes);
+        Some(
+            kind @ (FaultKind::TruncateBody
+            | FaultKind::Oversize { .. }
+            | FaultKind::SlowDrip { .. }),
+        ) => {
+            if let Some((faulty, length)) = streamed_fault(&kind, body_bytes(&body)) {
+                stream = Some(faulty);
+                declared_len = length;
             }
-        }
-        Some(FaultKind::SlowDrip { interval, chunk }) => {
-            stream = Some(slow_body(body_bytes(&body), interval, chunk.max(1)));
         }
         _ => {}
     }
@@ -211,6 +188,42 @@ pub fn finish(reply: Reply, common: &Common<'_>, fault: Option<FaultKind>) -> Re
         },
     };
     b.body(body).expect("valid response")
+}
+
+/// The streamed body faults (truncated, oversize, slow drip) applied to `bytes`, the
+/// normal body: the body to send and the `Content-Length` to declare, if any. `None` for
+/// every other kind. Shared by the vault API and the identity endpoint.
+pub fn streamed_fault(kind: &FaultKind, bytes: Vec<u8>) -> Option<(Body, Option<u64>)> {
+    match *kind {
+        FaultKind::TruncateBody => {
+            let declared = bytes.len() as u64;
+            let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+            // Half the body, a pause so it is flushed to the client, then an
+            // error that makes the server drop the connection.
+            let s = futures_util::stream::unfold(0u8, move |step| {
+                let half = half.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok(half), 1)),
+                        1 => {
+                            tokio::time::sleep(TRUNCATE_PAUSE).await;
+                            Some((Err(std::io::Error::other("kvemu: truncated body fault")), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Some((Body::from_stream(s), Some(declared)))
+        }
+        FaultKind::Oversize {
+            bytes: total,
+            declare_length,
+        } => Some((oversize_body(total), declare_length.then_some(total))),
+        FaultKind::SlowDrip { interval, chunk } => {
+            Some((slow_body(bytes, interval, chunk.max(1)), None))
+        }
+        _ => None,
+    }
 }
 
 fn body_bytes(body: &Option<Value>) -> Vec<u8> {

@@ -413,6 +413,22 @@ async fn pipeline(
                 body: None,
             });
         }
+        Some(FaultKind::Challenge { resource }) => {
+            return Pre::Reply(
+                kv_error(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "AKV10000: Request is missing a Bearer or PoP token.",
+                )
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        "Bearer authorization=\"https://{}/{}\", resource=\"{resource}\"",
+                        vault.authority_host, sh.tenant_id
+                    ),
+                ),
+            );
+        }
         _ => {}
     }
 
