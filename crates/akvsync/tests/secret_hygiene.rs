@@ -725,3 +725,298 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
     );
     emu.shutdown();
 }
+
+/// The racing reader, run as an unprivileged user under `/bin/sh` (world-executable, no
+/// fork per open): loops over every entry of the store directory, temporaries included,
+/// opening each for reading; prints each successful open with the file's first line, and
+/// the number of attempts at the end.
+const READER: &str = r#"
+dir=$1; stop=$2; attempts=0; temps=0
+while [ ! -e "$stop" ]; do
+  for f in "$dir"/* "$dir"/.akvsync-tmp-*; do
+    case "$f" in *'*') continue ;; esac
+    attempts=$((attempts + 1))
+    case "$f" in */.akvsync-tmp-*) temps=$((temps + 1)) ;; esac
+    line=__closed__
+    { read -r line < "$f"; } 2>/dev/null
+    [ "$line" = __closed__ ] || echo "OPENED ${f##*/} $line"
+  done
+done
+echo "ATTEMPTS $attempts TEMPS $temps"
+"#;
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Creates a system user (idempotent); root only.
+fn ensure_user(name: &str) -> nix::unistd::User {
+    if nix::unistd::User::from_name(name).unwrap().is_none() {
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+    }
+    nix::unistd::User::from_name(name).unwrap().unwrap()
+}
+
+/// Starts the racing reader as `user`, privileges dropped with `setpriv`.
+fn spawn_reader(user: &nix::unistd::User, dir: &Path, stop: &Path) -> std::process::Child {
+    Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .args(["/bin/sh", "-c", READER, "reader"])
+        .arg(dir)
+        .arg(stop)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+struct ReaderResult {
+    attempts: u64,
+    temps: u64,
+    /// (file name, first line) of every successful open.
+    opened: Vec<(String, String)>,
+}
+
+fn finish_reader(child: std::process::Child) -> ReaderResult {
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "reader: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut result = ReaderResult {
+        attempts: 0,
+        temps: 0,
+        opened: Vec::new(),
+    };
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("OPENED ") {
+            let (name, first) = rest.split_once(' ').unwrap_or((rest, ""));
+            result.opened.push((name.to_owned(), first.to_owned()));
+        } else if let Some(rest) = line.strip_prefix("ATTEMPTS ") {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            result.attempts = fields[0].parse().unwrap();
+            result.temps = fields[2].parse().unwrap();
+        }
+    }
+    result
+}
+
+/// The store grants a listed user traverse only on its directory, and that named ACL entry
+/// hides the directory's listing from them even when it is world-listable; an
+/// administrator who wants them to list it grants read too (kept by the store's
+/// read-modify-write of the directory ACL), as done here so that the listed reader races.
+fn let_listed_user_list(dir: &Path) {
+    use akvsync::store::linux::acl;
+    let grants = acl::resolve(&[akvsync::settings::AclEntry {
+        user: Some("akvsync-race-granted".into()),
+        group: None,
+    }])
+    .unwrap();
+    acl::add_to(
+        &fs::File::open(dir).unwrap(),
+        &grants,
+        acl::READ | acl::EXECUTE,
+    )
+    .unwrap();
+}
+
+/// SPEC §10: key files are never readable by others at any instant. While certificates
+/// are installed and rotated — first by the agent (`akvsync once` against the emulator,
+/// one certificate with `acls`), then hundreds of times through the store's install path
+/// — two unprivileged readers loop opening every entry of the store directory, which is
+/// world-listable on purpose (the worst directory mode an administrator could leave): one
+/// user is not listed anywhere and must never open anything; the other is listed in one
+/// certificate's `acls` and must open only that certificate's files (never the other's,
+/// not even its temporaries). Needs root (CI runs it as root); the readers run under
+/// `setpriv`.
+#[test]
+fn racing_readers_never_open_a_key_file_they_are_not_granted() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED racing_readers_never_open_a_key_file_they_are_not_granted: needs root (CI runs it as root)"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let other = ensure_user("akvsync-race-other");
+    let granted = ensure_user("akvsync-race-granted");
+    let scratch = Scratch::new("race");
+    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let stop = scratch.0.join("stop");
+
+    // Phase 1: the agent, against the emulator.
+    let emu = BlockingEmulator::start(Config::default()).unwrap();
+    let agent_store = scratch.0.join("agent-store");
+    fs::create_dir(&agent_store).unwrap();
+    fs::set_permissions(&agent_store, fs::Permissions::from_mode(0o755)).unwrap();
+    emu.rotate_certificate(VAULT, "granted").unwrap();
+    emu.rotate_certificate(VAULT, "private").unwrap();
+    let mut json = settings_json(&emu, &agent_store, &[]);
+    json["secretsManagementSettings"]["aclEnabled"] = serde_json::json!(true);
+    json["secretsManagementSettings"]["observedCertificates"] = serde_json::json!([
+        {"url": url("granted"), "acls": [{"user": "akvsync-race-granted"}]},
+        {"url": url("private")},
+    ]);
+    let settings_file = scratch.0.join("settings.json");
+    fs::write(&settings_file, json.to_string()).unwrap();
+    let_listed_user_list(&agent_store);
+    let readers = [
+        spawn_reader(&other, &agent_store, &stop),
+        spawn_reader(&granted, &agent_store, &stop),
+    ];
+    const AGENT_ROUNDS: usize = 6;
+    for _ in 0..AGENT_ROUNDS {
+        emu.rotate_certificate(VAULT, "granted").unwrap();
+        emu.rotate_certificate(VAULT, "private").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
+            .args(["once", "--settings"])
+            .arg(&settings_file)
+            .arg("--state-dir")
+            .arg(scratch.0.join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::write(&stop, "").unwrap();
+    let [other_reader, granted_reader] = readers.map(finish_reader);
+    eprintln!(
+        "agent phase: unlisted reader {} opens ({} of temporaries), listed reader {} opens, {} succeeded",
+        other_reader.attempts,
+        other_reader.temps,
+        granted_reader.attempts,
+        granted_reader.opened.len()
+    );
+    assert!(
+        other_reader.attempts >= 500,
+        "the reader raced: {}",
+        other_reader.attempts
+    );
+    assert!(
+        other_reader.opened.is_empty(),
+        "an unlisted user opened {:?}",
+        other_reader.opened
+    );
+    let granted_prefix = format!("{VAULT}.granted");
+    assert!(
+        granted_reader
+            .opened
+            .iter()
+            .any(|(name, _)| name.starts_with(&granted_prefix)),
+        "the listed user reads its certificate (so the readers can open what they may): {:?}",
+        granted_reader.opened
+    );
+    for (name, _) in &granted_reader.opened {
+        assert!(
+            name.starts_with(&granted_prefix) || name.starts_with(".akvsync-tmp-"),
+            "the listed user opened {name}"
+        );
+    }
+    fs::remove_file(&stop).unwrap();
+    emu.shutdown();
+
+    // Phase 2: hundreds of rotations through the store's install path, with content that
+    // names its certificate so that every open, temporaries included, is attributed.
+    use akvsync::settings::{AclEntry, LinuxTarget};
+    use akvsync::store::linux::{self, NewVersion};
+    let store = scratch.0.join("store");
+    fs::create_dir(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+    let targets = [
+        LinuxTarget {
+            directory: store.to_str().unwrap().to_owned(),
+            link_name: "racekv.granted".into(),
+            custom_link_name: Some("granted.pem".into()),
+            acls: vec![AclEntry {
+                user: Some("akvsync-race-granted".into()),
+                group: None,
+            }],
+        },
+        LinuxTarget {
+            directory: store.to_str().unwrap().to_owned(),
+            link_name: "racekv.private".into(),
+            custom_link_name: Some("private.pem".into()),
+            acls: vec![],
+        },
+    ];
+    let_listed_user_list(&store);
+    let readers = [
+        spawn_reader(&other, &store, &stop),
+        spawn_reader(&granted, &store, &stop),
+    ];
+    const ROTATIONS: usize = 250;
+    let filler = "A".repeat(64 * 100);
+    let mut owned: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for i in 1..=ROTATIONS {
+        for (t, target) in targets.iter().enumerate() {
+            let secret = if t == 0 { "granted" } else { "private" };
+            let version = format!("{i:032x}");
+            let pem = format!(
+                "{secret}-{i}\n-----BEGIN CERTIFICATE-----\n{filler}\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n{filler}\n-----END PRIVATE KEY-----\n"
+            );
+            linux::install(
+                target,
+                &NewVersion {
+                    vault_name: "racekv",
+                    secret_name: secret,
+                    version: &version,
+                    pem: pem.as_bytes(),
+                },
+            )
+            .unwrap();
+            owned[t].push(version);
+            let keep = [
+                owned[t][owned[t].len() - 1].clone(),
+                owned[t][owned[t].len().saturating_sub(2)].clone(),
+            ];
+            let removed = linux::prune(target, &owned[t], &[&keep[0], &keep[1]]).unwrap();
+            owned[t].retain(|v| !removed.contains(v));
+        }
+    }
+    fs::write(&stop, "").unwrap();
+    let [other_reader, granted_reader] = readers.map(finish_reader);
+    eprintln!(
+        "store phase ({ROTATIONS} rotations × 2): unlisted reader {} opens ({} of temporaries), listed reader {} opens ({} of temporaries), {} succeeded",
+        other_reader.attempts,
+        other_reader.temps,
+        granted_reader.attempts,
+        granted_reader.temps,
+        granted_reader.opened.len()
+    );
+    assert!(
+        other_reader.attempts >= 1000,
+        "the reader raced: {}",
+        other_reader.attempts
+    );
+    assert!(
+        other_reader.opened.is_empty(),
+        "an unlisted user opened {:?}",
+        other_reader.opened
+    );
+    assert!(
+        granted_reader
+            .opened
+            .iter()
+            .any(|(name, _)| name.starts_with("racekv.granted.")),
+        "the listed user reads its version files"
+    );
+    for (name, first) in &granted_reader.opened {
+        assert!(
+            first.starts_with("granted-"),
+            "the listed user opened {name} whose first line is {first:?}"
+        );
+    }
+}
