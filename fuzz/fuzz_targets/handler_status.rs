@@ -30,9 +30,15 @@ fn report_from(data: &[u8]) -> Option<(StatusReport, SystemTime)> {
     let operation = fields.next().unwrap_or_default().into_owned();
     let message = fields.next().unwrap_or_default().into_owned();
     let parts: Vec<String> = fields.map(|f| f.into_owned()).collect();
-    // Up to 252 certificates, cycling through the remaining fields as names/messages,
-    // each message repeated so that the size limit can be reached.
-    let substatus = (0..usize::from(count % 64) * 4)
+    // Usually a few certificates; for a count byte ≥ 0xF0 up to 240, each message repeated,
+    // so that the size limit is reached (kept rare: such a render costs milliseconds).
+    let entries = if count >= 0xF0 {
+        usize::from(count - 0xF0) * 16
+    } else {
+        usize::from(count % 16)
+    };
+    // Names and messages cycle through the remaining fields.
+    let substatus = (0..entries)
         .map(|i| Substatus {
             name: parts
                 .get(i % parts.len().max(1))

@@ -86,8 +86,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let temp = dir.join(format!(".{name}.akvsync-tmp-{}", std::process::id()));
+    // The temporary name is predictable: remove whatever is there (a leftover of a crashed
+    // process with the same id, or a planted symlink; unlinking never follows it), then
+    // create it exclusively, which refuses a symlink instead of following it.
+    let _ = std::fs::remove_file(&temp);
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
