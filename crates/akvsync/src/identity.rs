@@ -301,7 +301,8 @@ impl Credential {
             .await
             .map_err(|source| IdentityError::Transport {
                 endpoint: self.endpoint_name(),
-                source,
+                // The endpoint is already named; the query adds nothing but noise.
+                source: source.without_url(),
             })
     }
 

@@ -55,7 +55,10 @@ impl std::fmt::Debug for SecretBundle {
 /// Why a secret could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("{host} throttled the request (429/503); retry after {retry_after:?}")]
+    #[error(
+        "{host} answered {status} (throttled or unavailable){}",
+        .retry_after.map(|d| format!("; Retry-After {} s", d.as_secs())).unwrap_or_default()
+    )]
     Throttled {
         host: String,
         status: u16,

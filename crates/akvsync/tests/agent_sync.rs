@@ -1,6 +1,7 @@
 //! The agent against the emulator over real HTTPS on loopback: first sync, no-op polls,
-//! rotation, pinned versions, throttling, identity outages, corrupt blobs, isolation of
-//! failures, refused redirects, and the `once`/`status` commands. Real-shaped vault URLs
+//! rotation, pinned versions, isolation of failures, refused redirects, and the
+//! `once`/`status` commands. Throttling, identity outages, corrupt blobs and every other
+//! injected fault are in `fault_matrix.rs`. Real-shaped vault URLs
 //! (`https://<vault>.vault.azure.net/…`) with the testing `connectTo`; URL validation,
 //! challenge verification and the token-to-vault-host rule stay on.
 #![cfg(target_os = "linux")]
@@ -271,121 +272,10 @@ async fn a_pinned_version_never_moves() {
     emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn throttling_is_honoured_with_retry_after() {
-    let emu = emulator().await;
-    emu.rotate_certificate(VAULT, "throttled").unwrap();
-    let scratch = Scratch::new("throttle");
-    let agent = agent_for(&emu, &scratch, &["throttled"]);
-    emu.inject(Fault::object(
-        VAULT,
-        "throttled",
-        FaultKind::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-        1,
-    ));
-    let started = std::time::Instant::now();
-    let reports = agent.engine.sync_all().await;
-    assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "waited for Retry-After"
-    );
-    let counters = emu.counters();
-    assert_eq!(counters.status.get(&(VAULT.to_owned(), 429)), Some(&1));
-    assert_eq!(
-        counters
-            .object
-            .get(&(VAULT.to_owned(), "throttled".to_owned())),
-        Some(&2),
-        "one retry, no storm"
-    );
-    emu.shutdown().await;
-}
-
-#[tokio::test]
-async fn identity_endpoint_down_at_start_then_up() {
-    let emu = emulator().await;
-    emu.rotate_certificate(VAULT, "idfail").unwrap();
-    emu.inject(Fault::identity(
-        FaultKind::Status {
-            status: 500,
-            retry_after: None,
-        },
-        2,
-    ));
-    let scratch = Scratch::new("identity");
-    let agent = agent_for(&emu, &scratch, &["idfail"]);
-    let reports = agent.engine.sync_all().await;
-    assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
-    assert_eq!(emu.counters().identity_status.get(&500), Some(&2));
-
-    // Down for longer than the retries last: the certificate is reported, then recovers.
-    emu.rotate_certificate(VAULT, "idfail").unwrap();
-    let fresh = Scratch::new("identity2");
-    let agent = agent_for(&emu, &fresh, &["idfail"]);
-    emu.inject(Fault::identity(
-        FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        100,
-    ));
-    let reports = agent.engine.sync_all().await;
-    let SyncResult::Failed(message) = &reports[0].result else {
-        panic!("{reports:?}")
-    };
-    assert!(message.contains("503"), "{message}");
-    emu.clear_faults();
-    let reports = agent.engine.sync_all().await;
-    assert_eq!(reports[0].result, SyncResult::Installed);
-    emu.shutdown().await;
-}
-
 /// An agent observing `secrets` of the test vault, with its state under `scratch`.
 fn agent_for(emu: &Emulator, scratch: &Scratch, secrets: &[&str]) -> Agent {
     let urls: Vec<String> = secrets.iter().map(|s| url(s)).collect();
     agent(parse(&settings_json(emu, scratch, &urls)), scratch)
-}
-
-#[tokio::test]
-async fn a_corrupt_blob_keeps_the_installed_certificate() {
-    let emu = emulator().await;
-    let v1 = emu.rotate_certificate(VAULT, "corrupt").unwrap();
-    let scratch = Scratch::new("corrupt");
-    let agent = agent_for(&emu, &scratch, &["corrupt"]);
-    agent.engine.sync_all().await;
-    let installed = fs::read(link(&scratch, "corrupt")).unwrap();
-    emu.rotate_certificate(VAULT, "corrupt").unwrap();
-    for kind in [
-        FaultKind::CorruptBase64,
-        FaultKind::TruncateBody,
-        FaultKind::Oversize {
-            bytes: 2 << 20,
-            declare_length: false,
-        },
-    ] {
-        emu.inject(Fault::object(VAULT, "corrupt", kind.clone(), 10));
-        let reports = agent.engine.sync_all().await;
-        assert!(
-            matches!(reports[0].result, SyncResult::Failed(_)),
-            "{kind:?}: {reports:?}"
-        );
-        assert_eq!(
-            reports[0].version.as_deref(),
-            Some(v1.version.as_str()),
-            "{kind:?}: reports the installed version"
-        );
-        assert_eq!(
-            fs::read(link(&scratch, "corrupt")).unwrap(),
-            installed,
-            "{kind:?}: old certificate in place"
-        );
-        emu.clear_faults();
-    }
-    emu.shutdown().await;
 }
 
 #[tokio::test]
