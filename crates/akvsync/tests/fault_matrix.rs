@@ -1278,12 +1278,24 @@ async fn run_does_not_loop_on_tokens_expired_on_arrival() {
     settings_json(&emu, &scratch, &[SECRET]);
     emu.inject(Fault::identity(FaultKind::ExpiresOnSkew(-2 * 86_400), 1).with_probability(1.0));
     let service = Service::start(&scratch);
+    assert!(
+        eventually(Duration::from_secs(20), || emu.counters().identity >= 1).await,
+        "no token request: {}",
+        service.log()
+    );
+    // From the first request: retries at 1–2 s and 3–6 s fall in the window, the next
+    // one (7–14 s) does not.
     let window = Duration::from_secs(5);
     tokio::time::sleep(window).await;
     let requests = emu.counters().identity;
     assert!(
         (2..=3).contains(&requests),
         "{requests} token requests in {window:?}"
+    );
+    assert_eq!(
+        emu.counters().vault_requests(VAULT),
+        0,
+        "no vault request without a token"
     );
     assert!(snapshot(&scratch.store()).is_empty(), "nothing installed");
     emu.clear_faults();
