@@ -55,7 +55,7 @@ pub(crate) fn handler(args: &HandlerArgs) -> ExitCode {
                 .state_dir
                 .clone()
                 .unwrap_or_else(crate::state::default_state_dir);
-            return service::run(&dir);
+            return extension_service(&dir);
         }
         HandlerCommand::Install(a) => (Op::Install, a),
         HandlerCommand::Enable(a) => (Op::Enable, a),
@@ -78,5 +78,30 @@ pub(crate) fn handler(args: &HandlerArgs) -> ExitCode {
         Op::Disable => lifecycle::disable(&ctx),
         Op::Uninstall => lifecycle::uninstall(&ctx),
         Op::Update => lifecycle::update(&ctx),
+    }
+}
+
+/// `handler service` from a console or the Linux unit/process: the run loop with signals.
+#[cfg(not(windows))]
+fn extension_service(state_dir: &std::path::Path) -> ExitCode {
+    service::run(state_dir)
+}
+
+/// `handler service` on Windows: under the service control manager (what `handler enable`
+/// registers) the dispatcher's stop ends the loop; from a console, Ctrl-C does.
+#[cfg(windows)]
+fn extension_service(state_dir: &std::path::Path) -> ExitCode {
+    use crate::winservice;
+    if winservice::is_console() {
+        return service::run(state_dir);
+    }
+    let dir = state_dir.to_path_buf();
+    let runner: winservice::Runner = Box::new(move |stop| service::run_until(&dir, Some(stop)));
+    match winservice::run_dispatcher(runner) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(error) => {
+            eprintln!("error: starting the service dispatcher: {error}");
+            ExitCode::from(exit::FAILURE)
+        }
     }
 }

@@ -148,7 +148,7 @@ pub fn enable(ctx: &Context) -> ExitCode {
                 tracing::error!("{line}");
             }
             let running =
-                manager::running_pid(&ctx.state_dir).is_some() || ctx.manager == Manager::Systemd;
+                manager::is_running(ctx.manager, &ctx.state_dir) || ctx.manager == Manager::Systemd;
             let keep = if running {
                 "; the service keeps running on its last good settings"
             } else {

@@ -2,7 +2,9 @@
 //! named `akvsync` when `/run/systemd/system` exists, otherwise a detached
 //! `akvsync handler service` process whose pid file (`<state>/akvsync.pid`, written by the
 //! service once its signal handlers are installed) lets later commands reload (SIGHUP) and
-//! stop (SIGTERM) it. The Windows service is issue 6's; here Windows gets an error.
+//! stop (SIGTERM) it. On Windows the "process" is the `akvsync` Windows service running
+//! `akvsync handler service`: registered (or re-pointed at the new executable) and started
+//! through the service control manager; a reload is a restart, since Windows has no SIGHUP.
 
 use std::path::{Path, PathBuf};
 #[cfg(unix)]
@@ -123,8 +125,18 @@ pub fn is_running(manager: Manager, state_dir: &Path) -> bool {
             .args(["is-active", "--quiet", UNIT_NAME])
             .status()
             .is_ok_and(|s| s.success()),
-        Manager::Process => running_pid(state_dir).is_some(),
+        Manager::Process => process_running(state_dir),
     }
+}
+
+#[cfg(unix)]
+fn process_running(state_dir: &Path) -> bool {
+    running_pid(state_dir).is_some()
+}
+
+#[cfg(windows)]
+fn process_running(_state_dir: &Path) -> bool {
+    crate::winservice::is_running()
 }
 
 /// The pid in the pid file if that process is alive and is an akvsync service.
@@ -218,9 +230,20 @@ fn start_or_reload_process(exe: &Path, state_dir: &Path) -> Result<String, Strin
     }
 }
 
-#[cfg(not(unix))]
-fn start_or_reload_process(_exe: &Path, _state_dir: &Path) -> Result<String, String> {
-    Err("the Windows service is not available in this build (issue 6)".to_owned())
+#[cfg(windows)]
+fn start_or_reload_process(exe: &Path, state_dir: &Path) -> Result<String, String> {
+    use crate::winservice;
+    let arguments = winservice::handler_service_arguments(state_dir);
+    winservice::install_or_update(exe, arguments)
+        .map_err(|e| format!("registering service {UNIT_NAME}: {e}"))?;
+    // No SIGHUP on Windows: the service reads the handed-over settings when it starts.
+    let restarted = winservice::stop()?;
+    winservice::start()?;
+    Ok(if restarted {
+        format!("service {UNIT_NAME} restarted with the new settings")
+    } else {
+        format!("service {UNIT_NAME} started")
+    })
 }
 
 /// Stops the service; `Ok(false)` when it was not running.
@@ -252,9 +275,9 @@ fn stop_process(state_dir: &Path) -> Result<bool, String> {
     Ok(true)
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn stop_process(_state_dir: &Path) -> Result<bool, String> {
-    Ok(false)
+    crate::winservice::stop()
 }
 
 /// Stops the service and removes what registers it (the unit, the pid file).
@@ -267,6 +290,11 @@ pub fn remove(manager: Manager, state_dir: &Path) -> Result<(), String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{UNIT_PATH}: {e}")),
         }
+    }
+    #[cfg(windows)]
+    if let Err(e) = crate::winservice::uninstall() {
+        // Not registered is what `remove` wants; anything else is worth a line.
+        tracing::debug!(error = %e, "removing the service registration");
     }
     Ok(())
 }

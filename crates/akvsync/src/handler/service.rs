@@ -24,11 +24,19 @@ const REFRESH: Duration = Duration::from_secs(60);
 
 /// Runs the service until SIGTERM/SIGINT.
 pub fn run(state_dir: &Path) -> ExitCode {
+    ExitCode::from(run_until(state_dir, None))
+}
+
+/// A stop request from outside the process (the Windows service control manager).
+pub type StopRequest = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs the service until SIGTERM/SIGINT or `stop`; returns the exit code.
+pub fn run_until(state_dir: &Path, stop: Option<StopRequest>) -> u8 {
     let handler = match config::read(state_dir) {
         Ok(c) => c,
         Err(error) => {
             eprintln!("error: {error} (run `akvsync handler enable` first)");
-            return ExitCode::from(exit::INVALID);
+            return exit::INVALID;
         }
     };
     super::logs::init(&handler.log_folder, "akvsync-service.log");
@@ -43,7 +51,7 @@ pub fn run(state_dir: &Path) -> ExitCode {
             message,
             substatus: Vec::new(),
         });
-        ExitCode::from(code)
+        code
     };
     let settings_path = config::settings_path(state_dir);
     let validated = match settings::load_file(&settings_path, Platform::current()) {
@@ -61,7 +69,7 @@ pub fn run(state_dir: &Path) -> ExitCode {
         Err(error @ StateError::Locked(_)) => {
             // Another service already runs on this state: it reports, not us.
             tracing::error!(%error, "another akvsync holds the state directory");
-            return ExitCode::from(exit::LOCKED);
+            return exit::LOCKED;
         }
         Err(error) => return fail(Status::Error, error.to_string(), exit::FAILURE),
     };
@@ -87,7 +95,15 @@ pub fn run(state_dir: &Path) -> ExitCode {
     runtime.block_on(async {
         let reload = Arc::new(tokio::sync::Notify::new());
         let shutdown = match signals(Arc::clone(&reload)) {
-            Ok(shutdown) => shutdown,
+            Ok(signalled) => async move {
+                match stop {
+                    Some(stop) => tokio::select! {
+                        _ = signalled => {}
+                        _ = stop => tracing::info!("stop requested by the service control manager"),
+                    },
+                    None => signalled.await,
+                }
+            },
             Err(error) => {
                 tracing::error!(%error, "cannot install signal handlers");
                 return;
@@ -138,7 +154,7 @@ pub fn run(state_dir: &Path) -> ExitCode {
             let _ = std::fs::remove_file(&pid_file);
         }
     });
-    ExitCode::from(exit::OK)
+    exit::OK
 }
 
 /// SIGHUP wakes `reload`; the returned future completes on SIGTERM or SIGINT.
@@ -164,7 +180,8 @@ fn signals(
     })
 }
 
-/// Windows: Ctrl-C only until the Windows service (issue 6) drives the stop.
+/// Windows: Ctrl-C from a console; under the service control manager the stop arrives as
+/// `run_until`'s `stop`, and a reload is a restart (`manager`).
 #[cfg(not(unix))]
 fn signals(
     reload: Arc<tokio::sync::Notify>,

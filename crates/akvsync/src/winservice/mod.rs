@@ -95,14 +95,46 @@ pub fn program_data() -> PathBuf {
     std::env::var_os("ProgramData").map_or_else(|| PathBuf::from("C:\\ProgramData"), PathBuf::from)
 }
 
+/// The arguments of the extension-mode service (`akvsync handler service`) that
+/// `handler enable` registers on Windows.
+pub fn handler_service_arguments(state_dir: &Path) -> Vec<OsString> {
+    vec![
+        "handler".into(),
+        "service".into(),
+        "--state-dir".into(),
+        state_dir.as_os_str().to_owned(),
+    ]
+}
+
 #[cfg(windows)]
 mod scm;
 #[cfg(windows)]
-pub use scm::{Runner, install, is_console, run_dispatcher, uninstall};
+pub use scm::{
+    Runner, install, install_or_update, is_console, is_running, run_dispatcher, start, stop,
+    uninstall,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_extension_service_runs_handler_service_on_its_state_dir() {
+        let args = handler_service_arguments(Path::new("C:\\ProgramData\\akvsync"));
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "handler",
+                "service",
+                "--state-dir",
+                "C:\\ProgramData\\akvsync"
+            ]
+        );
+    }
 
     #[test]
     fn the_scm_starts_service_run_with_the_settings_and_state_dir() {

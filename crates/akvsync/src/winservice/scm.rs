@@ -1,6 +1,7 @@
 //! The service control manager side of the Windows service (`cfg(windows)`, through the
-//! `windows-service` crate): install, uninstall, console detection, the dispatcher and the
-//! control handler that turns stop/shutdown into the run loop's stop.
+//! `windows-service` crate): install (or re-point), start, stop, uninstall, console
+//! detection, the dispatcher and the control handler that turns stop/shutdown into the run
+//! loop's stop.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -31,13 +32,8 @@ pub fn is_console() -> bool {
     !unsafe { windows_sys::Win32::System::Console::GetConsoleWindow() }.is_null()
 }
 
-/// Registers the service (automatic start, LocalSystem) to run `exe` with `arguments`.
-pub fn install(exe: &Path, arguments: Vec<OsString>) -> Result<(), windows_service::Error> {
-    let manager = ServiceManager::local_computer(
-        None::<&str>,
-        ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
-    )?;
-    let info = ServiceInfo {
+fn service_info(exe: &Path, arguments: Vec<OsString>) -> ServiceInfo {
+    ServiceInfo {
         name: SERVICE_NAME.into(),
         display_name: DISPLAY_NAME.into(),
         service_type: ServiceType::OWN_PROCESS,
@@ -48,10 +44,120 @@ pub fn install(exe: &Path, arguments: Vec<OsString>) -> Result<(), windows_servi
         dependencies: Vec::new(),
         account_name: None,
         account_password: None,
-    };
-    let service = manager.create_service(&info, ServiceAccess::CHANGE_CONFIG)?;
+    }
+}
+
+/// Registers the service (automatic start, LocalSystem) to run `exe` with `arguments`.
+pub fn install(exe: &Path, arguments: Vec<OsString>) -> Result<(), windows_service::Error> {
+    let manager = ServiceManager::local_computer(
+        None::<&str>,
+        ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
+    )?;
+    let service =
+        manager.create_service(&service_info(exe, arguments), ServiceAccess::CHANGE_CONFIG)?;
     service.set_description(DESCRIPTION)?;
     Ok(())
+}
+
+/// Registers the service, or points the registered one at `exe` with `arguments` (an
+/// extension update moves the executable to the new handler directory).
+pub fn install_or_update(
+    exe: &Path,
+    arguments: Vec<OsString>,
+) -> Result<(), windows_service::Error> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    match manager.open_service(SERVICE_NAME, ServiceAccess::CHANGE_CONFIG) {
+        Ok(service) => service.change_config(&service_info(exe, arguments)),
+        Err(_) => install(exe, arguments),
+    }
+}
+
+/// Whether the service is registered and running (or starting).
+pub fn is_running() -> bool {
+    let state = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .and_then(|m| m.open_service(SERVICE_NAME, ServiceAccess::QUERY_STATUS))
+        .and_then(|s| s.query_status())
+        .map(|s| s.current_state);
+    matches!(
+        state,
+        Ok(ServiceState::Running | ServiceState::StartPending)
+    )
+}
+
+/// Waits until the service reports `wanted`, up to `limit`.
+fn wait_for(
+    service: &windows_service::service::Service,
+    wanted: ServiceState,
+    limit: Duration,
+) -> Result<bool, windows_service::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        if service.query_status()?.current_state == wanted {
+            return Ok(true);
+        }
+        if started.elapsed() > limit {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts the registered service and waits until it runs.
+pub fn start() -> Result<(), String> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(|e| format!("the service control manager: {e}"))?;
+    let service = manager
+        .open_service(
+            SERVICE_NAME,
+            ServiceAccess::START | ServiceAccess::QUERY_STATUS,
+        )
+        .map_err(|e| format!("service {SERVICE_NAME}: {e}"))?;
+    service
+        .start::<&str>(&[])
+        .map_err(|e| format!("starting service {SERVICE_NAME}: {e}"))?;
+    match wait_for(
+        &service,
+        ServiceState::Running,
+        Duration::from_secs(STOP_WAIT_HINT_S),
+    ) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "service {SERVICE_NAME} did not reach RUNNING in time"
+        )),
+        Err(e) => Err(format!("service {SERVICE_NAME}: {e}")),
+    }
+}
+
+/// Stops the service and waits until it has stopped; `Ok(false)` when it is not
+/// registered or was not running.
+pub fn stop() -> Result<bool, String> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(|e| format!("the service control manager: {e}"))?;
+    let Ok(service) = manager.open_service(
+        SERVICE_NAME,
+        ServiceAccess::STOP | ServiceAccess::QUERY_STATUS,
+    ) else {
+        return Ok(false);
+    };
+    let state = service
+        .query_status()
+        .map_err(|e| format!("service {SERVICE_NAME}: {e}"))?
+        .current_state;
+    if state == ServiceState::Stopped {
+        return Ok(false);
+    }
+    service
+        .stop()
+        .map_err(|e| format!("stopping service {SERVICE_NAME}: {e}"))?;
+    match wait_for(
+        &service,
+        ServiceState::Stopped,
+        Duration::from_secs(STOP_WAIT_HINT_S * 2),
+    ) {
+        Ok(true) => Ok(true),
+        Ok(false) => Err(format!("service {SERVICE_NAME} did not stop in time")),
+        Err(e) => Err(format!("service {SERVICE_NAME}: {e}")),
+    }
 }
 
 /// Stops (waiting up to the stop hint) and deletes the service.
