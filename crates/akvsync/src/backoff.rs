@@ -32,10 +32,54 @@ impl Backoff {
     /// Delay before retry number `retry` (1-based): uniformly random in
     /// `[base/2, base]` with `base = initial · 2^(retry-1)`, capped at `max`.
     pub fn delay(&self, retry: u32) -> Duration {
+        let (low, high) = self.delay_bounds(retry);
+        jitter_between(low, high)
+    }
+
+    /// The interval [`Backoff::delay`] draws from: `(base/2, base)`.
+    pub fn delay_bounds(&self, retry: u32) -> (Duration, Duration) {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         let base = self.initial.saturating_mul(factor).min(self.max);
-        jitter_between(base / 2, base)
+        (base / 2, base)
     }
+
+    /// What a client does after attempt `attempt` (1-based) failed (SPEC §10): an error it
+    /// does not retry itself (permanent), or the last attempt, gives up until the next poll;
+    /// a throttled answer with `Retry-After` retries as soon as the vault's push-back
+    /// ([`retry_after_push_back`]) has passed; any other retryable error retries after
+    /// [`Backoff::delay`]. (`vault::VaultClient::get_secret` follows this decision.)
+    pub fn after_failure(
+        &self,
+        attempt: u32,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    ) -> Retry {
+        if !retryable || attempt >= self.attempts {
+            Retry::GiveUp
+        } else if retry_after.is_some() {
+            Retry::AfterPushBack
+        } else {
+            Retry::Sleep
+        }
+    }
+}
+
+/// The decision of [`Backoff::after_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Report the failure; the next poll tries again.
+    GiveUp,
+    /// Sleep [`Backoff::delay`]`(attempt)`, then try again.
+    Sleep,
+    /// Try again once the vault's `Retry-After` push-back has passed.
+    AfterPushBack,
+}
+
+/// How long every request to a vault waits after it answered `Retry-After: delay`: the delay
+/// plus up to 10 % jitter, so that the certificates (and machines) it throttled do not all
+/// return at the same instant.
+pub fn retry_after_push_back(delay: Duration) -> Duration {
+    jitter_between(delay, delay + delay / 10)
 }
 
 /// A random duration in `[low, high]`.
@@ -70,6 +114,20 @@ mod tests {
             assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
             let tenth = backoff.delay(10);
             assert!(tenth >= Duration::from_secs(4) && tenth <= Duration::from_secs(8));
+        }
+    }
+
+    #[test]
+    fn failures_retry_transient_errors_until_the_last_attempt() {
+        let backoff = Backoff::VAULT;
+        let seven = Some(Duration::from_secs(7));
+        assert_eq!(backoff.after_failure(1, true, None), Retry::Sleep);
+        assert_eq!(backoff.after_failure(2, true, seven), Retry::AfterPushBack);
+        assert_eq!(backoff.after_failure(3, true, seven), Retry::GiveUp);
+        assert_eq!(backoff.after_failure(1, false, None), Retry::GiveUp);
+        for _ in 0..100 {
+            let d = retry_after_push_back(Duration::from_secs(10));
+            assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(11));
         }
     }
 

@@ -17,17 +17,29 @@ pub const INITIAL_RETRY_CAP: Duration = Duration::from_secs(300);
 
 /// The delay until the next poll: `interval` ± 10 %.
 pub fn next_poll(interval: Duration) -> Duration {
+    let (low, high) = next_poll_bounds(interval);
+    backoff::jitter_between(low, high)
+}
+
+/// The interval [`next_poll`] draws from.
+pub fn next_poll_bounds(interval: Duration) -> (Duration, Duration) {
     let spread = interval.mul_f64(POLL_JITTER);
-    backoff::jitter_between(interval.saturating_sub(spread), interval + spread)
+    (interval.saturating_sub(spread), interval + spread)
 }
 
 /// The delay before initial-sync attempt `attempt + 1` (attempt ≥ 1).
 pub fn initial_retry(attempt: u32, interval: Duration) -> Duration {
+    let (low, high) = initial_retry_bounds(attempt, interval);
+    backoff::jitter_between(low, high)
+}
+
+/// The interval [`initial_retry`] draws from: 80–100 % of 5 s · 2^(attempt-1), capped.
+pub fn initial_retry_bounds(attempt: u32, interval: Duration) -> (Duration, Duration) {
     let cap = interval.min(INITIAL_RETRY_CAP).max(Duration::from_secs(1));
     let base = INITIAL_RETRY
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
         .min(cap);
-    backoff::jitter_between(base.mul_f64(0.8).min(cap), base)
+    (base.mul_f64(0.8).min(cap), base)
 }
 
 #[cfg(test)]
