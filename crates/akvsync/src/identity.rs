@@ -71,7 +71,18 @@ impl AccessToken {
         let margin = (lifetime / 2).min(300);
         now + margin < self.expires_on
     }
+
+    /// Still usable when a refresh failed: at least [`MIN_REMAINING_AFTER_FAILED_REFRESH`]
+    /// seconds to live.
+    fn is_usable(&self, now: u64) -> bool {
+        now + MIN_REMAINING_AFTER_FAILED_REFRESH < self.expires_on
+    }
 }
+
+/// A token past its refresh point is still used, while it has this many seconds left, when
+/// its refresh fails: an identity endpoint outage during the refresh window (the last
+/// 5 minutes of a token) must not fail polls that a valid token can still serve.
+const MIN_REMAINING_AFTER_FAILED_REFRESH: u64 = 5;
 
 /// Why no token could be obtained.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +167,20 @@ struct Cache {
     failures: HashMap<String, (tokio::time::Instant, std::sync::Arc<IdentityError>)>,
 }
 
+impl Cache {
+    /// After a failed refresh: the cached token if it is still usable, else the failure.
+    fn current_or(
+        &self,
+        resource: &str,
+        error: std::sync::Arc<IdentityError>,
+    ) -> Result<AccessToken, IdentityError> {
+        match self.tokens.get(resource) {
+            Some(token) if token.is_usable(now()) => Ok(token.clone()),
+            _ => Err(IdentityError::Shared(error)),
+        }
+    }
+}
+
 /// Tokens from the managed-identity endpoint, cached per resource.
 #[derive(Debug)]
 pub struct Credential {
@@ -229,7 +254,7 @@ impl Credential {
         if let Some((failed_at, error)) = cache.failures.get(resource)
             && *failed_at >= asked
         {
-            return Err(IdentityError::Shared(std::sync::Arc::clone(error)));
+            return cache.current_or(resource, std::sync::Arc::clone(error));
         }
         match self.fetch_with_retries(resource).await {
             Ok(token) => {
@@ -243,7 +268,14 @@ impl Credential {
                     resource.to_owned(),
                     (tokio::time::Instant::now(), std::sync::Arc::clone(&error)),
                 );
-                Err(IdentityError::Shared(error))
+                let result = cache.current_or(resource, error);
+                if result.is_ok() {
+                    tracing::warn!(
+                        resource,
+                        "token refresh failed; the current token is used until it expires"
+                    );
+                }
+                result
             }
         }
     }
@@ -550,6 +582,10 @@ mod tests {
         };
         assert!(short.is_fresh(29));
         assert!(!short.is_fresh(30));
+        // Past its refresh point, a token still serves while a refresh fails, until 5 s
+        // before it expires.
+        assert!(hour.is_usable(3594) && !hour.is_usable(3595));
+        assert!(short.is_usable(54) && !short.is_usable(55));
     }
 
     #[test]

@@ -988,6 +988,45 @@ async fn an_identity_outage_costs_one_retry_series_for_all_certificates() {
     emu.shutdown().await;
 }
 
+/// The identity endpoint fails while the cached token is past its refresh point but still
+/// valid: the refresh is tried (one retry series), the valid token keeps serving, and the
+/// certificate is installed; once the token is about to expire, the poll fails with the
+/// endpoint's error.
+#[tokio::test]
+async fn a_failed_refresh_keeps_using_the_still_valid_token() {
+    let emu = emulator().await;
+    // A 20 s token is refreshed from half-life (10 s) and usable until 5 s before expiry.
+    emu.set_token_lifetime(Duration::from_secs(20));
+    new_version(&emu, SECRET);
+    let scratch = Scratch::new("refresh");
+    let engine = engine(&emu, &scratch, &[SECRET], VAULT_RETRIES);
+    let first = Instant::now();
+    assert_eq!(engine.sync_all().await[0].result, SyncResult::Installed);
+    let v2 = new_version(&emu, SECRET);
+    tokio::time::sleep(Duration::from_millis(10_050).saturating_sub(first.elapsed())).await;
+    emu.inject(Fault::identity(status_fault(503, None), 1).with_probability(1.0));
+    let reports = engine.sync_all().await;
+    assert_eq!(reports[0].result, SyncResult::Installed, "{reports:?}");
+    assert_eq!(linked_version(&scratch, SECRET), Some(v2.version));
+    let attempts = u64::from(Backoff::IDENTITY.attempts);
+    assert_eq!(
+        emu.counters().identity,
+        1 + attempts,
+        "the refresh was tried"
+    );
+    assert_eq!(emu.counters().status_count(VAULT, 401), 0);
+
+    tokio::time::sleep(Duration::from_secs(16).saturating_sub(first.elapsed())).await;
+    new_version(&emu, SECRET);
+    let reports = engine.sync_all().await;
+    let SyncResult::Failed(message) = &reports[0].result else {
+        panic!("{reports:?}")
+    };
+    assert!(message.contains("answered 503"), "{message}");
+    assert_eq!(emu.counters().identity, 1 + 2 * attempts);
+    emu.shutdown().await;
+}
+
 /// `akvsync once` against the product's real vault backoff: exit code 1, the cause in the
 /// printed table, and the requests the emulator saw.
 #[tokio::test]
