@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +26,9 @@ use kvemu::{BlockingEmulator, Config, Fault, FaultKind};
 
 const VAULT: &str = "hygienekv";
 const HANDLER: &str = "Akvsync.KeyVault";
+/// Protected settings the guest agent would hand over (base64 of
+/// `secret-protected-settings-marker-987654321`): reported as present, never echoed.
+const PROTECTED: &str = "c2VjcmV0LXByb3RlY3RlZC1zZXR0aW5ncy1tYXJrZXItOTg3NjU0MzIx";
 
 struct Scratch(PathBuf);
 
@@ -548,7 +551,8 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     let mut public = settings_json(&emu, &scratch.0.join("hstore"), &names);
     public["secretsManagementSettings"]["requireInitialSync"] = serde_json::json!(true);
     let runtime = serde_json::json!({"runtimeSettings": [{"handlerSettings": {
-        "publicSettings": public, "protectedSettings": null, "protectedSettingsCertThumbprint": null,
+        "publicSettings": public, "protectedSettings": PROTECTED,
+        "protectedSettingsCertThumbprint": "5F2C3C6C00000000000000000000000000000000",
     }}]});
     fs::write(handler_dir.join("config/0.settings"), runtime.to_string()).unwrap();
     let out = run(
@@ -601,6 +605,13 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     let key_count = needles_for_secrets(&emu, &names, &mut needles);
     assert!(key_count >= 10, "{key_count} keys");
     let index = Index::new(&needles);
+    let mut protected = Needles::default();
+    protected.add("protected settings", PROTECTED);
+    protected.add(
+        "protected settings (decoded)",
+        "secret-protected-settings-marker",
+    );
+    let protected = Index::new(&protected);
 
     let bytes: usize = outputs.0.iter().map(|a| a.bytes.len()).sum();
     assert!(
@@ -614,7 +625,27 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         needles.0.len(),
         tokens.len()
     );
-    let found: Vec<String> = outputs.0.iter().flat_map(|a| leaks(a, &index)).collect();
+    let mut found: Vec<String> = outputs.0.iter().flat_map(|a| leaks(a, &index)).collect();
+    // Protected settings: nowhere but in the settings files themselves and the copies the
+    // agent keeps to reload them, which must be private to root.
+    for artifact in &outputs.0 {
+        let copy = ["settings.json", "last-settings.json"]
+            .iter()
+            .any(|name| artifact.what.ends_with(&format!("/{name}")))
+            || artifact.what.ends_with(".settings");
+        if copy {
+            // The agent's own copies are private to root; the inputs are the test's.
+            let own = artifact.what.contains("/hstate/") || artifact.what.contains("/state/");
+            let mode = fs::metadata(&artifact.what).unwrap().permissions().mode();
+            assert!(
+                !own || mode & 0o077 == 0,
+                "{}: mode {mode:o}, a copy of settings with protectedSettings",
+                artifact.what
+            );
+        } else {
+            found.extend(leaks(artifact, &protected));
+        }
+    }
     assert!(
         found.is_empty(),
         "secrets found in outputs:\n{}",
@@ -845,7 +876,6 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
         );
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
     let other = ensure_user("akvsync-race-other");
     let granted = ensure_user("akvsync-race-granted");
     let scratch = Scratch::new("race");

@@ -60,7 +60,8 @@ pub fn write(state_dir: &Path, config: &HandlerConfig, settings: &[u8]) -> std::
     std::fs::create_dir_all(state_dir.join(DIR))?;
     // Settings first: a service reloading between the two writes sees new settings with
     // the old sequence number, and reports them at its next round under the new one.
-    write_atomic(&settings_path(state_dir), settings)?;
+    // Readable by root only: they may carry `protectedSettings`.
+    write_file(&settings_path(state_dir), settings, true)?;
     let json = serde_json::to_vec_pretty(config).expect("the config always serializes");
     write_atomic(&config_path(state_dir), &json)
 }
@@ -81,6 +82,11 @@ pub fn set_owner(state_dir: &Path, version: &str) -> std::io::Result<()> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsynced and
 /// renamed, so that a reader sees the old file or the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_file(path, bytes, false)
+}
+
+/// [`write_atomic`]; `private`: the file is created with mode 0600 (Unix).
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -91,10 +97,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // create it exclusively, which refuses a symlink instead of following it.
     let _ = std::fs::remove_file(&temp);
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut file = options.open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
