@@ -129,7 +129,9 @@ fn import_certificates(emu: &BlockingEmulator) -> Vec<Cert> {
         ("edge-ec-pfx", None, kvemu::seed::LeafKey::EcP256, true),
     ] {
         let dns = format!("{name}.example.test");
-        let issued = pki.issue(&dns, std::slice::from_ref(&dns), key, 365).unwrap();
+        let issued = pki
+            .issue(&dns, std::slice::from_ref(&dns), key, 365)
+            .unwrap();
         let (imported, value_len) = if pfx {
             let der = issued.pfx(kvemu::PfxForm::KeyVault).unwrap();
             let imported = emu
@@ -419,7 +421,10 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
-    println!("crash harness: seed {seed} (AKVSYNC_CRASH_SEED), {kills_wanted} kills");
+    let _ = writeln!(
+        std::io::stderr(),
+        "crash harness: seed {seed} (AKVSYNC_CRASH_SEED), {kills_wanted} kills"
+    );
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
 
@@ -440,7 +445,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
     let calibration = Instant::now();
     let out = output(agent("once", &settings, &state_dir, true));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let mut full_run = calibration.elapsed();
+    let full_run = calibration.elapsed();
     check_converged(&store, &state_dir, &mut certs).unwrap();
 
     let mut figures = Figures::default();
@@ -545,8 +550,6 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             // `once` finished before its kill instant: a successful restart.
             assert_eq!(status.code(), Some(0), "once failed: {status:?}");
             figures.finished_before_kill += 1;
-            let full = spawned.elapsed();
-            full_run = (full_run * 3 + full) / 4;
             check_converged(&store, &state_dir, &mut certs)
                 .unwrap_or_else(|e| panic!("after a completed run (seed {seed}): {e}"));
             figures.convergence_checks += 1;
@@ -600,12 +603,32 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         }
     }
     emu.shutdown();
+    // Version files beyond the retention (the current and the previous version of each
+    // certificate): reported, not asserted (see docs/reliability.md, "Crash consistency").
+    let version_files = fs::read_dir(&store)
+        .unwrap()
+        .filter(|e| {
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            certs
+                .iter()
+                .any(|c| name.starts_with(&format!("{VAULT}.{}.", c.name)))
+        })
+        .count();
+    let unpruned = version_files.saturating_sub(2 * certs.len());
 
     let percent = |n: usize| 100.0 * n as f64 / figures.kills as f64;
-    println!(
+    // Straight to stderr, past the test harness's capture, so that CI logs show it.
+    let _ = writeln!(
+        std::io::stderr(),
         "crash harness: {} kills ({} of once, {} of run), {} mid-write ({:.1} %; {} of run), \
          {} mid-download ({:.1} %), {} restarts, {} runs finished before their kill, \
-         {} convergence checks, seed {seed}, {:.1} s",
+         {} convergence checks, {unpruned} version files left past retention, seed {seed}, \
+         {:.1} s",
         figures.kills,
         figures.once_kills,
         figures.run_kills,
@@ -741,7 +764,8 @@ fn enospc_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
         Ok(out) if out.status.success() => {}
         other => {
             // The one skippable case: CI runs as root, where mounting works.
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!!!!! SKIPPED the ENOSPC test: cannot mount a tmpfs here ({}) !!!!!!!!\n",
                 match other {
                     Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
@@ -803,4 +827,52 @@ fn eacces_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
     pending.assert_recovers(&state_dir);
     pending.emu.shutdown();
+}
+
+/// Found by the harness: a kill between the switch of `<vault>.<secret>` and the switch of
+/// `customSymbolicLinkName` left the custom link on the old version, and the next run saw
+/// the main link current and never moved the custom one.
+#[test]
+fn a_custom_link_left_behind_by_a_crash_is_switched_by_the_next_run() {
+    let scratch = Scratch::new("custom-link");
+    let store = scratch.path("store");
+    let state_dir = scratch.path("state");
+    let emu = BlockingEmulator::start(Config::default()).unwrap();
+    let mut cert = Cert {
+        name: "web",
+        custom_link: Some("web-current"),
+        versions: vec![emu.rotate_certificate(VAULT, "web").unwrap()],
+        linked: BTreeMap::new(),
+        value_len: 0,
+    };
+    let settings = scratch.path("settings.json");
+    fs::write(
+        &settings,
+        settings_json(&emu, &store, emu.ca_file(), std::slice::from_ref(&cert)),
+    )
+    .unwrap();
+    let once = || {
+        let out = output(agent("once", &settings, &state_dir, false));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    };
+    once();
+    cert.versions
+        .push(emu.rotate_certificate(VAULT, "web").unwrap());
+    once();
+    check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
+
+    // What a kill between the two link switches leaves: the main link on v2, the custom
+    // link still on v1 (kept as the previous version), the state recording v2.
+    let v1_file = store.join(format!("{VAULT}.web.{}", cert.versions[0].version));
+    let custom = store.join("web-current");
+    fs::remove_file(&custom).unwrap();
+    std::os::unix::fs::symlink(&v1_file, &custom).unwrap();
+
+    once();
+    assert_eq!(
+        fs::read_link(&custom).unwrap(),
+        store.join(format!("{VAULT}.web.{}", cert.versions[1].version))
+    );
+    check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
+    emu.shutdown();
 }

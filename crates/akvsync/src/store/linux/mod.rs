@@ -190,6 +190,20 @@ pub fn current_version(target: &LinuxTarget) -> Option<String> {
     is_version.then(|| version.to_owned())
 }
 
+/// Whether every link of the target points where the main link does. A crash between two
+/// link switches (or a `customSymbolicLinkName` added to the settings later) leaves them
+/// apart; the target is then not current, so that the next sync switches every link.
+pub fn links_agree(target: &LinuxTarget) -> bool {
+    let dir = Path::new(&target.directory);
+    let Ok(main) = fs::read_link(dir.join(&target.link_name)) else {
+        return false;
+    };
+    target
+        .custom_link_name
+        .as_deref()
+        .is_none_or(|custom| fs::read_link(dir.join(custom)).is_ok_and(|t| t == main))
+}
+
 /// Removes version files of this certificate that akvsync installed (`owned`), except those
 /// in `keep`; files akvsync did not write are never touched (SPEC §10). Returns the removed
 /// versions.
@@ -251,7 +265,8 @@ impl super::CertificateStore for DirectoryStore {
         &self,
         certificate: &crate::settings::ObservedCertificate,
     ) -> Option<String> {
-        current_version(Self::target(certificate).ok()?)
+        let target = Self::target(certificate).ok()?;
+        current_version(target).filter(|_| links_agree(target))
     }
 
     fn install(
