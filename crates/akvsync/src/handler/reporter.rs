@@ -1,7 +1,8 @@
 //! Sync rounds → status files (SPEC §7): `transitioning` while `requireInitialSync` is not
 //! complete, then `success`; without it `success` as soon as polling starts; one substatus
 //! per certificate (`<vault>/<secret>`) naming the version, thumbprint and expiry, or the
-//! cause of its failure. The last status is rewritten with a fresh timestamp by
+//! cause of its failure; `warning` when it expires within `akvsync.expiryWarningDays`
+//! (or another warning applies). The last status is rewritten with a fresh timestamp by
 //! [`Reporter::refresh`] so that a `transitioning` status is never older than 2 minutes.
 
 use std::path::PathBuf;

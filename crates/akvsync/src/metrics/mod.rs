@@ -78,8 +78,8 @@ impl FetchErrorKind {
 }
 
 /// Upper bounds of the sync-duration histogram, in seconds.
-pub const DURATION_BUCKETS: [f64; 11] = [
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 /// One observed certificate after a round, for the per-certificate series.
