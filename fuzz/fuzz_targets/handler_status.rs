@@ -30,13 +30,10 @@ fn report_from(data: &[u8]) -> Option<(StatusReport, SystemTime)> {
     let operation = fields.next().unwrap_or_default().into_owned();
     let message = fields.next().unwrap_or_default().into_owned();
     let parts: Vec<String> = fields.map(|f| f.into_owned()).collect();
-    // Usually a few certificates; for a count byte ≥ 0xF0 up to 240, each message repeated,
-    // so that the size limit is reached (kept rare: such a render costs milliseconds).
-    let entries = if count >= 0xF0 {
-        usize::from(count - 0xF0) * 16
-    } else {
-        usize::from(count % 16)
-    };
+    // Up to 15 certificates (the size limit's arithmetic with hundreds is unit-tested;
+    // here a render must stay cheap), each message repeated up to 8 times, so that long
+    // and escaped messages can still reach the limit.
+    let entries = usize::from(count % 16);
     // Names and messages cycle through the remaining fields.
     let substatus = (0..entries)
         .map(|i| Substatus {
