@@ -84,6 +84,9 @@ pub async fn run_observed(
         };
         log_reports(&reports, &mut expiry_log, now());
         Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
+        exporter
+            .configure(&engine.settings().akvsync.metrics, engine.metrics())
+            .await;
         release_freed_memory();
         phase = next_phase(
             phase,

@@ -868,3 +868,64 @@ async fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is_free() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    emu.rotate_certificate(VAULT, "web").unwrap();
+    let scratch = Scratch::new("taken");
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let settings = write_settings(
+        &scratch,
+        &settings_json(
+            &emu,
+            &scratch,
+            &["web"],
+            serde_json::json!({"metrics": {"listen": format!("127.0.0.1:{port}")}}),
+        ),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .arg("run")
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--state-dir")
+        .arg(scratch.state())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let link = scratch.store().join(format!("{VAULT}.web"));
+    assert!(
+        eventually(Duration::from_secs(20), || async { link.exists() }).await,
+        "synced although the metrics port is taken"
+    );
+    // Several rounds with the port still taken: the squatter answers, not the agent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    drop(squatter);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            scrape(port)
+                .await
+                .is_some_and(|m| m.value("akvsync_certificates_installed", &[]) == Some(1.0))
+        })
+        .await,
+        "the endpoint is bound after a later round"
+    );
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        log.matches("cannot listen for metrics").count(),
+        1,
+        "the error is logged once, not at every retry: {log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "metrics endpoint listening on http://127.0.0.1:{port}/metrics"
+        )),
+        "{log}"
+    );
+    emu.shutdown().await;
+}

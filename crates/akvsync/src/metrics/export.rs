@@ -22,10 +22,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 4;
 
 /// Runs the exposition the settings ask for: keeps the endpoint's listener (restarted
-/// when the address or the metrics change on a reload) and writes the textfile.
+/// when the address or the metrics change on a reload, bound again after every round while
+/// binding fails) and writes the textfile.
 #[derive(Debug, Default)]
 pub struct Exporter {
     endpoint: Option<Endpoint>,
+    /// The address that could not be bound, so that retries do not repeat the error.
+    failed: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -43,7 +46,8 @@ impl Drop for Endpoint {
 
 impl Exporter {
     /// Starts, moves or stops the endpoint for `settings`; a failure to listen is logged and
-    /// the agent goes on without it (certificates matter more than their metrics).
+    /// the agent goes on without it (certificates matter more than their metrics); the next
+    /// call tries again. Cheap when nothing changed: call it after every round.
     pub async fn configure(&mut self, settings: &MetricsSettings, metrics: Option<&Arc<Metrics>>) {
         let wanted = settings.listen.zip(metrics);
         let same = match (&self.endpoint, wanted) {
@@ -56,14 +60,19 @@ impl Exporter {
         if same {
             return;
         }
-        // Drop (abort) the old listener first, so that the same address can be bound again.
-        self.endpoint = None;
+        // Drop (abort) the old listener first and let the runtime drop its socket, so that
+        // the same address can be bound again.
+        if self.endpoint.take().is_some() {
+            tokio::task::yield_now().await;
+        }
         let Some((address, metrics)) = wanted else {
+            self.failed = None;
             return;
         };
         match TcpListener::bind(address).await {
             Ok(listener) => {
                 tracing::info!(%address, "metrics endpoint listening on http://{address}/metrics");
+                self.failed = None;
                 let task = tokio::spawn(serve(listener, Arc::clone(metrics)));
                 self.endpoint = Some(Endpoint {
                     address,
@@ -71,9 +80,11 @@ impl Exporter {
                     task,
                 });
             }
-            Err(error) => {
-                tracing::error!(%address, %error, "cannot listen for metrics; the endpoint is off");
+            Err(error) if self.failed != Some(address) => {
+                tracing::error!(%address, %error, "cannot listen for metrics; trying again after each sync round");
+                self.failed = Some(address);
             }
+            Err(error) => tracing::debug!(%address, %error, "still cannot listen for metrics"),
         }
     }
 
