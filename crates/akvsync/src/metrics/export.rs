@@ -117,6 +117,7 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(IO_TIMEOUT, respond(stream, &metrics)).await;
+            crate::service::release_freed_memory();
         });
     }
 }
