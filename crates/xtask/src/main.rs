@@ -1,8 +1,9 @@
 //! `cargo xtask dist`: builds the two Azure VM extension packages,
 //! `dist/akvsync-linux-x86_64.zip` and `dist/akvsync-windows-x86_64.zip`, each with
 //! `HandlerManifest.json` at its root and the production agent (no demo emulator) under
-//! `bin/`. The Linux binary links glibc dynamically and needs glibc ≥ 2.34 (Ubuntu 22.04+,
-//! Debian 12+, RHEL 9+, Azure Linux 2+); the Windows one is `x86_64-pc-windows-gnu`.
+//! `bin/`. The Linux binary is static (`x86_64-unknown-linux-musl`, static-pie): it runs on
+//! any x86_64 Linux whatever its C library, and musl's allocator keeps its resident memory
+//! lower than glibc's (docs/benchmarks.md); the Windows one is `x86_64-pc-windows-gnu`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -22,7 +23,7 @@ const PACKAGES: [Package; 2] = [
     Package {
         zip_name: "akvsync-linux-x86_64.zip",
         manifest: "packaging/linux/HandlerManifest.json",
-        target: None,
+        target: Some("x86_64-unknown-linux-musl"),
         binary: "akvsync",
     },
     Package {
