@@ -126,6 +126,37 @@ fn ten_days_left(warning: &str) -> bool {
     warning.contains("expires in 9 days") || warning.contains("expires in 10 days")
 }
 
+/// TCP ports the process `pid` listens on (from `/proc/<pid>/fd` and `/proc/net/tcp{,6}`).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" && inodes.iter().any(|i| i == fields[9]) {
+                let port = fields[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
 /// Waits until `check` holds, polling every 100 ms, for at most `limit`.
 async fn eventually<F: std::future::Future<Output = bool>>(
     limit: Duration,
@@ -707,6 +738,12 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
         "{table}"
     );
 
+    assert_eq!(
+        listening_ports(child.id().unwrap()),
+        vec![port],
+        "the agent listens on the metrics port and nothing else"
+    );
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -925,6 +962,40 @@ async fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is
         log.contains(&format!(
             "metrics endpoint listening on http://127.0.0.1:{port}/metrics"
         )),
+        "{log}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_metrics_settings_nothing_listens() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    emu.rotate_certificate(VAULT, "web").unwrap();
+    let scratch = Scratch::new("off");
+    let settings = write_settings(
+        &scratch,
+        &settings_json(&emu, &scratch, &["web"], serde_json::json!({})),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+        .arg("run")
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--state-dir")
+        .arg(scratch.state())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let link = scratch.store().join(format!("{VAULT}.web"));
+    assert!(eventually(Duration::from_secs(20), || async { link.exists() }).await);
+    // A few polls later: still no listening socket.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(listening_ports(child.id().unwrap()), Vec::<u16>::new());
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !log.contains("metrics endpoint") && !log.contains("listen for metrics"),
         "{log}"
     );
     emu.shutdown().await;
