@@ -7,7 +7,7 @@ use crate::pfx::{self, PfxForm};
 use crate::respond::{Reply, kv_error};
 use crate::state::{Shared, lock};
 use crate::store::{CertVersion, Entry, SecretVersion, cert_bundle, cert_item};
-use crate::vault_api::{Ctx, bad, insert_secret, json_body, page, page_size, parse_meta, skip};
+use crate::vault_api::{Ctx, bad, insert_secret, json_body, paged, parse_meta};
 use crate::vault_host::VaultHost;
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -252,48 +252,31 @@ pub fn get(sh: &Shared, ctx: &Ctx<'_>, name: &str, version: Option<&str>) -> Rep
 }
 
 pub fn list(sh: &Shared, ctx: &Ctx<'_>) -> Reply {
-    let (size, offset) = match (page_size(sh, ctx), skip(ctx)) {
-        (Ok(s), Ok(o)) => (s, o),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let host = ctx.vault.host();
-    let items: Vec<Value> = {
-        let mut st = lock(&sh.store);
-        st.vault(&ctx.vault.name)
+    paged(sh, ctx, "/certificates", |vault, host| {
+        vault
             .certificates
             .values()
-            .filter_map(|e| e.latest().map(|c| cert_item(&host, &e.name, c, false)))
+            .filter_map(|e| e.latest().map(|c| cert_item(host, &e.name, c, false)))
             .collect()
-    };
-    page(ctx, "/certificates", items, offset, size)
+    })
 }
 
 pub fn list_versions(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
-    let (size, offset) = match (page_size(sh, ctx), skip(ctx)) {
-        (Ok(s), Ok(o)) => (s, o),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let host = ctx.vault.host();
-    let items: Vec<Value> = {
-        let mut st = lock(&sh.store);
-        match st
-            .vault(&ctx.vault.name)
-            .certificates
-            .get(&name.to_ascii_lowercase())
-        {
-            Some(e) => e
-                .versions
-                .iter()
-                .map(|c| cert_item(&host, &e.name, c, true))
-                .collect(),
-            None => Vec::new(),
-        }
-    };
-    page(
+    paged(
+        sh,
         ctx,
         &format!("/certificates/{name}/versions"),
-        items,
-        offset,
-        size,
+        |vault, host| {
+            vault
+                .certificates
+                .get(&name.to_ascii_lowercase())
+                .map(|e| {
+                    e.versions
+                        .iter()
+                        .map(|c| cert_item(host, &e.name, c, true))
+                        .collect()
+                })
+                .unwrap_or_default()
+        },
     )
 }

@@ -4,7 +4,7 @@
 use crate::respond::{Reply, kv_error};
 use crate::state::{Shared, lock};
 use crate::store::{self, Entry, SecretVersion, secret_bundle};
-use crate::vault_api::{Ctx, page, page_size, skip};
+use crate::vault_api::{Ctx, paged};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -90,18 +90,12 @@ pub fn recover(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
 }
 
 pub fn list(sh: &Shared, ctx: &Ctx<'_>) -> Reply {
-    let (size, offset) = match (page_size(sh, ctx), skip(ctx)) {
-        (Ok(s), Ok(o)) => (s, o),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let host = ctx.vault.host();
-    let items: Vec<Value> = {
-        let mut st = lock(&sh.store);
-        st.vault(&ctx.vault.name)
+    paged(sh, ctx, "/deletedsecrets", |vault, host| {
+        vault
             .deleted_secrets
             .values()
             .map(|(e, when)| {
-                let mut m = deleted_bundle(&host, e, *when);
+                let mut m = deleted_bundle(host, e, *when);
                 m.insert(
                     "id".into(),
                     json!(format!("https://{host}/secrets/{}", e.name)),
@@ -110,6 +104,5 @@ pub fn list(sh: &Shared, ctx: &Ctx<'_>) -> Reply {
                 Value::Object(m)
             })
             .collect()
-    };
-    page(ctx, "/deletedsecrets", items, offset, size)
+    })
 }

@@ -693,7 +693,7 @@ fn delete_secret(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
 }
 
 /// Page size from `maxresults` (1–25) or the configured default.
-pub fn page_size(sh: &Shared, ctx: &Ctx<'_>) -> Result<usize, Reply> {
+fn page_size(sh: &Shared, ctx: &Ctx<'_>) -> Result<usize, Reply> {
     match ctx.query("maxresults") {
         None => Ok(sh.page_size.load(std::sync::atomic::Ordering::Relaxed)),
         Some(v) => match v.parse::<usize>() {
@@ -704,7 +704,7 @@ pub fn page_size(sh: &Shared, ctx: &Ctx<'_>) -> Result<usize, Reply> {
 }
 
 /// Offset encoded in `$skiptoken` (opaque to clients, like the service's).
-pub fn skip(ctx: &Ctx<'_>) -> Result<usize, Reply> {
+fn skip(ctx: &Ctx<'_>) -> Result<usize, Reply> {
     let Some(tok) = ctx.query("$skiptoken") else {
         return Ok(0);
     };
@@ -717,7 +717,7 @@ pub fn skip(ctx: &Ctx<'_>) -> Result<usize, Reply> {
 }
 
 /// One page of `items` with the service's `nextLink` (null on the last page).
-pub fn page(ctx: &Ctx<'_>, path: &str, items: Vec<Value>, offset: usize, size: usize) -> Reply {
+fn page(ctx: &Ctx<'_>, path: &str, items: Vec<Value>, offset: usize, size: usize) -> Reply {
     let total = items.len();
     let page: Vec<Value> = items.into_iter().skip(offset).take(size).collect();
     let next = if offset + size < total {
@@ -735,50 +735,54 @@ pub fn page(ctx: &Ctx<'_>, path: &str, items: Vec<Value>, offset: usize, size: u
     Reply::json(StatusCode::OK, json!({"value": page, "nextLink": next}))
 }
 
-fn list_secrets(sh: &Shared, ctx: &Ctx<'_>) -> Reply {
+/// A list operation: parses the paging parameters, collects the items of the request's
+/// vault under the store lock (`items` gets the vault and its host name), and answers
+/// one page with `nextLink`.
+pub fn paged(
+    sh: &Shared,
+    ctx: &Ctx<'_>,
+    path: &str,
+    items: impl FnOnce(&crate::store::Vault, &str) -> Vec<Value>,
+) -> Reply {
     let (size, offset) = match (page_size(sh, ctx), skip(ctx)) {
         (Ok(s), Ok(o)) => (s, o),
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let host = ctx.vault.host();
-    let items: Vec<Value> = {
+    let items = {
         let mut st = lock(&sh.store);
-        st.vault(&ctx.vault.name)
+        items(st.vault(&ctx.vault.name), &host)
+    };
+    page(ctx, path, items, offset, size)
+}
+
+fn list_secrets(sh: &Shared, ctx: &Ctx<'_>) -> Reply {
+    paged(sh, ctx, "/secrets", |vault, host| {
+        vault
             .secrets
             .values()
-            .filter_map(|e| e.latest().map(|s| secret_item(&host, &e.name, s, false)))
+            .filter_map(|e| e.latest().map(|s| secret_item(host, &e.name, s, false)))
             .collect()
-    };
-    page(ctx, "/secrets", items, offset, size)
+    })
 }
 
 fn list_versions(sh: &Shared, ctx: &Ctx<'_>, name: &str) -> Reply {
-    let (size, offset) = match (page_size(sh, ctx), skip(ctx)) {
-        (Ok(s), Ok(o)) => (s, o),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let host = ctx.vault.host();
-    let items: Vec<Value> = {
-        let mut st = lock(&sh.store);
-        match st
-            .vault(&ctx.vault.name)
-            .secrets
-            .get(&name.to_ascii_lowercase())
-        {
-            Some(e) => e
-                .versions
-                .iter()
-                .map(|s| secret_item(&host, &e.name, s, true))
-                .collect(),
-            None => Vec::new(),
-        }
-    };
-    page(
+    paged(
+        sh,
         ctx,
         &format!("/secrets/{name}/versions"),
-        items,
-        offset,
-        size,
+        |vault, host| {
+            vault
+                .secrets
+                .get(&name.to_ascii_lowercase())
+                .map(|e| {
+                    e.versions
+                        .iter()
+                        .map(|s| secret_item(host, &e.name, s, true))
+                        .collect()
+                })
+                .unwrap_or_default()
+        },
     )
 }
 
