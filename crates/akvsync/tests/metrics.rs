@@ -6,7 +6,8 @@
 //! injected (429, 403). `once` writes a parseable textfile; `validate` refuses a
 //! non-loopback listen address; the expiry warning follows `expiryWarningDays` and is logged
 //! once, not at every poll; a taken port is bound once it is free; without metrics settings
-//! the agent listens on no port.
+//! the agent listens on no port; the extension's service puts the warning in the
+//! certificate's substatus and serves the metrics.
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, HashMap};
@@ -1006,4 +1007,136 @@ async fn without_metrics_settings_nothing_listens() {
         "{log}"
     );
     emu.shutdown().await;
+}
+
+/// The extension: `akvsync handler install` and `enable` in a handler directory laid out as
+/// the Linux guest agent lays it out; the service it starts reports the expiry warning in
+/// the certificate's substatus and serves the metrics.
+#[test]
+fn the_extension_reports_the_expiry_warning_in_its_substatus_and_serves_metrics() {
+    let emu = kvemu::BlockingEmulator::start(Config::default()).unwrap();
+    emu.rotate_certificate(VAULT, "web").unwrap();
+    import_expiring(&emu, "soon", 10);
+    let scratch = Scratch::new("handler");
+    let handler_dir = scratch.0.join("Akvsync.KeyVault-1.0.0");
+    for dir in ["config", "status", "log"] {
+        fs::create_dir_all(handler_dir.join(dir)).unwrap();
+    }
+    let environment = serde_json::json!([{
+        "name": "Akvsync.KeyVault",
+        "version": 1.0,
+        "handlerEnvironment": {
+            "logFolder": handler_dir.join("log"),
+            "configFolder": handler_dir.join("config"),
+            "statusFolder": handler_dir.join("status"),
+            "heartbeatFile": handler_dir.join("heartbeat.log"),
+        }
+    }]);
+    fs::write(
+        handler_dir.join("HandlerEnvironment.json"),
+        environment.to_string(),
+    )
+    .unwrap();
+    let port = free_loopback_port();
+    let public = settings_json(
+        &emu,
+        &scratch,
+        &["web", "soon"],
+        serde_json::json!({"metrics": {"listen": format!("127.0.0.1:{port}")}}),
+    );
+    let runtime = serde_json::json!({"runtimeSettings": [{"handlerSettings": {
+        "publicSettings": public, "protectedSettings": null, "protectedSettingsCertThumbprint": null,
+    }}]});
+    fs::write(handler_dir.join("config/0.settings"), runtime.to_string()).unwrap();
+    let handler = |op: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+            .args(["handler", op, "--state-dir"])
+            .arg(scratch.state())
+            .current_dir(&handler_dir)
+            .env("AZURE_GUEST_AGENT_EXTENSION_VERSION", "1.0.0")
+            .env("ConfigSequenceNumber", "0")
+            .env_remove("AZURE_GUEST_AGENT_EXTENSION_PATH")
+            .env_remove("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "handler {op}: {out:?}");
+    };
+    // Whatever happens, the detached service does not outlive the test.
+    struct StopService(PathBuf);
+    impl Drop for StopService {
+        fn drop(&mut self) {
+            if let Some(pid) = fs::read_to_string(self.0.join("akvsync.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    let _stop = StopService(scratch.state());
+    handler("install");
+    handler("enable");
+
+    let status_file = handler_dir.join("status/0.status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| v[0]["status"].clone());
+        if let Some(s) = &status
+            && s["status"] == "success"
+            && s["substatus"].as_array().is_some_and(|a| a.len() == 2)
+        {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let substatus = |name: &str| {
+        status["substatus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == format!("{VAULT}/{name}"))
+            .unwrap()
+            .clone()
+    };
+    let soon = substatus("soon");
+    assert_eq!(soon["status"], "warning", "{soon:#}");
+    let message = soon["formattedMessage"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("; warning: the certificate expires in") && ten_days_left(message),
+        "{message}"
+    );
+    let web = substatus("web");
+    assert_eq!(web["status"], "success", "{web:#}");
+    assert!(
+        !web["formattedMessage"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("warning"),
+        "{web:#}"
+    );
+
+    // The extension's service serves the metrics too.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let metrics = parse_exposition(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(
+        metrics.value("akvsync_certificates_installed", &[]),
+        Some(2.0)
+    );
+    handler("disable");
 }
