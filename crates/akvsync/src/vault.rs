@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::backoff::{self, Backoff};
+use crate::backoff::{self, Backoff, Retry};
 use crate::http;
 use crate::identity::{Credential, IdentityError};
 use crate::settings::SecretUrl;
@@ -290,12 +290,22 @@ impl VaultClient {
                 if let Some(delay) = error.retry_after() {
                     self.push_back(&host, delay);
                 }
-                if error.retried_within_call() && attempt < self.backoff.attempts {
-                    if error.retry_after().is_none() {
+                // The decision is a pure function so that the fleet simulation runs it too.
+                match self.backoff.after_failure(
+                    attempt,
+                    error.retried_within_call(),
+                    error.retry_after(),
+                ) {
+                    Retry::GiveUp => {}
+                    Retry::Sleep => {
                         tokio::time::sleep(self.backoff.delay(attempt)).await;
+                        attempt += 1;
+                        continue;
                     }
-                    attempt += 1;
-                    continue;
+                    Retry::AfterPushBack => {
+                        attempt += 1;
+                        continue;
+                    }
                 }
             }
             return result;
@@ -316,7 +326,7 @@ impl VaultClient {
     /// Every later request to `host` waits at least `delay` (plus jitter, so that the
     /// certificates of one vault do not all return at the same instant).
     fn push_back(&self, host: &str, delay: Duration) {
-        let until = Instant::now() + backoff::jitter_between(delay, delay + delay / 10);
+        let until = Instant::now() + backoff::retry_after_push_back(delay);
         if let Ok(mut map) = self.not_before.lock() {
             let entry = map.entry(host.to_owned()).or_insert(until);
             if *entry < until {

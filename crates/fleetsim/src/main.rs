@@ -111,6 +111,7 @@ fn main() -> ExitCode {
         (ThrottleModel::Bucket, "emulator's bucket"),
         (ThrottleModel::Window, "strict 10 s window"),
     ];
+    let mut timelines = Vec::new();
     for (row, (model, model_name)) in ROWS
         .iter()
         .flat_map(|row| models.iter().map(move |m| (row, *m)))
@@ -143,6 +144,31 @@ fn main() -> ExitCode {
             seconds(out.convergence),
             seconds(out.convergence_median),
             out.token_requests,
+        );
+        if row.boot == Boot::AllAtOnce && row.jitter == Jitter::Akvsync && row.require_initial_sync
+        {
+            timelines.push((model_name, out.first_minutes));
+        }
+    }
+    println!(
+        "\nThe storm with akvsync's jitter, first 5 minutes (GETs / 429s per 30 s; the vault serves at most ~12,000 per 30 s):\n"
+    );
+    println!(
+        "| vault limit | {} |",
+        (0..10)
+            .map(|i| format!("{}–{} s", i * 30, i * 30 + 30))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(10));
+    for (name, buckets) in timelines {
+        println!(
+            "| {name} | {} |",
+            buckets
+                .iter()
+                .map(|(gets, throttled)| format!("{gets} / {throttled}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     println!(

@@ -133,6 +133,20 @@ pub struct Outcome {
     pub convergence: Option<Micros>,
     /// Median agent's time from the rotation to the new version.
     pub convergence_median: Option<Micros>,
+    /// GETs and 429s per 30 s over the first 5 minutes.
+    pub first_minutes: Vec<(u64, u64)>,
+}
+
+/// Counts per `width` bucket of sorted times, for the first `buckets` buckets.
+pub fn histogram(times: &[Micros], width: Duration, buckets: usize) -> Vec<u64> {
+    let mut counts = vec![0; buckets];
+    for &t in times {
+        match counts.get_mut((t / micros(width).max(1)) as usize) {
+            Some(count) => *count += 1,
+            None => break,
+        }
+    }
+    counts
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -488,6 +502,10 @@ fn outcome(sim: &Sim<'_>) -> Outcome {
             None
         },
         convergence_median: took.get(took.len() / 2).copied().flatten(),
+        first_minutes: histogram(&sim.get_times, Duration::from_secs(30), 10)
+            .into_iter()
+            .zip(histogram(&sim.throttled_times, Duration::from_secs(30), 10))
+            .collect(),
     }
 }
 
@@ -523,6 +541,7 @@ mod tests {
         assert_eq!(w.record(25 * SECOND), 1);
         assert_eq!(w.peak, 3);
         let times = [0, SECOND, 2 * SECOND, 30 * SECOND, 31 * SECOND];
+        assert_eq!(histogram(&times, Duration::from_secs(30), 3), vec![3, 2, 0]);
         assert_eq!(peak_in_window(&times, Duration::from_secs(10), 0), 3);
         assert_eq!(
             peak_in_window(&times, Duration::from_secs(10), 30 * SECOND),
