@@ -876,3 +876,77 @@ fn a_custom_link_left_behind_by_a_crash_is_switched_by_the_next_run() {
     check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
     emu.shutdown();
 }
+
+/// Found by the harness: a kill after a link switch but before the state was saved left a
+/// version file no state recorded, and pruning never removed it (106 such files after the
+/// first 500-kill run). Version files carry akvsync's mark; unrecorded marked ones older
+/// than every kept version are pruned.
+#[test]
+fn a_version_the_state_never_recorded_is_still_pruned() {
+    let scratch = Scratch::new("unrecorded");
+    let probe = scratch.path("probe");
+    fs::write(&probe, b"").unwrap();
+    if let Err(e) = xattr::set(&probe, "user.akvsync-probe", b"1") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!! SKIPPED: {} holds no user attributes ({e}) !!!!!!!!\n",
+            scratch.0.display()
+        );
+        return;
+    }
+    let store = scratch.path("store");
+    let state_dir = scratch.path("state");
+    let emu = BlockingEmulator::start(Config::default()).unwrap();
+    let mut cert = Cert {
+        name: "leak",
+        custom_link: None,
+        versions: vec![emu.rotate_certificate(VAULT, "leak").unwrap()],
+        linked: BTreeMap::new(),
+        value_len: 0,
+    };
+    let settings = scratch.path("settings.json");
+    fs::write(
+        &settings,
+        settings_json(&emu, &store, emu.ca_file(), std::slice::from_ref(&cert)),
+    )
+    .unwrap();
+    let once = || {
+        let out = output(agent("once", &settings, &state_dir, false));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    };
+    let version_files = || {
+        let mut names: Vec<String> = fs::read_dir(&store)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{VAULT}.leak.")))
+            .collect();
+        names.sort();
+        names
+    };
+    once();
+    let state_v1 = fs::read(state_dir.join("state.json")).unwrap();
+    cert.versions
+        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
+    once();
+    // What a kill between the link switch and the state write leaves: v2 linked, the
+    // state still on v1.
+    fs::write(state_dir.join("state.json"), &state_v1).unwrap();
+    cert.versions
+        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
+    once();
+    assert_eq!(
+        version_files().len(),
+        3,
+        "v2 is newer than the kept v1: kept"
+    );
+    cert.versions
+        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
+    once();
+    check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
+    let expected: Vec<String> = cert.versions[2..]
+        .iter()
+        .map(|v| format!("{VAULT}.leak.{}", v.version))
+        .collect();
+    assert_eq!(version_files(), expected, "v1 and the unrecorded v2 pruned");
+    emu.shutdown();
+}

@@ -3,7 +3,9 @@
 //! mode 0600 from creation, written to a temporary file, fsynced and renamed into place;
 //! the stable names are symlinks (`<vault>.<secret>` and `customSymbolicLinkName`) with an
 //! absolute target, switched atomically; POSIX ACLs from `acls`; pruning of old versions
-//! that akvsync itself installed.
+//! that akvsync itself installed: those recorded in the state, and those carrying akvsync's
+//! mark (the `user.akvsync` attribute, where the file system holds user attributes) that a
+//! crash left unrecorded.
 //!
 //! Order of an install, so that a crash at any instant leaves the old complete
 //! certificate or the new complete one behind each stable name:
@@ -150,6 +152,8 @@ pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, 
         test_delay::pause();
         test_delay::write_all(&mut file, new.pem).map_err(io_error("write", &temp_path))?;
         acl::add_to(&file, &grants, acl::READ)?;
+        // Best effort: without user attributes only the state records what akvsync wrote.
+        let _ = xattr::FileExt::set_xattr(&file, MARK, b"1");
         file.sync_all().map_err(io_error("sync", &temp_path))?;
         test_delay::pause();
         fs::rename(&temp_path, &final_path).map_err(io_error("rename into", &final_path))
@@ -183,11 +187,7 @@ pub fn current_version(target: &LinuxTarget) -> Option<String> {
     let pointed = fs::read_link(link).ok()?;
     let name = pointed.file_name()?.to_str()?;
     let version = name.strip_prefix(&format!("{}.", target.link_name))?;
-    let is_version = version.len() == 32
-        && version
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    is_version.then(|| version.to_owned())
+    is_version(version).then(|| version.to_owned())
 }
 
 /// Whether every link of the target points where the main link does. A crash between two
@@ -204,9 +204,62 @@ pub fn links_agree(target: &LinuxTarget) -> bool {
         .is_none_or(|custom| fs::read_link(dir.join(custom)).is_ok_and(|t| t == main))
 }
 
-/// Removes version files of this certificate that akvsync installed (`owned`), except those
-/// in `keep`; files akvsync did not write are never touched (SPEC §10). Returns the removed
-/// versions.
+/// The attribute that marks a version file akvsync wrote.
+const MARK: &str = "user.akvsync";
+
+fn is_version(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Version files of this certificate that carry akvsync's mark but are not in `owned` (a
+/// crash came between writing them and saving the state), are behind none of the target's
+/// links, and are older than every kept version that exists: a crash never makes pruning
+/// drop something newer than what the retention keeps.
+fn unrecorded_versions(
+    target: &LinuxTarget,
+    owned: &[String],
+    keep: &[&str],
+) -> io::Result<Vec<String>> {
+    let dir = Path::new(&target.directory);
+    let modified = |version: &str| {
+        fs::symlink_metadata(dir.join(format!("{}.{version}", target.link_name)))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let Some(oldest_kept) = keep.iter().filter_map(|v| modified(v)).min() else {
+        return Ok(Vec::new());
+    };
+    let linked: Vec<PathBuf> = link_names(target)
+        .filter_map(|link| fs::read_link(dir.join(link)).ok())
+        .collect();
+    let prefix = format!("{}.", target.link_name);
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(version) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let path = entry.path();
+        if !is_version(version)
+            || owned.iter().any(|v| v == version)
+            || keep.contains(&version)
+            || linked.contains(&path)
+            || !entry.file_type()?.is_file()
+            || entry.metadata()?.modified()? >= oldest_kept
+            || !xattr::get(&path, MARK).is_ok_and(|mark| mark.is_some())
+        {
+            continue;
+        }
+        found.push(version.to_owned());
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes version files of this certificate that akvsync installed (`owned`, and older
+/// unrecorded ones carrying its mark), except those in `keep`; files akvsync did not write
+/// are never touched (SPEC §10). Returns the removed versions.
 pub fn prune(
     target: &LinuxTarget,
     owned: &[String],
@@ -225,6 +278,11 @@ pub fn prune(
             Err(e) if e.kind() == io::ErrorKind::NotFound => removed.push(version.clone()),
             Err(e) => return Err(io_error("inspect", &path)(e)),
         }
+    }
+    for version in unrecorded_versions(target, owned, keep).map_err(io_error("read", dir))? {
+        let path = dir.join(format!("{}.{version}", target.link_name));
+        fs::remove_file(&path).map_err(io_error("remove", &path))?;
+        removed.push(version);
     }
     if !removed.is_empty() {
         atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
