@@ -6,6 +6,8 @@
 //! challenge verification and the token-to-vault-host rule stay on.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,27 +22,9 @@ use akvsync::vault::{VaultClient, VaultOptions};
 use kvemu::{Config, Emulator};
 use kvemu::{Fault, FaultKind};
 
+use common::Scratch;
+
 const VAULT: &str = "agentkv";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("akvsync-agent-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn store(&self) -> PathBuf {
-        self.0.join("store")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Settings JSON for `urls`, pointed at the emulator through the testing overrides.
 fn settings_json(emu: &Emulator, scratch: &Scratch, urls: &[String]) -> serde_json::Value {

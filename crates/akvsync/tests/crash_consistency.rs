@@ -20,6 +20,8 @@
 //! directory keep the old certificate, report the cause and leave no temporary file.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -32,32 +34,13 @@ use std::time::{Duration, Instant};
 use akvsync::state::State;
 use kvemu::{BlockingEmulator, Config, Fault, FaultKind, Imported};
 
+use common::Scratch;
+
 const VAULT: &str = "crashkv";
 const TEMP_PREFIX: &str = ".akvsync-tmp-";
 /// Most a pause of the store's write hook sleeps, in ms.
 const WRITE_DELAY_MS: u64 = 40;
 const EXE: &str = env!("CARGO_BIN_EXE_akvsync");
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("akvsync-crash-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One observed certificate: how it is uploaded and its link names.
 struct Cert {

@@ -15,12 +15,13 @@
 //! docs/reliability.md, section "Fault matrix".
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use akvsync::backoff::Backoff;
@@ -30,6 +31,8 @@ use akvsync::state::StateDir;
 use akvsync::sync::{Engine, Report, SyncResult};
 use akvsync::vault::{VaultClient, VaultOptions};
 use kvemu::{Config, Emulator, Fault, FaultKind};
+
+use common::Scratch;
 
 const VAULT: &str = "faultkv";
 const SECRET: &str = "web";
@@ -56,37 +59,6 @@ fn min_backoff(backoff: Backoff) -> Duration {
     (1..backoff.attempts)
         .map(|retry| (backoff.initial * 2u32.pow(retry - 1)).min(backoff.max) / 2)
         .sum()
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "akvsync-fault-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn store(&self) -> PathBuf {
-        self.0.join("store")
-    }
-    fn state(&self) -> PathBuf {
-        self.0.join("state")
-    }
-    fn settings_file(&self) -> PathBuf {
-        self.0.join("settings.json")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn url(secret: &str) -> String {

@@ -10,6 +10,8 @@
 //! certificate's substatus and serves the metrics.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
@@ -19,31 +21,9 @@ use std::time::Duration;
 use kvemu::{Config, Emulator, Fault, FaultKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::Scratch;
+
 const VAULT: &str = "metricskv";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("akvsync-metrics-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn store(&self) -> PathBuf {
-        self.0.join("store")
-    }
-    fn state(&self) -> PathBuf {
-        self.0.join("state")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn url(secret: &str) -> String {
     format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
