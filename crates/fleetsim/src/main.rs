@@ -29,7 +29,7 @@ struct Row {
     require_initial_sync: bool,
 }
 
-const ROWS: [Row; 5] = [
+const ROWS: [Row; 6] = [
     Row {
         name: "boots spread over 1 h, akvsync jitter",
         jitter: Jitter::Akvsync,
@@ -53,6 +53,12 @@ const ROWS: [Row; 5] = [
         jitter: Jitter::Akvsync,
         boot: Boot::AllAtOnce,
         require_initial_sync: false,
+    },
+    Row {
+        name: "scale-out over 5 minutes, akvsync jitter",
+        jitter: Jitter::Akvsync,
+        boot: Boot::Spread(Duration::from_secs(300)),
+        require_initial_sync: true,
     },
     Row {
         name: "scale-out storm, no jitter",
