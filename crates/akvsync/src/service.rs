@@ -18,6 +18,35 @@ use crate::schedule;
 use crate::settings::{self, Platform, SettingsError};
 use crate::sync::{Engine, Report, SyncResult};
 
+/// The agent's runtime, the same for `once`, `run`, the extension's service and the Windows
+/// service: one thread for the network, a few short-lived blocking threads for decode and
+/// store work.
+pub fn runtime() -> tokio::runtime::Runtime {
+    one_malloc_arena();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Decode and store work runs on blocking threads: several, so that the fsyncs of
+        // concurrent installs overlap (the filesystem commits them together); idle ones
+        // exit quickly so that a polling agent stays small.
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build()
+        .expect("a current-thread runtime needs no resources that can fail")
+}
+
+/// Blocking threads for decode and store work (benchmarks: docs/benchmarks.md).
+const BLOCKING_THREADS: usize = 4;
+
+/// Every thread allocates from glibc's main arena: a blocking thread would otherwise keep
+/// an arena of its own resident after a round, which the 8 MiB budget cannot afford.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets one of glibc's allocator tunables; it takes no pointers.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Builds an engine for new settings sharing the running engine's state (used on reload).
 pub type Rebuild = dyn Fn(&Engine, settings::Settings) -> Result<Engine, String> + Send + Sync;
 

@@ -45,32 +45,6 @@ fn open_state(dir: Option<&PathBuf>) -> Result<StateDir, ExitCode> {
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    one_malloc_arena();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        // Decode and store work runs on blocking threads: several, so that the fsyncs of
-        // concurrent installs overlap (the filesystem commits them together); idle ones
-        // exit quickly so that a polling agent stays small.
-        .max_blocking_threads(BLOCKING_THREADS)
-        .thread_keep_alive(std::time::Duration::from_secs(1))
-        .build()
-        .expect("a current-thread runtime needs no resources that can fail")
-}
-
-/// Blocking threads for decode and store work (benchmarks: docs/benchmarks.md).
-const BLOCKING_THREADS: usize = 4;
-
-/// Every thread allocates from glibc's main arena: a blocking thread would otherwise keep
-/// an arena of its own resident after a round, which the 8 MiB budget cannot afford.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets one of glibc's allocator tunables; it takes no pointers.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-    }
-}
-
 /// Builds the engine for validated settings.
 pub(crate) fn engine(
     settings: settings::Settings,
@@ -102,7 +76,7 @@ pub(crate) fn once(args: &SyncArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(code) => return code,
     };
-    let reports = runtime().block_on(engine.sync_all());
+    let reports = crate::service::runtime().block_on(engine.sync_all());
     crate::metrics::Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
     print!("{}", sync_table(&reports));
     for report in &reports {
@@ -305,7 +279,7 @@ pub(crate) fn run_until(args: &SyncArgs, stop: impl std::future::Future<Output =
         let vault = crate::vault::client_for(&settings)?;
         Ok(current.reconfigured(settings, vault))
     };
-    runtime().block_on(async move {
+    crate::service::runtime().block_on(async move {
         let reload = Arc::new(tokio::sync::Notify::new());
         let signal = shutdown_signal(Arc::clone(&reload));
         let shutdown = async move {

@@ -88,10 +88,7 @@ pub fn run_until(state_dir: &Path, stop: Option<StopRequest>) -> u8 {
         let vault = crate::vault::client_for(&settings)?;
         Ok(current.reconfigured(settings, vault))
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime needs no resources that can fail");
+    let runtime = crate::service::runtime();
     runtime.block_on(async {
         let reload = Arc::new(tokio::sync::Notify::new());
         let shutdown = match signals(Arc::clone(&reload)) {
