@@ -18,10 +18,12 @@ pub mod acl;
 mod atomic;
 mod test_delay;
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::settings::LinuxTarget;
 
@@ -211,6 +213,53 @@ fn is_version(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Version files found in each store directory when this process first pruned there, by
+/// link name: the candidates for unrecorded versions. Only an earlier process can have left
+/// one (this process records each version it installs before it prunes), so each directory
+/// is listed once per process, which keeps a cold sync of N certificates linear rather than
+/// quadratic. A target's candidates are taken when it is first pruned; only those that may
+/// still become prunable later (newer than a kept version, or behind a link) are put back.
+static CANDIDATES: Mutex<BTreeMap<PathBuf, HashMap<String, Vec<String>>>> =
+    Mutex::new(BTreeMap::new());
+
+fn take_candidates(dir: &Path, link_name: &str) -> io::Result<Vec<String>> {
+    let mut all = CANDIDATES.lock().unwrap_or_else(|e| e.into_inner());
+    if !all.contains_key(dir) {
+        let mut by_link: HashMap<String, Vec<String>> = HashMap::new();
+        for entry in fs::read_dir(dir)? {
+            let Ok(name) = entry?.file_name().into_string() else {
+                continue;
+            };
+            if let Some((link, version)) = name.rsplit_once('.')
+                && is_version(version)
+            {
+                by_link
+                    .entry(link.to_owned())
+                    .or_default()
+                    .push(version.to_owned());
+            }
+        }
+        all.insert(dir.to_path_buf(), by_link);
+    }
+    Ok(all
+        .get_mut(dir)
+        .and_then(|by_link| by_link.remove(link_name))
+        .unwrap_or_default())
+}
+
+fn put_back_candidates(dir: &Path, link_name: &str, versions: Vec<String>) {
+    if versions.is_empty() {
+        return;
+    }
+    let mut all = CANDIDATES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(by_link) = all.get_mut(dir) {
+        by_link
+            .entry(link_name.to_owned())
+            .or_default()
+            .extend(versions);
+    }
+}
+
 /// Version files of this certificate that carry akvsync's mark but are not in `owned` (a
 /// crash came between writing them and saving the state), are behind none of the target's
 /// links, and are older than every kept version that exists: a crash never makes pruning
@@ -221,38 +270,43 @@ fn unrecorded_versions(
     keep: &[&str],
 ) -> io::Result<Vec<String>> {
     let dir = Path::new(&target.directory);
+    let candidates = take_candidates(dir, &target.link_name)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
     let modified = |version: &str| {
         fs::symlink_metadata(dir.join(format!("{}.{version}", target.link_name)))
             .and_then(|m| m.modified())
             .ok()
     };
-    let Some(oldest_kept) = keep.iter().filter_map(|v| modified(v)).min() else {
-        return Ok(Vec::new());
-    };
+    let oldest_kept = keep.iter().filter_map(|v| modified(v)).min();
     let linked: Vec<PathBuf> = link_names(target)
         .filter_map(|link| fs::read_link(dir.join(link)).ok())
         .collect();
-    let prefix = format!("{}.", target.link_name);
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(version) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let path = entry.path();
-        if !is_version(version)
-            || owned.iter().any(|v| v == version)
-            || keep.contains(&version)
-            || linked.contains(&path)
-            || !entry.file_type()?.is_file()
-            || entry.metadata()?.modified()? >= oldest_kept
-            || !xattr::get(&path, MARK).is_ok_and(|mark| mark.is_some())
-        {
+    let mut later = Vec::new();
+    for version in candidates {
+        if owned.contains(&version) || keep.contains(&version.as_str()) {
             continue;
         }
-        found.push(version.to_owned());
+        let path = dir.join(format!("{}.{version}", target.link_name));
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue; // gone since the listing
+        };
+        if !meta.is_file() || !xattr::get(&path, MARK).is_ok_and(|mark| mark.is_some()) {
+            continue; // not ours: never touched
+        }
+        let older_than_kept = match (oldest_kept, meta.modified()) {
+            (Some(oldest), Ok(mtime)) => mtime < oldest,
+            _ => false,
+        };
+        if linked.contains(&path) || !older_than_kept {
+            later.push(version);
+        } else {
+            found.push(version);
+        }
     }
+    put_back_candidates(dir, &target.link_name, later);
     found.sort();
     Ok(found)
 }
