@@ -4,9 +4,10 @@
     python3 bench/run.py            # full: 1, 100, 200, 1000 certificates, 3 repetitions
     python3 bench/run.py --quick    # CI: 1 and 20 certificates, 1 repetition, fleet of 1000
 
-Builds the release binaries (`cargo build --release -p akvsync --no-default-features`, the
-production agent without the demo emulator, then `cargo build --release -p kvemu -p
-fleetsim`; one target directory), starts
+Builds the release binaries (`cargo build --release -p akvsync --no-default-features
+--target x86_64-unknown-linux-musl`, the static agent the Linux extension package ships, and
+the same without `--target`, the glibc build a plain `cargo build --release` gives; then
+`cargo build --release -p kvemu -p fleetsim`; one target directory), starts
 `kvemu serve` (its throttle raised out of the way: this measures the agent, not Key
 Vault's limits), imports N PKCS#12 certificates (Key Vault's default content type) and
 measures:
@@ -18,12 +19,14 @@ measures:
    emulator's counters, files written (mtimes), CPU per poll (/proc); and CPU instructions
    per poll from `valgrind --tool=callgrind` of `akvsync once` with everything current at
    100 and at 1 certificate (the difference is what 99 more certificates cost a poll);
-3. RSS of `akvsync run` idle (scripts/footprint.py) and the stripped binary size;
+3. RSS of `akvsync run` idle (scripts/footprint.py) and the stripped binary size, for both
+   builds;
 4. the fleet simulation (`target/release/fleetsim`).
 
 Prints a markdown report and writes it to target/bench/results.md. Standard library only;
 the Python side runs in target/py-venv (created as scripts/ci-python-sdk.sh does, plus
-`cryptography`).
+`cryptography`). The musl build needs `rustup target add x86_64-unknown-linux-musl` and
+Debian's `musl-tools`; `--agent gnu` measures the glibc build instead.
 """
 import argparse
 import base64
@@ -47,7 +50,12 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import footprint  # noqa: E402
 
 RELEASE = os.path.join(ROOT, "target", "release")
-AKVSYNC = os.path.join(RELEASE, "akvsync")
+MUSL = "x86_64-unknown-linux-musl"
+AGENTS = {
+    "musl": os.path.join(ROOT, "target", MUSL, "release", "akvsync"),
+    "gnu": os.path.join(RELEASE, "akvsync"),
+}
+AKVSYNC = AGENTS["musl"]
 KVEMU = os.path.join(RELEASE, "kvemu")
 FLEETSIM = os.path.join(RELEASE, "fleetsim")
 VENV = os.path.join(ROOT, "target", "py-venv")
@@ -64,7 +72,8 @@ def log(message):
 def build():
     # Two cargo commands: built together, the agent would get the emulator's features of
     # shared dependencies (tokio, rustls…) unified in, and a larger binary than it ships.
-    for argv in (["-p", "akvsync", "--no-default-features"], ["-p", "kvemu", "-p", "fleetsim"]):
+    for argv in (["-p", "akvsync", "--no-default-features", "--target", MUSL],
+                 ["-p", "akvsync", "--no-default-features"], ["-p", "kvemu", "-p", "fleetsim"]):
         log("cargo build --release " + " ".join(argv))
         subprocess.run(["cargo", "build", "--release", *argv], cwd=ROOT, check=True)
 
@@ -282,8 +291,13 @@ def main():
     parser.add_argument("--reps", type=int, help="repetitions of each cold sync (default 3)")
     parser.add_argument("--no-build", action="store_true", help="use the binaries in target/release as they are")
     parser.add_argument("--no-venv", action="store_true", help="do not pip install into target/py-venv")
+    parser.add_argument("--agent", choices=sorted(AGENTS), default="musl",
+                        help="the agent build for the cold-sync, steady-state and callgrind figures "
+                             "(default musl: the binary the Linux package ships)")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "results.md"))
     args = parser.parse_args()
+    global AKVSYNC
+    AKVSYNC = AGENTS[args.agent]
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1, 20] if args.quick else [1, 100, 200, 1000])
     reps = args.reps or (1 if args.quick else 3)
     steady_n = 20 if args.quick else 100
@@ -297,7 +311,8 @@ def main():
     say = report.append
     load = os.getloadavg()
     say(f"Machine: `nproc` = {os.cpu_count()}, load average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command: `python3 bench/run.py{' --quick' if args.quick else ''}`.\n")
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command: `python3 bench/run.py{' --quick' if args.quick else ''}`; "
+        f"agent: the {args.agent} build (`{os.path.relpath(AKVSYNC, ROOT)}`).\n")
 
     with tempfile.TemporaryDirectory() as work:
         emulator, endpoints_path, endpoints = start_emulator(os.path.join(work, "kvemu"))
@@ -335,13 +350,21 @@ def main():
             log("footprint")
             footprint.put_secrets(endpoints, max(rss_sizes))
             say("\n### Footprint (`akvsync run` idle, 2 s after its initial sync; scripts/footprint.py)\n")
-            say("| certificates | initial sync | RSS |")
-            say("|---:|---:|---:|")
-            for count in rss_sizes:
-                synced, rss = footprint.measure(count, endpoints, work)
-                say(f"| {count} | {fmt_ms(synced)} | {rss / 1024:.1f} MiB ({rss} KiB) |")
-            size = os.path.getsize(AKVSYNC)
-            say(f"\nStripped binary (`target/release/akvsync`, production build): {size} bytes ({size / 1048576:.2f} MiB).")
+            builds = [(name, path) for name, path in sorted(AGENTS.items()) if os.path.exists(path)]
+            say("| build | certificates | initial sync | RSS |")
+            say("|---|---:|---:|---:|")
+            for name, path in builds:
+                footprint.AKVSYNC = path
+                build_work = os.path.join(work, f"footprint-{name}")  # a cold store per build
+                os.makedirs(build_work, exist_ok=True)
+                for count in rss_sizes:
+                    synced, rss = footprint.measure(count, endpoints, build_work)
+                    say(f"| {name} | {count} | {fmt_ms(synced)} | {rss / 1024:.1f} MiB ({rss} KiB) |")
+            say("")
+            for name, path in builds:
+                size = os.path.getsize(path)
+                say(f"Stripped binary, {name} build (`{os.path.relpath(path, ROOT)}`, production features): "
+                    f"{size} bytes ({size / 1048576:.2f} MiB).  ")
             _, _, throttled = counters(endpoints)
             assert throttled == 0, f"the emulator throttled {throttled} requests during the benchmark"
         finally:
