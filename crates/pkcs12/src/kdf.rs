@@ -4,7 +4,7 @@
 
 use sha2::digest::core_api::BlockSizeUser;
 use sha2::digest::{Digest, FixedOutputReset};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Error;
 
@@ -153,17 +153,21 @@ where
         // A_i = H^c(D || I)
         Digest::update(&mut hasher, &diversifier);
         Digest::update(&mut hasher, &i_buf[..]);
-        let mut a: Zeroizing<Vec<u8>> = Zeroizing::new(hasher.finalize_reset().to_vec());
+        // One fixed-size buffer for every iteration: no allocation in the loop, which runs
+        // thousands of times per key (and under a contended allocator, as musl's, that
+        // dominated a cold sync).
+        let mut a = Digest::finalize_reset(&mut hasher);
         for _ in 1..iterations {
             Digest::update(&mut hasher, &a[..]);
-            a = Zeroizing::new(hasher.finalize_reset().to_vec());
+            Digest::finalize_into_reset(&mut hasher, &mut a);
         }
         out.extend_from_slice(&a);
+        // B = A repeated to v bytes; each v-byte block I_j = (I_j + B + 1) mod 2^v.
+        let b: Zeroizing<Vec<u8>> = Zeroizing::new(a.iter().copied().cycle().take(v).collect());
+        a.as_mut_slice().zeroize();
         if out.len() >= len {
             break;
         }
-        // B = A repeated to v bytes; each v-byte block I_j = (I_j + B + 1) mod 2^v.
-        let b: Zeroizing<Vec<u8>> = Zeroizing::new(a.iter().copied().cycle().take(v).collect());
         for block in i_buf.chunks_mut(v) {
             let mut carry: u16 = 1;
             for (x, y) in block.iter_mut().rev().zip(b.iter().rev()) {
