@@ -189,8 +189,10 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateE
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only (0700 on Unix): the state
+/// directory holds the settings handed to the service, which may contain protected settings.
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
@@ -198,8 +200,10 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Creates `dir` (and missing parents); on Windows the state directory's ACL comes from
+/// `%ProgramData%`.
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 

@@ -6,6 +6,7 @@
 #![cfg(target_os = "linux")]
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -220,6 +221,9 @@ fn full_lifecycle_install_enable_reconfigure_disable_uninstall() {
         fs::read_to_string(h.state().join("owner")).unwrap(),
         "1.0.0"
     );
+    // The state directory will hold the handed-over settings (protected settings included).
+    let mode = fs::metadata(h.state()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "state directory mode {mode:o}");
 
     // enable with requireInitialSync and one certificate not yet in the vault: transitioning.
     h.write_settings(0, &public_settings(&emu, &h.store(), &["web", "api"], true));

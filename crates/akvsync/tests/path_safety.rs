@@ -10,6 +10,8 @@
 //! panic.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -19,27 +21,9 @@ use std::process::{Command, Output};
 use akvsync::settings::{self, Platform, SettingsError};
 use kvemu::{BlockingEmulator, Config};
 
+use common::Scratch;
+
 const VAULT: &str = "pathkv";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("akvsync-paths-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn store(&self) -> PathBuf {
-        self.0.join("store")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The rendered errors of settings that must be invalid.
 fn errors_of(json: &serde_json::Value) -> String {

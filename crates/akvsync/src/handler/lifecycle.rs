@@ -108,7 +108,7 @@ fn report_heartbeat(handler_dir: &Path) -> bool {
 }
 
 pub fn install(ctx: &Context) -> ExitCode {
-    if let Err(error) = std::fs::create_dir_all(&ctx.state_dir) {
+    if let Err(error) = state::create_private_dir(&ctx.state_dir) {
         tracing::error!(dir = %ctx.state_dir.display(), %error, "install failed");
         return ExitCode::from(exit::FAILURE);
     }
@@ -176,7 +176,7 @@ pub fn enable(ctx: &Context) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    if let Err(error) = std::fs::create_dir_all(&ctx.state_dir) {
+    if let Err(error) = state::create_private_dir(&ctx.state_dir) {
         tracing::error!(%error, "cannot create the state directory");
         return ExitCode::from(exit::FAILURE);
     }
