@@ -338,7 +338,11 @@ fn check_converged(store: &Path, state_dir: &Path, certs: &mut [Cert]) -> Result
 }
 
 fn agent(verb: &str, settings: &Path, state_dir: &Path, delay: bool) -> Command {
-    let mut command = Command::new(EXE);
+    agent_at(Path::new(EXE), verb, settings, state_dir, delay)
+}
+
+fn agent_at(exe: &Path, verb: &str, settings: &Path, state_dir: &Path, delay: bool) -> Command {
+    let mut command = Command::new(exe);
     command
         .arg(verb)
         .arg("--settings")
@@ -794,6 +798,12 @@ fn eacces_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
     let mut pending = install_v1_then_rotate(&scratch, &store, &setup_state);
     let mut command = agent("once", &pending.settings, &state_dir, false);
     if root {
+        // A copy of the binary in the scratch directory: the build directory may not be
+        // traversable by `nobody` (a clone in a 0700 temporary directory).
+        let exe = scratch.path("akvsync");
+        fs::copy(EXE, &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        command = agent_at(&exe, "once", &pending.settings, &state_dir, false);
         fs::create_dir(&state_dir).unwrap();
         std::os::unix::fs::chown(&state_dir, Some(65534), Some(65534)).unwrap();
         fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).unwrap();
