@@ -112,7 +112,7 @@ pub async fn run_observed(
             () = &mut shutdown => break,
         };
         log_reports(&reports, &mut expiry_log, now());
-        Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
+        let _ = Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
         exporter
             .configure(&engine.settings().akvsync.metrics, engine.metrics())
             .await;

@@ -2,14 +2,18 @@
 //! thumbprint, expiry) and when it last checked. Lives in the state directory, never in a
 //! store directory; written crash-safely (temp file, fsync, rename, fsync directory); a
 //! corrupt file is set aside, not trusted, and never fatal. The directory is guarded by
-//! an exclusive lock so that two agents never share it (exit code 3).
+//! an exclusive lock so that two agents never share it (exit code 3). Every write goes
+//! through [`crate::safefs`]: a state directory that another account owns or can write is
+//! refused, and no file in it is opened through a symlink.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::safefs::{Dir, FileSpec};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
@@ -73,24 +77,21 @@ pub enum StateError {
 /// The locked state directory. The lock is released when this is dropped.
 #[derive(Debug)]
 pub struct StateDir {
-    dir: PathBuf,
+    dir: Dir,
     _lock: File,
 }
 
 impl StateDir {
     /// Creates (0700) and locks the directory.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        create_private_dir(dir).map_err(io_err("create", dir))?;
+        let handle = create_private_dir(dir).map_err(io_err("open", dir))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock = handle
+            .open_lock(LOCK_FILE, FileSpec::PRIVATE)
             .map_err(io_err("open", &lock_path))?;
         match lock.try_lock() {
             Ok(()) => Ok(StateDir {
-                dir: dir.to_owned(),
+                dir: handle,
                 _lock: lock,
             }),
             Err(fs::TryLockError::WouldBlock) => Err(StateError::Locked(dir.to_owned())),
@@ -112,13 +113,13 @@ impl StateDir {
     }
 
     pub fn path(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Loads the state; a missing file is an empty state, a corrupt one is renamed to
     /// `state.json.corrupt` and replaced by an empty state (returned as the warning).
     pub fn load(&self) -> (State, Option<String>) {
-        let path = self.dir.join(STATE_FILE);
+        let path = self.dir.path().join(STATE_FILE);
         let read = || -> io::Result<Vec<u8>> {
             let file = File::open(&path)?;
             let mut bytes = Vec::new();
@@ -137,8 +138,9 @@ impl StateDir {
             Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
                 Ok(state) if bytes.len() as u64 <= MAX_STATE_BYTES => (state, None),
                 _ => {
-                    let aside = self.dir.join(format!("{STATE_FILE}.corrupt"));
-                    let _ = fs::rename(&path, &aside);
+                    let aside_name = format!("{STATE_FILE}.corrupt");
+                    let aside = self.dir.path().join(&aside_name);
+                    let _ = self.dir.rename(STATE_FILE, &aside_name);
                     let warning = format!(
                         "{} was corrupt; kept as {} and starting afresh",
                         path.display(),
@@ -161,7 +163,7 @@ impl StateDir {
 
     /// Writes the state atomically.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        let path = self.dir.join(STATE_FILE);
+        let path = self.dir.path().join(STATE_FILE);
         let json = serde_json::to_vec_pretty(state)
             .map_err(|e| io_err("encode", &path)(io::Error::other(e)))?;
         self.write_atomically(STATE_FILE, &json)
@@ -169,14 +171,10 @@ impl StateDir {
 
     /// Temp file (0600), fsync, rename over `name`, fsync the directory.
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let path = self.dir.join(name);
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = private_file(&temp).map_err(io_err("create", &temp))?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("sync", &temp))?;
-        drop(file);
-        fs::rename(&temp, &path).map_err(io_err("replace", &path))?;
-        sync_dir(&self.dir).map_err(io_err("sync", &self.dir))
+        let path = self.dir.path().join(name);
+        self.dir
+            .write_file(name, bytes, FileSpec::PRIVATE)
+            .map_err(io_err("replace", &path))
     }
 }
 
@@ -189,54 +187,12 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateE
     }
 }
 
-/// Creates `dir` (and missing parents) readable by its owner only (0700 on Unix): the state
-/// directory holds the settings handed to the service, which may contain protected settings.
-#[cfg(unix)]
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Creates `dir` (and missing parents); on Windows the state directory's ACL comes from
-/// `%ProgramData%`.
-#[cfg(not(unix))]
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    // NTFS renames are journaled; Windows cannot open a directory for FlushFileBuffers
-    // without backup semantics.
-    Ok(())
+/// Opens `dir` through [`crate::safefs`], creating it (and missing parents) readable by its
+/// owner only (0700 on Unix): the state directory holds the settings handed to the service,
+/// which may contain protected settings. A directory that another account owns or can
+/// write (or one below such a directory) is refused.
+pub fn create_private_dir(dir: &Path) -> io::Result<Dir> {
+    Dir::create(dir, 0o700)
 }
 
 #[cfg(test)]

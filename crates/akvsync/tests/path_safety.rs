@@ -403,8 +403,9 @@ fn huge_deep_and_non_utf8_settings_are_refused_by_every_verb_without_a_panic() {
 }
 
 /// The handler's files (`<n>.status`, the heartbeat, `mrseq`, the hand-off in the state
-/// directory) are written through a temporary name that is predictable (it holds the
-/// process id): a symlink planted there must not be followed.
+/// directory) were written through a temporary name that was predictable (it held the
+/// process id): a symlink planted there must not be followed. Temporaries are now random
+/// names created exclusively (safefs); the planted links stay as they were.
 #[test]
 fn handler_files_never_follow_a_symlink_planted_at_their_temporary_name() {
     use akvsync::handler::status::{self, Status, StatusReport};
@@ -436,10 +437,19 @@ fn handler_files_never_follow_a_symlink_planted_at_their_temporary_name() {
     let written = status::parse(&fs::read(status_dir.join("0.status")).unwrap()).unwrap();
     assert_eq!(written.message, "ok");
     assert_eq!(akvsync::handler::seqno::read_mrseq(&status_dir), Some(7));
-    let left: Vec<_> = fs::read_dir(&status_dir)
+    let mut left: Vec<_> = fs::read_dir(&status_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("akvsync-tmp"))
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    left.sort();
+    let mut planted: Vec<_> = ["0.status", "heartbeat.log", "mrseq"]
+        .iter()
+        .map(|name| format!(".{name}.akvsync-tmp-{pid}"))
+        .collect();
+    planted.sort();
+    assert_eq!(left, planted, "only the planted links, none of ours");
+    for name in &planted {
+        assert_eq!(fs::read_link(status_dir.join(name)).unwrap(), victim);
+    }
 }

@@ -49,14 +49,18 @@ fn prepare(dir: &Path) -> Result<PathBuf, String> {
                 dir.display()
             ));
         }
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        crate::safefs::remove_tree_at(dir)
+            .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(
-        dir.join(MARKER),
-        "created by `akvsync demo`; safe to delete\n",
-    )
-    .map_err(|e| e.to_string())?;
+    crate::safefs::Dir::create(dir, 0o755)
+        .and_then(|d| {
+            d.write_file(
+                MARKER,
+                b"created by `akvsync demo`; safe to delete\n",
+                crate::safefs::FileSpec::PUBLIC,
+            )
+        })
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     std::fs::canonicalize(dir).map_err(|e| e.to_string())
 }
 
@@ -94,7 +98,12 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     });
     let settings_path = dir.join("settings.json");
     let text = serde_json::to_string_pretty(&settings_json).map_err(|e| e.to_string())?;
-    std::fs::write(&settings_path, &text).map_err(|e| e.to_string())?;
+    crate::safefs::write_file_at(
+        &settings_path,
+        text.as_bytes(),
+        crate::safefs::FileSpec::PUBLIC,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "\n== settings ({}), validated like any user's:",
         settings_path.display()

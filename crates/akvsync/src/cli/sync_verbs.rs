@@ -77,14 +77,18 @@ pub(crate) fn once(args: &SyncArgs) -> ExitCode {
         Err(code) => return code,
     };
     let reports = crate::service::runtime().block_on(engine.sync_all());
-    crate::metrics::Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
+    let textfile_error =
+        crate::metrics::Exporter::round_done(&engine.settings().akvsync.metrics, engine.metrics());
     print!("{}", sync_table(&reports));
     for report in &reports {
         for warning in report.all_warnings() {
             eprintln!("warning: {}: {warning}", report.name);
         }
     }
-    if reports.iter().all(Report::is_current) {
+    if let Some(error) = &textfile_error {
+        eprintln!("error: {error}");
+    }
+    if textfile_error.is_none() && reports.iter().all(Report::is_current) {
         ExitCode::from(exit::OK)
     } else {
         ExitCode::from(exit::FAILURE)

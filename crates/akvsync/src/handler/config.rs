@@ -5,10 +5,11 @@
 //! `akvsync run` is unchanged. Also the state directory's `owner` file (SPEC §10) and the
 //! atomic file write every handler file uses.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::safefs::{self, Dir, FileSpec};
 
 /// Sub-directory of the state directory that holds the handler's files.
 pub const DIR: &str = "handler";
@@ -57,13 +58,13 @@ pub fn read(state_dir: &Path) -> Result<HandlerConfig, String> {
 
 /// Hands settings (their bytes, already validated) and `config` to the service.
 pub fn write(state_dir: &Path, config: &HandlerConfig, settings: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir.join(DIR))?;
+    let dir = Dir::create(&state_dir.join(DIR), 0o700)?;
     // Settings first: a service reloading between the two writes sees new settings with
     // the old sequence number, and reports them at its next round under the new one.
     // Readable by root only: they may carry `protectedSettings`.
-    write_file(&settings_path(state_dir), settings, true)?;
+    dir.write_file(SETTINGS_FILE, settings, FileSpec::PRIVATE)?;
     let json = serde_json::to_vec_pretty(config).expect("the config always serializes");
-    write_atomic(&config_path(state_dir), &json)
+    dir.write_file(CONFIG_FILE, &json, FileSpec::PUBLIC)
 }
 
 /// The handler version recorded as owning the service, if any.
@@ -75,46 +76,15 @@ pub fn owner(state_dir: &Path) -> Option<String> {
 
 /// Records `version` as owning the service.
 pub fn set_owner(state_dir: &Path, version: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    write_atomic(&state_dir.join(OWNER_FILE), version.as_bytes())
+    Dir::create(state_dir, 0o700)?.write_file(OWNER_FILE, version.as_bytes(), FileSpec::PUBLIC)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsynced and
-/// renamed, so that a reader sees the old file or the new one, never a partial one.
+/// renamed, so that a reader sees the old file or the new one, never a partial one
+/// ([`crate::safefs`]: never through a symlink, never in a directory another account can
+/// write).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_file(path, bytes, false)
-}
-
-/// [`write_atomic`]; `private`: the file is created with mode 0600 (Unix).
-fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.akvsync-tmp-{}", std::process::id()));
-    // The temporary name is predictable: remove whatever is there (a leftover of a crashed
-    // process with the same id, or a planted symlink; unlinking never follows it), then
-    // create it exclusively, which refuses a symlink instead of following it.
-    let _ = std::fs::remove_file(&temp);
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        if private {
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut file = options.open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    safefs::write_file_at(path, bytes, FileSpec::PUBLIC)
 }
 
 #[cfg(test)]

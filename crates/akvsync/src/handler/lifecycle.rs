@@ -315,22 +315,21 @@ pub fn uninstall(ctx: &Context) -> ExitCode {
         && owner != ctx.version
     {
         tracing::info!(%owner, version = %ctx.version, "not the owner: leaving the service and the state to it");
-        let _ = std::fs::remove_file(ctx.handler_dir.join(seqno::MRSEQ_FILE));
+        let _ = crate::safefs::remove_file_at(&ctx.handler_dir.join(seqno::MRSEQ_FILE));
         return ExitCode::from(exit::OK);
     }
     if let Err(error) = manager::remove(ctx.manager, &ctx.state_dir) {
         tracing::error!(%error, "uninstall failed");
         return ExitCode::from(exit::FAILURE);
     }
-    match std::fs::remove_dir_all(&ctx.state_dir) {
+    match crate::safefs::remove_tree_at(&ctx.state_dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => {
             tracing::error!(%error, "cannot remove the state directory");
             return ExitCode::from(exit::FAILURE);
         }
     }
-    let _ = std::fs::remove_file(ctx.handler_dir.join(seqno::MRSEQ_FILE));
+    let _ = crate::safefs::remove_file_at(&ctx.handler_dir.join(seqno::MRSEQ_FILE));
     tracing::info!("uninstalled: service and state removed; installed certificates stay");
     ExitCode::from(exit::OK)
 }

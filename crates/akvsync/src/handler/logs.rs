@@ -4,8 +4,10 @@
 //! holds more than twice that per role. The same `tracing` events as `run`'s stderr log,
 //! so no token or key is ever written (they never reach a log event).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
+
+use crate::safefs::{Dir, FileSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -32,15 +34,25 @@ impl RotatingFile {
         }
     }
 
+    /// The log's directory (created 0755 if missing, checked by [`crate::safefs`]) and name.
+    fn parts(&self) -> std::io::Result<(Dir, String)> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| std::io::Error::other("the log path names no file"))?;
+        Ok((Dir::create(dir, 0o755)?, name.to_owned()))
+    }
+
     fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let (dir, name) = self.parts()?;
+            let file = dir.open_append(&name, FileSpec::PUBLIC)?;
             self.written = file.metadata()?.len();
             self.file = Some(file);
         }
@@ -49,9 +61,8 @@ impl RotatingFile {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
-        let mut rotated = self.path.clone().into_os_string();
-        rotated.push(".1");
-        std::fs::rename(&self.path, PathBuf::from(rotated))?;
+        let (dir, name) = self.parts()?;
+        dir.rename(&name, &format!("{name}.1"))?;
         self.written = 0;
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! named `akvsync` when `/run/systemd/system` exists, otherwise a detached
 //! `akvsync handler service` process whose pid file (`<state>/akvsync.pid`, written by the
 //! service once its signal handlers are installed) lets later commands reload (SIGHUP) and
-//! stop (SIGTERM) it. On Windows the "process" is the `akvsync` Windows service running
+//! stop (SIGTERM) it. The service holds an exclusive lock on its pid file for its whole
+//! life, so a pid is trusted only while that lock is held (a stale file whose pid was
+//! reused by another process is never signalled, issue 16 finding 4). On Windows the "process" is the `akvsync` Windows service running
 //! `akvsync handler service`: registered (or re-pointed at the new executable) and started
 //! through the service control manager; a reload is a restart, since Windows has no SIGHUP.
 
@@ -139,16 +141,62 @@ fn process_running(_state_dir: &Path) -> bool {
     crate::winservice::is_running()
 }
 
-/// The pid in the pid file if that process is alive and is an akvsync service.
+/// The running service's claim on its pid file: an exclusive lock held until the service
+/// exits (the kernel drops it even on SIGKILL).
+#[derive(Debug)]
+pub struct PidClaim {
+    dir: crate::safefs::Dir,
+    _file: std::fs::File,
+}
+
+impl PidClaim {
+    /// Locks `<state>/akvsync.pid` and writes this process's id into it; fails while
+    /// another service holds it.
+    pub fn claim(state_dir: &Path) -> std::io::Result<PidClaim> {
+        use std::io::{Seek, Write};
+        let dir = crate::safefs::Dir::open(state_dir)?;
+        let mut file = dir.open_lock(PID_FILE, crate::safefs::FileSpec::PUBLIC)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::other("another service holds the pid file"));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(std::process::id().to_string().as_bytes())?;
+        file.sync_all()?;
+        Ok(PidClaim { dir, _file: file })
+    }
+}
+
+impl Drop for PidClaim {
+    fn drop(&mut self) {
+        // Removed while still locked: nobody can mistake the file for a live service.
+        let _ = self.dir.remove_file(PID_FILE);
+    }
+}
+
+/// The pid in the pid file if a live service holds the file's lock (and that process is
+/// an akvsync service); a stale file, whatever its pid, names nothing.
 pub fn running_pid(state_dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
+    let file = crate::safefs::open_read_nofollow(&state_dir.join(PID_FILE)).ok()?;
+    match file.try_lock_shared() {
+        // Nobody holds it: whoever wrote it is gone.
+        Ok(()) => return None,
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(_)) => return None,
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(&file, 32), &mut text).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
     is_our_service(pid).then_some(pid)
 }
 
 #[cfg(target_os = "linux")]
 fn is_our_service(pid: u32) -> bool {
-    // The cmdline check guards against a reused pid after a crash.
+    // Besides the lock: the process must be an `akvsync handler service`, not a zombie.
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         args.windows(2)
@@ -260,18 +308,17 @@ pub fn stop(manager: Manager, state_dir: &Path) -> Result<bool, String> {
 #[cfg(unix)]
 fn stop_process(state_dir: &Path) -> Result<bool, String> {
     let Some(pid) = running_pid(state_dir) else {
-        let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+        // A stale pid file names nothing; the next service replaces it.
         return Ok(false);
     };
     signal(pid, nix::libc::SIGTERM)?;
     let started = Instant::now();
-    while is_our_service(pid) {
+    while running_pid(state_dir) == Some(pid) {
         if started.elapsed() > STOP_TIMEOUT {
             return Err(format!("the service (pid {pid}) did not stop in time"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::fs::remove_file(state_dir.join(PID_FILE));
     Ok(true)
 }
 
@@ -285,9 +332,9 @@ pub fn remove(manager: Manager, state_dir: &Path) -> Result<(), String> {
     stop(manager, state_dir)?;
     if manager == Manager::Systemd {
         let _ = systemctl(&["disable", UNIT_NAME]);
-        match std::fs::remove_file(UNIT_PATH) {
-            Ok(()) => systemctl(&["daemon-reload"])?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        match crate::safefs::remove_file_at(Path::new(UNIT_PATH)) {
+            Ok(true) => systemctl(&["daemon-reload"])?,
+            Ok(false) => {}
             Err(e) => return Err(format!("{UNIT_PATH}: {e}")),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config;
-use super::manager::PID_FILE;
+use super::manager::PidClaim;
 use super::reporter::Reporter;
 use super::status::{Status, StatusReport};
 use crate::cli::exit;
@@ -107,12 +107,13 @@ pub fn run_until(state_dir: &Path, stop: Option<StopRequest>) -> u8 {
             }
         };
         // Signal handlers are in place: now `enable` may find us and send SIGHUP.
-        let pid_file = state_dir.join(PID_FILE);
-        if let Err(error) =
-            config::write_atomic(&pid_file, std::process::id().to_string().as_bytes())
-        {
-            tracing::error!(%error, "cannot write the pid file");
-        }
+        let pid_claim = match PidClaim::claim(state_dir) {
+            Ok(claim) => Some(claim),
+            Err(error) => {
+                tracing::error!(%error, "cannot write the pid file");
+                None
+            }
+        };
         reporter.starting(engine.settings());
         let ticker = {
             let reporter = Arc::clone(&reporter);
@@ -145,11 +146,7 @@ pub fn run_until(state_dir: &Path, stop: Option<StopRequest>) -> u8 {
         )
         .await;
         ticker.abort();
-        if std::fs::read_to_string(&pid_file)
-            .is_ok_and(|p| p.trim() == std::process::id().to_string())
-        {
-            let _ = std::fs::remove_file(&pid_file);
-        }
+        drop(pid_claim);
     });
     exit::OK
 }

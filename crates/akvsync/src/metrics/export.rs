@@ -88,13 +88,19 @@ impl Exporter {
         }
     }
 
-    /// After a round: rewrites the textfile, if one is configured.
-    pub fn round_done(settings: &MetricsSettings, metrics: Option<&Arc<Metrics>>) {
+    /// After a round: rewrites the textfile, if one is configured; a failure is logged and
+    /// returned (for `once`, which has no log).
+    pub fn round_done(
+        settings: &MetricsSettings,
+        metrics: Option<&Arc<Metrics>>,
+    ) -> Option<String> {
         if let (Some(path), Some(metrics)) = (&settings.textfile, metrics)
             && let Err(error) = write_textfile(Path::new(path), &metrics.render())
         {
             tracing::warn!(file = %path, %error, "cannot write the metrics textfile");
+            return Some(format!("cannot write the metrics textfile {path}: {error}"));
         }
+        None
     }
 }
 
@@ -187,39 +193,13 @@ fn route(head: &[u8], metrics: &Metrics) -> (&'static str, String, bool) {
     ("200 OK", metrics.render(), head_only)
 }
 
-/// Replaces `path` with `contents` atomically: a temporary file in the same directory
-/// (its name does not end in `.prom`, so collectors never read it half-written), mode 0644,
-/// renamed over the old file.
+/// Replaces `path` with `contents` atomically through [`crate::safefs`]: a new file at a
+/// fresh `.akvsync-tmp-*` name in the same directory (created exclusively, never through a
+/// symlink; the name does not end in `.prom`, so collectors never read it half-written),
+/// mode exactly 0644 (the collector may run as another user), renamed over the old file.
+/// A directory that another account owns or can write is refused (issue 16, finding 1).
 pub fn write_textfile(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the textfile path names no file"))?;
-    let temp = dir.join(format!(
-        ".{}.akvsync-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
-        let mut file = options.open(&temp)?;
-        // Exactly 0644 whatever the umask: the collector may run as another user.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        std::io::Write::write_all(&mut file, contents.as_bytes())?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    crate::safefs::write_file_at(path, contents.as_bytes(), crate::safefs::FileSpec::PUBLIC)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::model::{AclEntry, StoreLocation};
 const MAX_NAME_LEN: usize = 255;
 
 /// Prefix of akvsync's temporary files in a store directory (SPEC §10); reserved.
-pub const TEMP_PREFIX: &str = ".akvsync-tmp-";
+pub use crate::safefs::TEMP_PREFIX;
 
 /// `certificateStoreLocation` on Windows: exactly `LocalMachine` or `CurrentUser`.
 pub fn windows_location(

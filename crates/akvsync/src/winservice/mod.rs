@@ -66,22 +66,29 @@ pub fn rotation(log: &Path, size: u64) -> Vec<(PathBuf, PathBuf)> {
 /// service).
 pub fn rotate(log: &Path) {
     let size = std::fs::metadata(log).map_or(0, |m| m.len());
+    let Some(dir) = log.parent().and_then(|d| crate::safefs::Dir::open(d).ok()) else {
+        return;
+    };
     for (from, to) in rotation(log, size) {
-        let _ = std::fs::rename(from, to);
+        if let (Some(from), Some(to)) = (
+            from.file_name().and_then(|n| n.to_str()),
+            to.file_name().and_then(|n| n.to_str()),
+        ) {
+            let _ = dir.rename(from, to);
+        }
     }
 }
 
 /// Logs to `log` (appending, after rotation) instead of stderr: a service has no console.
 pub fn init_file_logging(log: &Path) {
-    if let Some(dir) = log.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(dir) = crate::safefs::Dir::create(dir, 0o700) else {
+        return;
+    };
     rotate(log);
-    if let Ok(file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
+    if let Ok(file) = dir.open_append(name, crate::safefs::FileSpec::PUBLIC) {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)

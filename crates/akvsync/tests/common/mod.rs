@@ -1,6 +1,12 @@
-//! Helpers shared by the integration tests (each test binary includes this module with
-//! `mod common;`): scratch directories that clean up after themselves.
+//! The integration tests' harness (each test binary includes it with `mod common;`):
+//! scratch directories that clean up after themselves ([`Scratch`]), an emulator with a
+//! settings file and must-run commands of the real binary ([`env`]), real users and
+//! dropped privileges ([`users`]), and polling with a named limit ([`wait_until`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
+
+pub mod env;
+#[cfg(unix)]
+pub mod users;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -51,5 +57,24 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `probe` until it returns `Some`, for at most `limit`; panics naming `what` and
+/// the last observation otherwise.
+pub fn wait_until<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if started.elapsed() > limit => {
+                panic!("{what}: not within {limit:?}; last observation: {last}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
     }
 }

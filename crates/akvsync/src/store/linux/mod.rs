@@ -15,19 +15,24 @@
 //! both renames durable (they are metadata operations of one directory, committed in order).
 
 pub mod acl;
-mod atomic;
-mod test_delay;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::safefs::{self, Dir, Entry, FileSpec, test_delay};
 use crate::settings::LinuxTarget;
 
-pub use atomic::remove_stale_temps;
+/// Removes `.akvsync-tmp-*` entries an interrupted run left in a store directory (none if
+/// the directory does not exist); returns how many.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        _ => Dir::open(dir)?.remove_stale_temps(),
+    }
+}
 
 /// One certificate version to install.
 #[derive(Clone, Copy)]
@@ -93,15 +98,9 @@ pub fn version_file_name(vault_name: &str, secret_name: &str, version: &str) -> 
 }
 
 /// Names are built from validated URL parts, but the store checks again: a name is one
-/// path component that is not hidden and not reserved.
+/// path component that is not reserved.
 fn check_name(name: &str) -> Result<(), StoreError> {
-    let safe = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.contains('\0')
-        && !name.starts_with(crate::settings::TEMP_PREFIX);
-    if safe {
+    if safefs::is_plain_name(name) {
         Ok(())
     } else {
         Err(StoreError::UnsafeName {
@@ -115,67 +114,63 @@ pub fn link_names(target: &LinuxTarget) -> impl Iterator<Item = &str> {
     std::iter::once(target.link_name.as_str()).chain(target.custom_link_name.as_deref())
 }
 
-/// Creates the store directory (mode 0700) if it is missing.
-pub fn ensure_directory(dir: &Path) -> Result<(), StoreError> {
+/// Opens the store directory through [`safefs`] (every component of its path checked: no
+/// other account can redirect the writes), creating it with mode 0700 if it is missing.
+pub fn open_directory(dir: &Path) -> Result<Dir, StoreError> {
     match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(StoreError::NotADirectory(dir.to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_error("create directory", dir)),
-        Err(e) => Err(io_error("inspect", dir)(e)),
+        Ok(meta) if !meta.is_dir() => return Err(StoreError::NotADirectory(dir.to_owned())),
+        _ => {}
     }
+    Dir::create(dir, 0o700).map_err(io_error("open the store directory", dir))
 }
 
 /// Installs a version and points the target's links at it.
 pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, StoreError> {
-    let dir = Path::new(&target.directory);
+    let dir_path = Path::new(&target.directory);
     let file_name = version_file_name(new.vault_name, new.secret_name, new.version);
     check_name(&file_name)?;
     for link in link_names(target) {
         check_name(link)?;
     }
-    ensure_directory(dir)?;
+    let dir = open_directory(dir_path)?;
     // Everything that can be refused is refused before the first byte is written.
     let grants = acl::resolve(&target.acls)?;
     for link in link_names(target) {
-        let path = dir.join(link);
-        if atomic::existing(&path).map_err(io_error("inspect", &path))? == atomic::Existing::Other {
-            return Err(StoreError::ForeignFile(path));
+        match dir.entry(link) {
+            Ok(Entry::Nothing | Entry::Symlink(_)) => {}
+            Ok(_) => return Err(StoreError::ForeignFile(dir_path.join(link))),
+            Err(e) => return Err(io_error("inspect", &dir_path.join(link))(e)),
         }
     }
 
-    let final_path = dir.join(&file_name);
-    let (mut file, temp_path) =
-        atomic::create_private_temp(dir).map_err(io_error("create a file in", dir))?;
-    let written = (|| {
-        test_delay::pause();
-        test_delay::write_all(&mut file, new.pem).map_err(io_error("write", &temp_path))?;
-        acl::add_to(&file, &grants, acl::READ)?;
-        // Best effort: without user attributes only the state records what akvsync wrote.
-        let _ = xattr::FileExt::set_xattr(&file, MARK, b"1");
-        file.sync_all().map_err(io_error("sync", &temp_path))?;
-        test_delay::pause();
-        fs::rename(&temp_path, &final_path).map_err(io_error("rename into", &final_path))
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp_path);
-        return Err(e);
-    }
+    let final_path = dir_path.join(&file_name);
+    let mut temp = dir
+        .temp_file(FileSpec::PRIVATE)
+        .map_err(io_error("create a file in", dir_path))?;
+    let temp_path = temp.path();
+    test_delay::pause();
+    test_delay::write_all(temp.file(), new.pem).map_err(io_error("write", &temp_path))?;
+    acl::add_to(temp.file(), &grants, acl::READ)?;
+    // Best effort: without user attributes only the state records what akvsync wrote.
+    let _ = xattr::FileExt::set_xattr(temp.file(), MARK, b"1");
+    temp.file()
+        .sync_all()
+        .map_err(io_error("sync", &temp_path))?;
+    test_delay::pause();
+    temp.commit(&file_name)
+        .map_err(io_error("rename into", &final_path))?;
     if !grants.is_empty() {
-        let handle = fs::File::open(dir).map_err(io_error("open", dir))?;
+        let handle = fs::File::open(dir_path).map_err(io_error("open", dir_path))?;
         acl::add_to(&handle, &grants, acl::EXECUTE)?;
     }
 
     let mut links = Vec::new();
     for link in link_names(target) {
-        atomic::replace_symlink(dir, link, &final_path)
-            .map_err(io_error("switch link", &dir.join(link)))?;
-        links.push(dir.join(link));
+        dir.replace_symlink(link, &final_path)
+            .map_err(io_error("switch link", &dir_path.join(link)))?;
+        links.push(dir_path.join(link));
     }
-    atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
+    dir.sync().map_err(io_error("sync", dir_path))?;
     Ok(Installed {
         path: final_path,
         links,
@@ -319,27 +314,34 @@ pub fn prune(
     owned: &[String],
     keep: &[&str],
 ) -> Result<Vec<String>, StoreError> {
-    let dir = Path::new(&target.directory);
+    let dir_path = Path::new(&target.directory);
+    let dir = match Dir::open(dir_path) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("open the store directory", dir_path)(e)),
+    };
     let mut removed = Vec::new();
     for version in owned.iter().filter(|v| !keep.contains(&v.as_str())) {
-        let path = dir.join(format!("{}.{version}", target.link_name));
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                fs::remove_file(&path).map_err(io_error("remove", &path))?;
+        let name = format!("{}.{version}", target.link_name);
+        let path = dir_path.join(&name);
+        match dir.entry(&name) {
+            Ok(Entry::File) => {
+                dir.remove_file(&name).map_err(io_error("remove", &path))?;
                 removed.push(version.clone());
             }
+            Ok(Entry::Nothing) => removed.push(version.clone()),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => removed.push(version.clone()),
             Err(e) => return Err(io_error("inspect", &path)(e)),
         }
     }
-    for version in unrecorded_versions(target, owned, keep).map_err(io_error("read", dir))? {
-        let path = dir.join(format!("{}.{version}", target.link_name));
-        fs::remove_file(&path).map_err(io_error("remove", &path))?;
+    for version in unrecorded_versions(target, owned, keep).map_err(io_error("read", dir_path))? {
+        let name = format!("{}.{version}", target.link_name);
+        dir.remove_file(&name)
+            .map_err(io_error("remove", &dir_path.join(&name)))?;
         removed.push(version);
     }
     if !removed.is_empty() {
-        atomic::sync_dir(dir).map_err(io_error("sync", dir))?;
+        dir.sync().map_err(io_error("sync", dir_path))?;
     }
     Ok(removed)
 }

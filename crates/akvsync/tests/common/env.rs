@@ -1,0 +1,222 @@
+//! One test environment: the emulator (HTTPS on loopback), a scratch directory with the
+//! store, the state directory and the settings file, and must-run commands of the real
+//! `akvsync` binary with a clean environment.
+//!
+//! ```ignore
+//! let env = Env::start(EnvConfig { certificates: &["web"], ..Default::default() });
+//! env.cmd(&["once"]).code(0).stdout_has("web").run();
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use kvemu::{BlockingEmulator, Config, Emulator};
+
+use super::Scratch;
+
+/// The vault every environment's certificates live in.
+pub const VAULT: &str = "harnesskv";
+
+/// What an environment starts with.
+#[derive(Debug, Default)]
+pub struct EnvConfig {
+    /// Certificates (secret names) created in the vault and observed by the settings.
+    pub certificates: &'static [&'static str],
+    /// Merged into the settings' `akvsync` object (beside the testing overrides).
+    pub akvsync: Option<serde_json::Value>,
+    /// Merged into `secretsManagementSettings`.
+    pub secrets_management: Option<serde_json::Value>,
+}
+
+/// A running emulator, a scratch directory and a settings file.
+pub struct Env {
+    pub emu: BlockingEmulator,
+    pub scratch: Scratch,
+    config: EnvConfig,
+}
+
+/// Merges the object `extra` into `target` (top-level keys replace).
+fn merge(target: &mut serde_json::Value, extra: &Option<serde_json::Value>) {
+    if let (Some(target), Some(serde_json::Value::Object(extra))) = (target.as_object_mut(), extra)
+    {
+        for (key, value) in extra {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+impl Env {
+    pub fn start(config: EnvConfig) -> Env {
+        let emu = BlockingEmulator::start(Config::default()).unwrap();
+        for name in config.certificates {
+            emu.rotate_certificate(VAULT, name).unwrap();
+        }
+        let scratch = Scratch::new("env");
+        let env = Env {
+            emu,
+            scratch,
+            config,
+        };
+        env.write_settings(&env.settings_json());
+        env
+    }
+
+    pub fn emulator(&self) -> &Emulator {
+        &self.emu
+    }
+
+    /// `https://harnesskv.vault.azure.net/secrets/<secret>`.
+    pub fn url(&self, secret: &str) -> String {
+        format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
+    }
+
+    /// The settings this environment was configured with.
+    pub fn settings_json(&self) -> serde_json::Value {
+        let urls: Vec<String> = self
+            .config
+            .certificates
+            .iter()
+            .map(|c| self.url(c))
+            .collect();
+        let mut secrets = serde_json::json!({
+            "pollingIntervalInS": "1",
+            "certificateStoreLocation": self.scratch.store().to_str().unwrap(),
+            "observedCertificates": urls,
+        });
+        merge(&mut secrets, &self.config.secrets_management);
+        let mut akvsync = serde_json::json!({"testing": {
+            "caFile": self.emu.ca_file().to_str().unwrap(),
+            "connectTo": {format!("{VAULT}.vault.azure.net"): self.emu.vault_addr().to_string()},
+            "minPollingIntervalInS": 1,
+        }});
+        merge(&mut akvsync, &self.config.akvsync);
+        serde_json::json!({
+            "secretsManagementSettings": secrets,
+            "authenticationSettings": {"msiEndpoint": self.emu.identity_endpoint()},
+            "akvsync": akvsync,
+        })
+    }
+
+    /// Replaces the settings file.
+    pub fn write_settings(&self, json: &serde_json::Value) {
+        std::fs::write(
+            self.settings_file(),
+            serde_json::to_vec_pretty(json).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn settings_file(&self) -> PathBuf {
+        self.scratch.settings_file()
+    }
+
+    /// `akvsync <args…> --settings <file> --state-dir <state>` for the verbs that take
+    /// them (`once`, `run`, `status`, `wait`), plain `akvsync <args…>` otherwise.
+    pub fn cmd(&self, args: &[&str]) -> Cmd {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+        command.args(args);
+        if matches!(args.first(), Some(&("once" | "run" | "status" | "wait"))) {
+            command
+                .arg("--settings")
+                .arg(self.settings_file())
+                .arg("--state-dir")
+                .arg(self.scratch.state());
+        }
+        Cmd::new(command)
+    }
+}
+
+/// The environment a command of the binary sees: nothing inherited from the machine but
+/// `PATH` (no `AKVSYNC_*`, proxy or guest-agent variables).
+pub fn clean(command: &mut Command) -> &mut Command {
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// A command that must be run: dropping it unrun panics (a test that builds a check and
+/// forgets to run it would otherwise pass silently).
+#[must_use = "a Cmd does nothing until .run()"]
+pub struct Cmd {
+    command: Command,
+    code: Option<i32>,
+    stdout_has: Vec<String>,
+    stderr_has: Vec<String>,
+    ran: bool,
+}
+
+impl Cmd {
+    pub fn new(mut command: Command) -> Cmd {
+        clean(&mut command);
+        Cmd {
+            command,
+            code: None,
+            stdout_has: Vec::new(),
+            stderr_has: Vec::new(),
+            ran: false,
+        }
+    }
+
+    /// The exit code it must end with.
+    pub fn code(mut self, code: i32) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn stdout_has(mut self, text: &str) -> Self {
+        self.stdout_has.push(text.to_owned());
+        self
+    }
+
+    pub fn stderr_has(mut self, text: &str) -> Self {
+        self.stderr_has.push(text.to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Runs it to completion and checks every expectation; returns the output.
+    pub fn run(mut self) -> Output {
+        self.ran = true;
+        let output = self.command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let describe = || format!("{:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", self.command);
+        if let Some(code) = self.code {
+            assert_eq!(output.status.code(), Some(code), "{}", describe());
+        }
+        for text in &self.stdout_has {
+            assert!(
+                stdout.contains(text.as_str()),
+                "stdout lacks {text:?}: {}",
+                describe()
+            );
+        }
+        for text in &self.stderr_has {
+            assert!(
+                stderr.contains(text.as_str()),
+                "stderr lacks {text:?}: {}",
+                describe()
+            );
+        }
+        output
+    }
+}
+
+impl Drop for Cmd {
+    fn drop(&mut self) {
+        if !self.ran && !std::thread::panicking() {
+            panic!("a Cmd was built and never run: {:?}", self.command);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Real accounts for tests of ownership and of a hostile local user (root only; CI runs as
+//! root): `ensure_user` creates a system account once, `as_user` runs a command with the
+//! account's uid/gid (what `setpriv` does), so the kernel enforces every check.
+
+use std::process::Command;
+
+/// Whether this test process may create users and drop privileges.
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Skips the calling test (returns `true`) with a printed reason when not root.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("{test}: skipped: needs root to create users and drop privileges (CI runs as root)");
+    true
+}
+
+/// A system account (created if missing), with its uid and gid.
+pub fn ensure_user(name: &str) -> nix::unistd::User {
+    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+        return user;
+    }
+    let status = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--user-group", name])
+        .status()
+        .unwrap();
+    // Another test binary may have created it meanwhile.
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("useradd {name}: {status}"))
+}
+
+/// A group (created if missing), with its gid.
+pub fn ensure_group(name: &str) -> nix::unistd::Group {
+    if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
+        return group;
+    }
+    let status = Command::new("groupadd")
+        .args(["--system", name])
+        .status()
+        .unwrap();
+    nix::unistd::Group::from_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("groupadd {name}: {status}"))
+}
+
+/// A command that runs `program` as `user` (uid, gid, no supplementary groups) through
+/// `setpriv`.
+pub fn as_user(user: &nix::unistd::User, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(program);
+    command
+}
+
+/// Runs `sh -c script` as `user`; returns whether it exited 0.
+pub fn sh_as(user: &nix::unistd::User, script: &str) -> bool {
+    as_user(user, "sh")
+        .args(["-c", script])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// `chown -R` without following links.
+pub fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
