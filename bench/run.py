@@ -296,6 +296,9 @@ def main():
                              "(default musl: the binary the Linux package ships)")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench", "results.md"))
     args = parser.parse_args()
+    # The agents measured are production builds, which refuse `akvsync.testing` (how the
+    # benchmark points them at the emulator) unless the environment allows it (issue 16).
+    os.environ["AKVSYNC_ALLOW_TESTING_OVERRIDES"] = "1"
     global AKVSYNC
     AKVSYNC = AGENTS[args.agent]
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1, 20] if args.quick else [1, 100, 200, 1000])

@@ -280,9 +280,36 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
     })
 }
 
+/// The environment variable that lets a production build accept `akvsync.testing`.
+pub const ALLOW_TESTING_ENV: &str = "AKVSYNC_ALLOW_TESTING_OVERRIDES";
+
+/// Whether `akvsync.testing` may be used (issue 16, finding 11): the overrides make the agent
+/// trust another CA and connect elsewhere for a vault's name, so a settings file alone must
+/// not be able to turn them on in what the packages ship. Builds with the `demo` feature
+/// (development, tests, `cargo install` with defaults) accept them; production builds
+/// (`--no-default-features`) only when the agent's environment sets
+/// `AKVSYNC_ALLOW_TESTING_OVERRIDES=1`, which the settings file cannot do.
+pub fn testing_allowed(demo_build: bool, env: Option<&std::ffi::OsStr>) -> bool {
+    demo_build || env.is_some_and(|v| v == "1")
+}
+
 /// `akvsync.testing`: each override set is announced with a warning (SPEC §1.2).
 fn testing(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> TestingOverrides {
     let mut overrides = TestingOverrides::default();
+    if !testing_allowed(
+        cfg!(feature = "demo"),
+        std::env::var_os(ALLOW_TESTING_ENV).as_deref(),
+    ) {
+        diags.error(
+            path,
+            format!(
+                "testing overrides are refused by this production build (they would let a \
+                 settings file redirect tokens to another host); set {ALLOW_TESTING_ENV}=1 in \
+                 the agent's environment to use them on a test machine"
+            ),
+        );
+        return overrides;
+    }
     let Some(mut reader) = ObjectReader::new(value, path, diags) else {
         return overrides;
     };
