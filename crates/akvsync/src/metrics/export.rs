@@ -1,7 +1,9 @@
 //! Where the metrics go: a plain-HTTP `GET /metrics` endpoint on a loopback address, on
-//! the agent's own tokio runtime (requests bounded to 8 KiB and 5 s, at most 4 at once,
-//! one response per connection, nothing else served), and a textfile-collector file
-//! replaced atomically (temporary file + rename, mode 0644) after every round.
+//! the agent's own tokio runtime (requests bounded to 8 KiB and 5 s, at most 4 connections
+//! at once; a new connection evicts the oldest when all are taken, so idle connections
+//! cannot starve a scraper; one response per connection, nothing else served), and a
+//! textfile-collector file replaced atomically (through `safefs`, mode 0644) after every
+//! round.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +20,8 @@ use crate::settings::MetricsSettings;
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// A client gets this long to send its request and take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at the same time; more wait in the listen backlog.
+/// Connections held at the same time; a new one evicts the oldest (issue 16, finding 8:
+/// four idle connections used to make every scrape wait 5 s).
 const MAX_CONNECTIONS: usize = 4;
 
 /// Runs the exposition the settings ask for: keeps the endpoint's listener (restarted
@@ -104,12 +107,16 @@ impl Exporter {
     }
 }
 
+/// The connections being served, oldest first, so that a new one can evict the oldest.
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    active: std::collections::VecDeque<(u64, tokio::task::AbortHandle)>,
+}
+
 async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
@@ -120,11 +127,28 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             }
         };
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let _permit = permit;
+        // Held across spawn and push: the task's own removal waits until it is listed.
+        let mut guard = slots.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.active.len() >= MAX_CONNECTIONS
+            && let Some((_, oldest)) = guard.active.pop_front()
+        {
+            // A scraper is answered within milliseconds of connecting; the oldest
+            // connection is the one most likely to be idle.
+            oldest.abort();
+        }
+        let id = guard.next_id;
+        guard.next_id += 1;
+        let task_slots = Arc::clone(&slots);
+        let task = tokio::spawn(async move {
             let _ = tokio::time::timeout(IO_TIMEOUT, respond(stream, &metrics)).await;
+            task_slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .active
+                .retain(|(other, _)| *other != id);
             crate::service::release_freed_memory();
         });
+        guard.active.push_back((id, task.abort_handle()));
     }
 }
 
@@ -205,6 +229,44 @@ pub fn write_textfile(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 8: idle connections (more than the slots) do not delay a scrape; the scrape
+    /// is answered although none of them has timed out (they would after 5 s).
+    #[test]
+    fn idle_connections_do_not_starve_a_scrape() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(serve(listener, Arc::new(Metrics::new())));
+            let mut idle = Vec::new();
+            for _ in 0..MAX_CONNECTIONS * 2 {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream.write_all(b"GET /metr").await.unwrap();
+                idle.push(stream);
+            }
+            let scrape = async {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).await.unwrap();
+                response
+            };
+            // Well under IO_TIMEOUT: before the fix the scrape waited for a slot until an
+            // idle connection timed out.
+            let response = tokio::time::timeout(IO_TIMEOUT / 2, scrape)
+                .await
+                .expect("the scrape was answered while idle connections were open");
+            assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+            drop(idle);
+        });
+    }
 
     #[test]
     fn routes() {
