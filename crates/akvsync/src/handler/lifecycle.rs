@@ -258,12 +258,9 @@ fn write_seqno(ctx: &Context, seq: u64) -> Result<(), String> {
 /// What the service writes under `ProtectSystem=strict`.
 fn writable_paths(ctx: &Context, settings: &settings::Settings) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = settings
-        .certificates
-        .iter()
-        .filter_map(|c| match &c.target {
-            settings::Target::LinuxDirectory(t) => Some(PathBuf::from(&t.directory)),
-            settings::Target::WindowsStore(_) => None,
-        })
+        .written_directories()
+        .into_iter()
+        .map(PathBuf::from)
         .collect();
     paths.push(ctx.environment.status_folder.clone());
     paths.push(ctx.environment.log_folder.clone());

@@ -76,6 +76,32 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every directory the agent writes in for these settings (Linux store directories,
+    /// the metrics textfile's directory), sorted and without repeats: what a sandbox such as
+    /// systemd's `ProtectSystem=strict` must leave writable (issue 16, finding 10).
+    pub fn written_directories(&self) -> Vec<String> {
+        let mut dirs: Vec<String> = self
+            .certificates
+            .iter()
+            .filter_map(|c| match &c.target {
+                Target::LinuxDirectory(t) => Some(t.directory.clone()),
+                Target::WindowsStore(_) => None,
+            })
+            .collect();
+        if let Some(parent) = self
+            .akvsync
+            .metrics
+            .textfile
+            .as_deref()
+            .and_then(|f| std::path::Path::new(f).parent())
+        {
+            dirs.push(parent.display().to_string());
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// Settings that observe nothing, as an empty settings file means.
     pub fn empty(platform: Platform, form: Option<SettingsForm>) -> Self {
         Settings {
@@ -281,4 +307,34 @@ pub struct TestingOverrides {
     pub connect_to: BTreeMap<String, String>,
     pub min_polling_interval_s: Option<u64>,
     pub windows_import_compat: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn written_directories_cover_every_store_and_the_textfile() {
+        let json = serde_json::json!({
+            "secretsManagementSettings": {
+                "certificateStoreLocation": "/var/lib/certs",
+                "observedCertificates": [
+                    "https://kvtest.vault.azure.net/secrets/a",
+                    {"url": "https://kvtest.vault.azure.net/secrets/b", "certificateStoreLocation": "/etc/ssl/b"},
+                    {"url": "https://kvtest.vault.azure.net/secrets/c", "certificateStoreLocation": "/var/lib/certs"},
+                ],
+            },
+            "akvsync": {"metrics": {"textfile": "/var/lib/node_exporter/textfile/akvsync.prom"}},
+        });
+        let settings =
+            super::super::parse_bytes(json.to_string().as_bytes(), super::Platform::Linux)
+                .unwrap()
+                .settings;
+        assert_eq!(
+            settings.written_directories(),
+            [
+                "/etc/ssl/b",
+                "/var/lib/certs",
+                "/var/lib/node_exporter/textfile"
+            ]
+        );
+    }
 }
