@@ -13,6 +13,7 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod outputs;
 pub mod safefs;
 pub mod schedule;
 pub mod service;

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::decode;
 use crate::hooks::{self, HookContext};
 use crate::metrics::{CertificateSample, FetchErrorKind, Metrics};
+use crate::outputs;
 use crate::settings::{ObservedCertificate, Settings};
 use crate::state::{State, StateDir, TargetState};
 use crate::store::{self, CertificateStore};
@@ -40,6 +41,13 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The installed certificate has expired or expires within `expiryWarningDays`.
     pub expiry_warning: Option<String>,
+    /// The stable paths of the certificate's `akvsync.outputs` files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Why the outputs were not written (the store install itself succeeded); folded into
+    /// `result` by the engine.
+    #[serde(skip)]
+    pub outputs_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -298,6 +306,8 @@ impl Engine {
             not_after: previous.and_then(|p| p.not_after),
             warnings: Vec::new(),
             expiry_warning: None,
+            outputs: output_paths(&self.settings, certificate),
+            outputs_error: None,
         }
     }
 
@@ -340,6 +350,15 @@ impl Engine {
                 if report.result == SyncResult::Installed {
                     self.prune(store, certificate, entry, &mut report);
                 }
+                if let Some(error) = report.outputs_error.take() {
+                    // Installed in the store, but the application's files are not current:
+                    // not current, retried at the next poll.
+                    self.count_failure(FetchErrorKind::Store);
+                    let message = format!("installed, but outputs not written: {error}");
+                    entry.last_error = Some(message.clone());
+                    entry.last_success = None.or(entry.last_success);
+                    report.result = SyncResult::Failed(message);
+                }
                 report
             }
             Err(Failure { kind, message }) => {
@@ -377,6 +396,47 @@ impl Engine {
                 report.warnings.push(format!("hook failed: {failure}"));
             }
         }
+    }
+
+    /// Passwords of the certificate's PFX outputs that come from Key Vault secrets,
+    /// fetched with the same identity and rules as certificates.
+    async fn output_passwords(
+        &self,
+        certificate: &ObservedCertificate,
+    ) -> Result<outputs::Passwords, Failure> {
+        let name = crate::settings::outputs::filter_name(certificate);
+        let mut passwords = outputs::Passwords::new();
+        for (index, set) in self.settings.akvsync.outputs.iter().enumerate() {
+            if let (true, Some(crate::settings::PfxPassword::Secret(url))) =
+                (set.applies_to(&name), &set.pfx_password)
+            {
+                let secret = self.vault.get_secret(url).await.map_err(|e| {
+                    let Failure { kind, message } = Failure::from(e);
+                    Failure::new(kind, format!("outputs[{index}].pfxPassword: {message}"))
+                })?;
+                passwords.insert(index, zeroize::Zeroizing::new(secret.value.to_string()));
+            }
+        }
+        Ok(passwords)
+    }
+
+    /// The versions to keep after installing `version`: it and the newest others recorded,
+    /// `retainVersions` in all.
+    fn keep_with(&self, previous: Option<&TargetState>, version: &str) -> Vec<String> {
+        let retain = self.settings.akvsync.retain_versions as usize;
+        let mut keep: Vec<String> = previous
+            .map(|p| {
+                p.owned_versions
+                    .iter()
+                    .rev()
+                    .filter(|v| *v != version)
+                    .take(retain.saturating_sub(1))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        keep.push(version.to_owned());
+        keep
     }
 
     fn prune(
@@ -438,13 +498,25 @@ impl Engine {
             not_after: previous.and_then(|p| p.not_after),
             warnings: Vec::new(),
             expiry_warning: None,
+            outputs: output_paths(&self.settings, certificate),
+            outputs_error: None,
         };
         let installed = store.current_version(certificate);
         let recorded = previous.and_then(|p| p.installed_version.as_deref());
         let already_installed = installed.as_deref() == Some(secret.version.as_str());
-        if already_installed && recorded == installed.as_deref() {
+        let plans = outputs::plan(&self.settings, certificate);
+        let outputs_current = plans.is_empty()
+            || outputs::current_version(&plans, certificate).as_deref()
+                == Some(secret.version.as_str());
+        if already_installed && recorded == installed.as_deref() && outputs_current {
             return Ok(report);
         }
+        let passwords = if outputs_current {
+            outputs::Passwords::new()
+        } else {
+            self.output_passwords(certificate).await?
+        };
+        let keep = self.keep_with(previous, &secret.version);
         if !already_installed
             && let (Some(installed), Some(pinned)) = (&installed, &certificate.secret.version)
             && installed != pinned
@@ -460,24 +532,49 @@ impl Engine {
         let content_type = secret.content_type.clone();
         let value = secret.value;
         let install = !already_installed;
-        let bundle = tokio::task::spawn_blocking(move || -> Result<decode::Bundle, Failure> {
-            let bundle = decode::decode_secret(content_type.as_deref(), &value)
-                .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
-            if install {
-                store
-                    .install(&certificate_owned, &version, &bundle)
-                    .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
-            }
-            Ok(bundle)
-        })
-        .await
-        .map_err(|e| {
-            Failure::new(
-                FetchErrorKind::Other,
-                format!("internal error: the install task failed: {e}"),
-            )
-        })??;
-        if already_installed {
+        let settings = self.settings.clone();
+        let (bundle, outputs_result) =
+            tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+                let bundle = decode::decode_secret(content_type.as_deref(), &value)
+                    .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
+                if install {
+                    store
+                        .install(&certificate_owned, &version, &bundle)
+                        .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
+                }
+                // After the store: an output failure never holds the store back.
+                let outputs_result = if outputs_current {
+                    None
+                } else {
+                    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                    Some(
+                        outputs::write(
+                            &settings,
+                            &certificate_owned,
+                            &plans,
+                            &version,
+                            &bundle,
+                            &passwords,
+                            &keep,
+                        )
+                        .map_err(|e| e.to_string()),
+                    )
+                };
+                Ok((bundle, outputs_result))
+            })
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    FetchErrorKind::Other,
+                    format!("internal error: the install task failed: {e}"),
+                )
+            })??;
+        let outputs_written = matches!(outputs_result, Some(Ok(())));
+        report.outputs_error = match outputs_result {
+            Some(Err(message)) => Some(message),
+            _ => None,
+        };
+        if already_installed && !outputs_written {
             // Installed but not recorded (a crash between the link switch and the state
             // write): record it without writing anything.
             report.thumbprint = Some(bundle.leaf.thumbprint.clone());
@@ -500,6 +597,17 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// The stable paths of a certificate's output files.
+fn output_paths(settings: &Settings, certificate: &ObservedCertificate) -> Vec<String> {
+    if settings.akvsync.outputs.is_empty() {
+        return Vec::new();
+    }
+    outputs::paths(&outputs::plan(settings, certificate))
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// Removes the temporaries an interrupted run left in the directory stores.

@@ -46,6 +46,11 @@ pub struct CertificateInfo {
 }
 
 impl CertificateInfo {
+    /// Issued by itself (subject = issuer): a root, which chain outputs leave out.
+    pub fn is_self_signed(&self) -> bool {
+        self.subject_der == self.issuer_der
+    }
+
     pub fn parse(der: &[u8]) -> Result<Self, DecodeError> {
         let cert =
             Certificate::from_der(der).map_err(|e| DecodeError::Certificate(e.to_string()))?;

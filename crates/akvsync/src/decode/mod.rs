@@ -75,7 +75,8 @@ impl Bundle {
     }
 }
 
-fn push_pem(out: &mut Zeroizing<Vec<u8>>, label: &str, der: &[u8]) {
+/// Appends one PEM block (64-column base64).
+pub fn push_pem(out: &mut Zeroizing<Vec<u8>>, label: &str, der: &[u8]) {
     let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
     out.extend_from_slice(format!("-----BEGIN {label}-----\n").as_bytes());
     for line in encoded.as_bytes().chunks(64) {

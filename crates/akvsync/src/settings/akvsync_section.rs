@@ -1,5 +1,6 @@
 //! The top-level `akvsync` object: settings that only akvsync has (version retention,
-//! the initial-sync attempt limit, hooks, expiry warnings, metrics, testing overrides). Kept in one object so that no
+//! the initial-sync attempt limit, hooks, expiry warnings, metrics, outputs (read by
+//! `outputs`), testing overrides). Kept in one object so that no
 //! future Microsoft field can collide with ours.
 
 use super::diag::{Diagnostics, JsonPath};
@@ -45,6 +46,9 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
     }
     if let Some((value, path)) = reader.take("metrics", diags) {
         settings.metrics = metrics(value, &path, diags);
+    }
+    if let Some((value, path)) = reader.take("outputs", diags) {
+        settings.outputs = super::outputs::parse(value, &path, diags);
     }
     if let Some((value, path)) = reader.take("testing", diags) {
         settings.testing = testing(value, &path, diags);

@@ -10,6 +10,7 @@ mod diag;
 mod fields;
 mod json;
 mod model;
+pub mod outputs;
 pub mod render;
 mod schema;
 mod targets;

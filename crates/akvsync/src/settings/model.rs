@@ -245,7 +245,97 @@ pub struct AkvsyncSettings {
     pub expiry_warning_days: u32,
     /// Prometheus metrics (`akvsync.metrics`); off unless given.
     pub metrics: MetricsSettings,
+    /// Files in the forms applications read (`akvsync.outputs`), besides the store.
+    pub outputs: Vec<OutputSet>,
     pub testing: TestingOverrides,
+}
+
+/// One `akvsync.outputs[]` entry: files written for each certificate it applies to, as one
+/// set that switches to a new version atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSet {
+    /// `<vault>/<secret>` names (lowercase) it applies to; empty: every certificate.
+    pub certificates: Vec<String>,
+    /// Absolute directory; `None`: the certificate's store directory (Linux).
+    pub directory: Option<String>,
+    /// File name templates by kind (`{vault}`, `{secret}`), in the order of [`OutputKind::ALL`].
+    pub files: Vec<(OutputKind, String)>,
+    pub pfx_password: Option<PfxPassword>,
+    /// Account and group names (or numeric ids) owning the files (Linux).
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Permission bits of the files.
+    pub mode: u32,
+    /// Accounts given read access (Windows).
+    pub accounts: Vec<String>,
+}
+
+impl OutputSet {
+    /// Whether it applies to the certificate named `<vault>/<secret>` (lowercase).
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.certificates.is_empty() || self.certificates.iter().any(|c| c == name)
+    }
+
+    /// Whether any of its files holds the private key.
+    pub fn holds_key(&self) -> bool {
+        self.files.iter().any(|(kind, _)| kind.holds_key())
+    }
+}
+
+/// What one output file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputKind {
+    /// The leaf certificate (PEM).
+    Cert,
+    /// The intermediates, never the root (PEM).
+    Chain,
+    /// Leaf and intermediates (PEM).
+    Fullchain,
+    /// The private key, PKCS#8 PEM, unencrypted.
+    Key,
+    /// Leaf, intermediates and key (PEM); no root.
+    Pem,
+    /// PKCS#12 with leaf, intermediates and key.
+    Pfx,
+}
+
+impl OutputKind {
+    pub const ALL: [OutputKind; 6] = [
+        OutputKind::Cert,
+        OutputKind::Chain,
+        OutputKind::Fullchain,
+        OutputKind::Key,
+        OutputKind::Pem,
+        OutputKind::Pfx,
+    ];
+
+    /// The name used in the settings' `files` object.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Cert => "cert",
+            OutputKind::Chain => "chain",
+            OutputKind::Fullchain => "fullchain",
+            OutputKind::Key => "key",
+            OutputKind::Pem => "pem",
+            OutputKind::Pfx => "pfx",
+        }
+    }
+
+    pub fn holds_key(self) -> bool {
+        matches!(self, OutputKind::Key | OutputKind::Pem | OutputKind::Pfx)
+    }
+}
+
+/// Where a PFX output's password comes from; never logged, never in status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PfxPassword {
+    /// The first line of this file (which no other account may read).
+    File(String),
+    /// A Key Vault secret, fetched with the certificates' identity.
+    Secret(SecretUrl),
 }
 
 /// Default of `expiryWarningDays`.
@@ -292,6 +382,7 @@ impl Default for AkvsyncSettings {
             hooks: Vec::new(),
             expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
             metrics: MetricsSettings::default(),
+            outputs: Vec::new(),
             testing: TestingOverrides::default(),
         }
     }

@@ -108,6 +108,7 @@ fn read_public(
     if let Some((value, path)) = secrets {
         nested_auth = read_secrets_management(value, &path, &mut settings, diags);
     }
+    super::outputs::check(&settings, &root, diags);
     for (index, hook) in settings.akvsync.hooks.iter().enumerate() {
         for name in &hook.certificates {
             let observed = settings.certificates.iter().any(|c| {

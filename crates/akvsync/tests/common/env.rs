@@ -26,6 +26,9 @@ pub struct EnvConfig {
     pub akvsync: Option<serde_json::Value>,
     /// Merged into `secretsManagementSettings`.
     pub secrets_management: Option<serde_json::Value>,
+    /// Seed the vault first (`seed-rsa-pfx`, `seed-ec-pfx`, `seed-rsa-pem`); seeded names
+    /// in `certificates` are observed as they are.
+    pub seed: bool,
 }
 
 /// A running emulator, a scratch directory and a settings file.
@@ -48,8 +51,19 @@ fn merge(target: &mut serde_json::Value, extra: &Option<serde_json::Value>) {
 impl Env {
     pub fn start(config: EnvConfig) -> Env {
         let emu = BlockingEmulator::start(Config::default()).unwrap();
+        let seeded: Vec<String> = if config.seed {
+            emu.seed(VAULT)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for name in config.certificates {
-            emu.rotate_certificate(VAULT, name).unwrap();
+            if !seeded.iter().any(|s| s == name) {
+                emu.rotate_certificate(VAULT, name).unwrap();
+            }
         }
         let scratch = Scratch::new("env");
         let env = Env {

@@ -1,0 +1,500 @@
+//! Output sets (`akvsync.outputs`, issue 14): the files applications read, written beside
+//! the store as sets that switch to a new version atomically, the way Kubernetes' atomic
+//! writer flips its `..data` link. For certificate `<vault>.<secret>` in a directory:
+//!
+//! ```text
+//! .akvsync-data.<vault>.<secret>.<version>/   the files of one version (modes, owners)
+//! .akvsync-current.<vault>.<secret>           → .akvsync-data.<vault>.<secret>.<version>
+//! <file>                                      → .akvsync-current.<vault>.<secret>/<file>
+//! ```
+//!
+//! A new version's directory is written completely and made durable, then the one
+//! `current` link is renamed over the old one: every stable path is a complete file of one
+//! version at every instant, and a crash leaves the old set or the new set. Stable links
+//! never change once made; only names akvsync made are removed (old version directories
+//! past the retention, links of files no longer configured). Every write goes through
+//! [`crate::safefs`]. Linux only; Windows outputs are refused by validation.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::decode::Bundle;
+use crate::safefs::{self, Dir, Entry, FileSpec};
+#[cfg(unix)]
+use crate::settings::AclEntry;
+use crate::settings::outputs::{filter_name, render_template};
+use crate::settings::{ObservedCertificate, OutputKind, OutputSet, PfxPassword, Settings, Target};
+#[cfg(unix)]
+use crate::store::linux::acl;
+
+/// Where the ids of accounts that traverse an output directory are collected.
+#[cfg(not(unix))]
+mod acl {
+    #[derive(Debug, Default)]
+    pub struct Grants {
+        pub users: Vec<u32>,
+        pub groups: Vec<u32>,
+    }
+    impl Grants {
+        pub fn is_empty(&self) -> bool {
+            self.users.is_empty() && self.groups.is_empty()
+        }
+    }
+}
+
+const DATA_PREFIX: &str = ".akvsync-data.";
+const CURRENT_PREFIX: &str = ".akvsync-current.";
+/// A password file is read up to this many bytes; a password is one short line.
+const MAX_PASSWORD_BYTES: u64 = 4096;
+/// PKCS#12 KDF and MAC iterations of the PFX outputs (OpenSSL 3's default).
+const PFX_ITERATIONS: u32 = 2048;
+
+/// One file of a certificate's outputs in a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub name: String,
+    pub kind: OutputKind,
+    /// Index of the output set it comes from (for messages and passwords).
+    pub set: usize,
+}
+
+/// A certificate's outputs in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirPlan {
+    pub directory: PathBuf,
+    pub files: Vec<PlannedFile>,
+}
+
+/// The certificate's name in output file names: `<vault>.<secret>`.
+fn stem(certificate: &ObservedCertificate) -> String {
+    format!(
+        "{}.{}",
+        certificate.secret.vault_name, certificate.secret.secret_name
+    )
+}
+
+fn current_name(certificate: &ObservedCertificate) -> String {
+    format!("{CURRENT_PREFIX}{}", stem(certificate))
+}
+
+fn data_name(certificate: &ObservedCertificate, version: &str) -> String {
+    format!("{DATA_PREFIX}{}.{version}", stem(certificate))
+}
+
+/// The certificate's outputs, grouped by directory (settings order).
+pub fn plan(settings: &Settings, certificate: &ObservedCertificate) -> Vec<DirPlan> {
+    let name = filter_name(certificate);
+    let mut by_dir: BTreeMap<PathBuf, Vec<PlannedFile>> = BTreeMap::new();
+    for (index, set) in settings.akvsync.outputs.iter().enumerate() {
+        if !set.applies_to(&name) {
+            continue;
+        }
+        let directory = match (&set.directory, &certificate.target) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Target::LinuxDirectory(t)) => PathBuf::from(&t.directory),
+            (None, Target::WindowsStore(_)) => continue, // refused by validation
+        };
+        let files = by_dir.entry(directory).or_default();
+        for (kind, template) in &set.files {
+            files.push(PlannedFile {
+                name: render_template(
+                    template,
+                    &certificate.secret.vault_name,
+                    &certificate.secret.secret_name,
+                ),
+                kind: *kind,
+                set: index,
+            });
+        }
+    }
+    by_dir
+        .into_iter()
+        .map(|(directory, files)| DirPlan { directory, files })
+        .collect()
+}
+
+/// Where the stable paths of a plan are (for `status`).
+pub fn paths(plans: &[DirPlan]) -> Vec<PathBuf> {
+    plans
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| p.directory.join(&f.name)))
+        .collect()
+}
+
+/// The version every output of the certificate shows, if they all show the same one:
+/// each directory's `current` link names that version's data directory, and each stable
+/// path is our link into it. `None` when anything is missing or differs (the next sync
+/// then writes the outputs).
+pub fn current_version(plans: &[DirPlan], certificate: &ObservedCertificate) -> Option<String> {
+    let mut version: Option<String> = None;
+    let current = current_name(certificate);
+    let prefix = format!("{DATA_PREFIX}{}.", stem(certificate));
+    for plan in plans {
+        let target = std::fs::read_link(plan.directory.join(&current)).ok()?;
+        let this = target.to_str()?.strip_prefix(&prefix)?.to_owned();
+        if version.as_ref().is_some_and(|v| *v != this) {
+            return None;
+        }
+        for file in &plan.files {
+            let link = std::fs::read_link(plan.directory.join(&file.name)).ok()?;
+            if link != Path::new(&current).join(&file.name) {
+                return None;
+            }
+            // The file itself must exist in that version's directory.
+            std::fs::symlink_metadata(plan.directory.join(&target).join(&file.name)).ok()?;
+        }
+        version = Some(this);
+    }
+    version
+}
+
+/// Passwords of the PFX outputs by set index, fetched before writing; never logged.
+pub type Passwords = BTreeMap<usize, Zeroizing<String>>;
+
+/// Why a certificate's outputs were not written; what was there stays.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("outputs[{set}]: {message}")]
+    Set { set: usize, message: String },
+    #[error("{}: {message}", path.display())]
+    Path { path: PathBuf, message: String },
+}
+
+fn set_error(set: usize, message: impl Into<String>) -> OutputError {
+    OutputError::Set {
+        set,
+        message: message.into(),
+    }
+}
+
+fn path_error(path: &Path, error: impl std::fmt::Display) -> OutputError {
+    OutputError::Path {
+        path: path.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// The password of a set whose PFX has one: from its file (first line; the file must be
+/// owned by root or us and readable by no other account), or fetched beforehand.
+pub fn read_password_file(path: &str) -> Result<Zeroizing<String>, String> {
+    let file = safefs::open_read_nofollow(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+        let euid = nix::unistd::Uid::effective().as_raw();
+        if !meta.is_file() {
+            return Err(format!("{path} is not a regular file"));
+        }
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(format!(
+                "{path} is owned by uid {}, not by root or the account akvsync runs as",
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{path} has mode {:04o}: other accounts may read or change the PFX password \
+                 (chmod 0600 it)",
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_PASSWORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{path}: {e}"))?;
+    if bytes.len() as u64 > MAX_PASSWORD_BYTES {
+        return Err(format!("{path} is larger than {MAX_PASSWORD_BYTES} bytes"));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| format!("{path} is not UTF-8 text"))?;
+    let line = text.split('\n').next().unwrap_or_default();
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return Err(format!("{path}: the first line (the password) is empty"));
+    }
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
+/// Content of one output kind.
+pub fn render(
+    kind: OutputKind,
+    bundle: &Bundle,
+    password: Option<&str>,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let intermediates: Vec<&[u8]> = bundle
+        .chain
+        .iter()
+        .filter(|c| !c.is_self_signed())
+        .map(|c| c.der.as_slice())
+        .collect();
+    let mut out = Zeroizing::new(Vec::new());
+    let certs = |out: &mut Zeroizing<Vec<u8>>, leaf: bool, chain: bool| {
+        if leaf {
+            crate::decode::push_pem(out, "CERTIFICATE", &bundle.leaf.der);
+        }
+        if chain {
+            for der in &intermediates {
+                crate::decode::push_pem(out, "CERTIFICATE", der);
+            }
+        }
+    };
+    match kind {
+        OutputKind::Cert => certs(&mut out, true, false),
+        OutputKind::Chain => certs(&mut out, false, true),
+        OutputKind::Fullchain => certs(&mut out, true, true),
+        OutputKind::Key => crate::decode::push_pem(&mut out, "PRIVATE KEY", bundle.key.pkcs8_der()),
+        OutputKind::Pem => {
+            certs(&mut out, true, true);
+            crate::decode::push_pem(&mut out, "PRIVATE KEY", bundle.key.pkcs8_der());
+        }
+        OutputKind::Pfx => {
+            let chain: Vec<&[u8]> = std::iter::once(bundle.leaf.der.as_slice())
+                .chain(intermediates.iter().copied())
+                .collect();
+            let options = match password {
+                // OpenSSL 3's default form: PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC),
+                // HMAC-SHA256 MAC; OpenSSL 3, .NET and Windows 10+ open it.
+                Some(password) => akvsync_pkcs12::EncodeOptions {
+                    iterations: PFX_ITERATIONS,
+                    ..akvsync_pkcs12::EncodeOptions::openssl_modern()
+                }
+                .with_password(password),
+                // Empty password: 3DES and a SHA-1 MAC, with the password encoded as
+                // OpenSSL does (00 00): what every reader opens, Java and older Windows
+                // included.
+                None => akvsync_pkcs12::EncodeOptions {
+                    scheme: akvsync_pkcs12::Scheme::Legacy3Des,
+                    iterations: PFX_ITERATIONS,
+                    ..akvsync_pkcs12::EncodeOptions::openssl_modern()
+                },
+            };
+            let der = akvsync_pkcs12::encode(&chain, bundle.key.pkcs8_der(), &options)
+                .map_err(|e| format!("cannot encode the PFX: {e}"))?;
+            out.extend_from_slice(&der);
+        }
+    }
+    // A chain of a certificate without intermediates is an empty file, which every PEM
+    // reader takes as "no certificates".
+    Ok(out)
+}
+
+/// Resolved owner and group of a set (names or numeric ids, through NSS).
+#[cfg(unix)]
+fn file_spec(set_index: usize, set: &OutputSet) -> Result<FileSpec, OutputError> {
+    let entry = AclEntry {
+        user: set.owner.clone(),
+        group: set.group.clone(),
+    };
+    let grants = acl::resolve(std::slice::from_ref(&entry))
+        .map_err(|e| set_error(set_index, e.to_string()))?;
+    Ok(FileSpec {
+        mode: set.mode,
+        owner: grants.users.first().copied(),
+        group: grants.groups.first().copied(),
+    })
+}
+
+/// Writes the certificate's outputs for `version` in every directory of `plans` and makes
+/// them current, then removes data directories of versions not in `keep`.
+pub fn write(
+    settings: &Settings,
+    certificate: &ObservedCertificate,
+    plans: &[DirPlan],
+    version: &str,
+    bundle: &Bundle,
+    passwords: &Passwords,
+    keep: &[&str],
+) -> Result<(), OutputError> {
+    let sets = &settings.akvsync.outputs;
+    // Everything that can be refused is refused before anything is written.
+    let mut specs = BTreeMap::new();
+    let mut all_passwords = BTreeMap::new();
+    for plan in plans {
+        for file in &plan.files {
+            if !specs.contains_key(&file.set) {
+                specs.insert(file.set, file_spec(file.set, &sets[file.set])?);
+            }
+            if file.kind == OutputKind::Pfx && !all_passwords.contains_key(&file.set) {
+                let password = match &sets[file.set].pfx_password {
+                    None => None,
+                    Some(PfxPassword::File(path)) => Some(
+                        read_password_file(path)
+                            .map_err(|m| set_error(file.set, format!("pfxPassword: {m}")))?,
+                    ),
+                    Some(PfxPassword::Secret(_)) => {
+                        Some(passwords.get(&file.set).cloned().ok_or_else(|| {
+                            set_error(file.set, "pfxPassword: the secret was not fetched")
+                        })?)
+                    }
+                };
+                all_passwords.insert(file.set, password);
+            }
+        }
+    }
+    for plan in plans {
+        write_dir(
+            certificate,
+            plan,
+            version,
+            bundle,
+            &specs,
+            &all_passwords,
+            keep,
+        )?;
+    }
+    Ok(())
+}
+
+fn write_dir(
+    certificate: &ObservedCertificate,
+    plan: &DirPlan,
+    version: &str,
+    bundle: &Bundle,
+    specs: &BTreeMap<usize, FileSpec>,
+    passwords: &BTreeMap<usize, Option<Zeroizing<String>>>,
+    keep: &[&str],
+) -> Result<(), OutputError> {
+    let dir_path = &plan.directory;
+    let dir = Dir::create(dir_path, 0o755).map_err(|e| path_error(dir_path, e))?;
+    let current = current_name(certificate);
+    let data = data_name(certificate, version);
+    let link_target = |name: &str| Path::new(&current).join(name);
+    // Stable names must be free or already our links.
+    for file in &plan.files {
+        match dir
+            .entry(&file.name)
+            .map_err(|e| path_error(&dir_path.join(&file.name), e))?
+        {
+            Entry::Nothing | Entry::Symlink(_) => {}
+            _ => {
+                return Err(path_error(
+                    &dir_path.join(&file.name),
+                    "exists and is not a link akvsync made; akvsync never replaces it (move it \
+                     away to let akvsync manage this name)",
+                ));
+            }
+        }
+    }
+    // Accounts that read the files need to traverse a private directory.
+    let mut traverse = acl::Grants::default();
+    for file in &plan.files {
+        let spec = specs[&file.set];
+        if let Some(uid) = spec.owner.filter(|u| *u != 0) {
+            traverse.users.push(uid);
+        }
+        if let Some(gid) = spec.group.filter(|g| *g != 0) {
+            traverse.groups.push(gid);
+        }
+    }
+    traverse.users.sort_unstable();
+    traverse.users.dedup();
+    traverse.groups.sort_unstable();
+    traverse.groups.dedup();
+
+    // 1. The version's directory, from scratch (a crash may have left part of one).
+    if dir.read_link(&current).ok().as_deref() != Some(Path::new(&data)) {
+        dir.remove_tree(&data)
+            .map_err(|e| path_error(&dir_path.join(&data), e))?;
+    }
+    let data_dir = dir
+        .subdir(&data, Some(0o755))
+        .map_err(|e| path_error(&dir_path.join(&data), e))?;
+    for file in &plan.files {
+        let password = passwords
+            .get(&file.set)
+            .and_then(|p| p.as_ref().map(|p| p.as_str()));
+        let content = render(file.kind, bundle, password).map_err(|m| set_error(file.set, m))?;
+        let path = data_dir.path().join(&file.name);
+        let mut temp = data_dir
+            .temp_file(specs[&file.set])
+            .map_err(|e| path_error(&path, e))?;
+        temp.file()
+            .write_all(&content)
+            .map_err(|e| path_error(&path, e))?;
+        temp.commit(&file.name).map_err(|e| path_error(&path, e))?;
+    }
+    data_dir
+        .sync()
+        .map_err(|e| path_error(data_dir.path(), e))?;
+    if !traverse.is_empty() {
+        grant_traverse(dir_path, &traverse)?;
+    }
+    // 2. One rename switches the whole set.
+    dir.replace_symlink(&current, Path::new(&data))
+        .map_err(|e| path_error(&dir_path.join(&current), e))?;
+    // 3. Stable links (made once; they point through `current`).
+    for file in &plan.files {
+        let target = link_target(&file.name);
+        if dir.read_link(&file.name).ok().as_deref() != Some(target.as_path()) {
+            dir.replace_symlink(&file.name, &target)
+                .map_err(|e| path_error(&dir_path.join(&file.name), e))?;
+        }
+    }
+    dir.sync().map_err(|e| path_error(dir_path, e))?;
+    // 4. Old versions and links of files no longer configured.
+    prune_dir(&dir, certificate, plan, version, keep)
+}
+
+#[cfg(not(unix))]
+fn file_spec(_set_index: usize, set: &OutputSet) -> Result<FileSpec, OutputError> {
+    Ok(FileSpec {
+        mode: set.mode,
+        owner: None,
+        group: None,
+    })
+}
+
+#[cfg(unix)]
+fn grant_traverse(dir: &Path, grants: &acl::Grants) -> Result<(), OutputError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir).map_err(|e| path_error(dir, e))?;
+    if meta.permissions().mode() & 0o001 != 0 {
+        return Ok(()); // everyone may traverse already
+    }
+    let handle = std::fs::File::open(dir).map_err(|e| path_error(dir, e))?;
+    acl::add_to(&handle, grants, acl::EXECUTE).map_err(|e| path_error(dir, e))
+}
+
+#[cfg(not(unix))]
+fn grant_traverse(_dir: &Path, _grants: &acl::Grants) -> Result<(), OutputError> {
+    Ok(())
+}
+
+fn prune_dir(
+    dir: &Dir,
+    certificate: &ObservedCertificate,
+    plan: &DirPlan,
+    version: &str,
+    keep: &[&str],
+) -> Result<(), OutputError> {
+    let prefix = format!("{DATA_PREFIX}{}.", stem(certificate));
+    let current = current_name(certificate);
+    let configured: HashSet<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
+    let mut removed = false;
+    for name in dir.list().map_err(|e| path_error(dir.path(), e))? {
+        if let Some(old) = name.strip_prefix(&prefix) {
+            if old != version && !keep.contains(&old) {
+                dir.remove_tree(&name)
+                    .map_err(|e| path_error(&dir.path().join(&name), e))?;
+                removed = true;
+            }
+        } else if !configured.contains(name.as_str())
+            && let Ok(Entry::Symlink(target)) = dir.entry(&name)
+            && target.starts_with(&current)
+            && target.components().count() == 2
+        {
+            // A stable link of a file no longer configured: ours, now pointless.
+            dir.remove_file(&name)
+                .map_err(|e| path_error(&dir.path().join(&name), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        dir.sync().map_err(|e| path_error(dir.path(), e))?;
+    }
+    Ok(())
+}
