@@ -1,11 +1,16 @@
 //! The Key Vault client (SPEC §3): the only code that sends a bearer token, and only to
 //! a host that passed settings validation, over TLS 1.2+, with redirects refused.
 //!
-//! `GET https://<vault>/secrets/<name>[/<version>]?api-version=7.4`; the token's resource
-//! comes from the vault's 401 challenge, accepted only when the vault host lies under the
-//! resource's host (the official SDKs' rule); `Retry-After` on 429/503 pushes back every
-//! request to that vault; transient errors are retried with backoff within one call;
-//! bodies are capped at 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to vault traffic only.
+//! `GET https://<vault>/secrets/<name>[/<version>]?api-version=7.4` with a token for the
+//! Key Vault resource of the vault's cloud (`https://vault.azure.net` for
+//! `<name>.vault.azure.net`, …); a 401's challenge is accepted only when it names exactly
+//! that resource (no user information, no port but 443, no path, query or fragment: stricter
+//! than the official SDKs' rule of same scheme and port with the vault host under the
+//! resource host), so that no challenge gets a token meant for another audience
+//! ([`accept_challenge_resource`]), and the token is then renewed once; `Retry-After` on
+//! 429/503 pushes back every request to that vault; transient errors are retried with
+//! backoff within one call; bodies are capped at 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to
+//! vault traffic only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::ToSocketAddrs;
@@ -508,8 +513,7 @@ fn version_from_id(id: &str, secret: &SecretUrl, host: &str) -> Result<String, S
     Ok(version)
 }
 
-/// The resource of a `Bearer` challenge (`resource="…"` or `scope="…/.default"`),
-/// accepted only if the vault host is the resource host or lies under it.
+/// The resource of the 401's `Bearer` challenge, refused unless acceptable for `host`.
 fn challenge_resource(response: &reqwest::Response, host: &str) -> Result<String, VaultError> {
     let refuse = |reason: String| VaultError::Challenge {
         host: host.to_owned(),
@@ -520,25 +524,92 @@ fn challenge_resource(response: &reqwest::Response, host: &str) -> Result<String
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| refuse("401 without WWW-Authenticate".to_owned()))?;
-    let params = header
-        .trim()
-        .strip_prefix("Bearer")
-        .ok_or_else(|| refuse(format!("not a Bearer challenge: {header:?}")))?;
+    parse_challenge(header, host).map_err(refuse)
+}
+
+/// The token resource a `WWW-Authenticate: Bearer …` challenge of `vault_host` asks for
+/// (`resource="…"`, or `scope="…"` without its `/.default` suffix), if
+/// [`accept_challenge_resource`] accepts it; the error says why not. Untrusted input.
+pub fn parse_challenge(header: &str, vault_host: &str) -> Result<String, String> {
+    let header = header.trim();
+    let (scheme, params) = header
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("Bearer") {
+        return Err(format!("not a Bearer challenge: {}", shown(header)));
+    }
     let resource = bearer_param(params, "resource")
         .or_else(|| {
-            bearer_param(params, "scope").map(|s| s.trim_end_matches("/.default").to_owned())
+            bearer_param(params, "scope").map(|scope| match scope.strip_suffix("/.default") {
+                Some(resource) => resource.to_owned(),
+                None => scope,
+            })
         })
-        .ok_or_else(|| refuse("no resource or scope".to_owned()))?;
-    let url =
-        url::Url::parse(&resource).map_err(|e| refuse(format!("resource {resource:?}: {e}")))?;
-    let resource_host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    let under = host == resource_host || host.ends_with(&format!(".{resource_host}"));
-    if url.scheme() != "https" || resource_host.is_empty() || !under {
-        return Err(refuse(format!(
-            "resource {resource:?} does not cover {host}"
-        )));
+        .ok_or_else(|| "no resource or scope".to_owned())?;
+    accept_challenge_resource(&resource, vault_host)
+}
+
+/// Whether a challenge's `resource` may be the audience of the token sent to `vault_host`
+/// (issue 16): only `https://` + the Key Vault resource host of the cloud `vault_host`
+/// belongs to (the host's parent domain on a label boundary, never a bare suffix such as
+/// `net`), with no user information, no port but 443, a path of at most `/`, no query and
+/// no fragment. Returns the resource in its canonical form, `https://vault.azure.net`.
+pub fn accept_challenge_resource(resource: &str, vault_host: &str) -> Result<String, String> {
+    let refuse = |why: &str| Err(format!("resource {} {why}", shown(resource)));
+    if resource
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return refuse("contains spaces, control characters or backslashes");
     }
-    Ok(resource.trim_end_matches('/').to_owned())
+    let Some((scheme, rest)) = resource.split_once("://") else {
+        return refuse("is not an absolute URL");
+    };
+    if !scheme.eq_ignore_ascii_case("https") {
+        return refuse("is not an https URL");
+    }
+    if rest.contains('?') {
+        return refuse("has a query");
+    }
+    if rest.contains('#') {
+        return refuse("has a fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return refuse("has user information");
+    }
+    if !(path.is_empty() || path == "/") {
+        return refuse("has a path");
+    }
+    let host = match authority.rsplit_once(':') {
+        None => authority,
+        Some((host, "443")) if !host.contains(':') => host,
+        Some(_) => return refuse("names a port other than 443"),
+    };
+    let vault_host = vault_host.to_ascii_lowercase();
+    let cloud = crate::settings::Cloud::ALL.into_iter().find(|cloud| {
+        vault_host
+            .strip_suffix(cloud.suffix())
+            .is_some_and(|label| label.len() > 1 && label.ends_with('.'))
+    });
+    match cloud {
+        Some(cloud) if host.eq_ignore_ascii_case(cloud.suffix()) => Ok(cloud.resource()),
+        Some(cloud) => refuse(&format!(
+            "does not cover {vault_host} (only {} does)",
+            cloud.resource()
+        )),
+        None => refuse(&format!("does not cover {vault_host}")),
+    }
+}
+
+/// Untrusted text for a message: debug-quoted, at most 100 characters of it.
+fn shown(text: &str) -> String {
+    const MAX_CHARS: usize = 100;
+    let mut cut: String = text.chars().take(MAX_CHARS).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
 }
 
 /// `name="value"` from a comma-separated challenge parameter list.
@@ -584,6 +655,142 @@ mod tests {
         assert!(
             version_from_id("https://myvault.vault.azure.net/secrets/web", &secret, host).is_err()
         );
+    }
+
+    const PUBLIC: &str = "myvault.vault.azure.net";
+
+    /// Issue 16, finding 7: the resource decision, attack strings and legitimate forms.
+    #[test]
+    fn challenge_resources() {
+        let ok = |resource| Ok::<_, String>(String::from(resource));
+        for (resource, host, expected) in [
+            // What Key Vault sends, in every cloud.
+            ("https://vault.azure.net", PUBLIC, ok("https://vault.azure.net")),
+            ("https://vault.azure.net/", PUBLIC, ok("https://vault.azure.net")),
+            ("HTTPS://Vault.Azure.NET", PUBLIC, ok("https://vault.azure.net")),
+            ("https://vault.azure.net:443/", PUBLIC, ok("https://vault.azure.net")),
+            ("https://vault.azure.net", "MyVault.Vault.Azure.Net", ok("https://vault.azure.net")),
+            ("https://vault.azure.cn", "myvault.vault.azure.cn", ok("https://vault.azure.cn")),
+            (
+                "https://vault.usgovcloudapi.net",
+                "myvault.vault.usgovcloudapi.net",
+                ok("https://vault.usgovcloudapi.net"),
+            ),
+            (
+                "https://vault.microsoftazure.de/",
+                "myvault.vault.microsoftazure.de",
+                ok("https://vault.microsoftazure.de"),
+            ),
+            // The review's three: a bare TLD, user information, a port with path and query.
+            (
+                "https://net",
+                PUBLIC,
+                Err("resource \"https://net\" does not cover myvault.vault.azure.net (only https://vault.azure.net does)".to_owned()),
+            ),
+            (
+                "https://evil.com@vault.azure.net",
+                PUBLIC,
+                Err("resource \"https://evil.com@vault.azure.net\" has user information".to_owned()),
+            ),
+            (
+                "https://vault.azure.net:8443/x?y=1",
+                PUBLIC,
+                Err("resource \"https://vault.azure.net:8443/x?y=1\" has a query".to_owned()),
+            ),
+            (
+                "https://vault.azure.net:8443",
+                PUBLIC,
+                Err("resource \"https://vault.azure.net:8443\" names a port other than 443".to_owned()),
+            ),
+            (
+                "https://vault.azure.net/x",
+                PUBLIC,
+                Err("resource \"https://vault.azure.net/x\" has a path".to_owned()),
+            ),
+        ] {
+            assert_eq!(accept_challenge_resource(resource, host), expected, "{resource}");
+        }
+        for (resource, host) in [
+            ("https://azure.net", PUBLIC),
+            ("https://ault.azure.net", PUBLIC),
+            ("https://vault.azure.net.evil.example.com", PUBLIC),
+            ("https://myvault.vault.azure.net", PUBLIC),
+            ("https://management.azure.com", PUBLIC),
+            ("https://vault.azure.cn", PUBLIC),
+            ("https://vault.azure.net", "myvault.vault.azure.cn"),
+            ("https://vault.azure.net", "vault.azure.net"),
+            ("https://vault.azure.net", "evil.example.com"),
+            ("https://vault.azure.net.", PUBLIC),
+            ("https://vault.azure.net:", PUBLIC),
+            ("https://vault.azure.net:80", PUBLIC),
+            ("https://[::1]:443", PUBLIC),
+            ("https://@vault.azure.net", PUBLIC),
+            ("https://vault.azure.net#f", PUBLIC),
+            ("https://vault.azure.net/.default", PUBLIC),
+            ("https://vault.azure.net\\@evil.com", PUBLIC),
+            ("https://vault.azure.net /", PUBLIC),
+            ("http://vault.azure.net", PUBLIC),
+            ("vault.azure.net", PUBLIC),
+            ("https://", PUBLIC),
+            ("", PUBLIC),
+        ] {
+            assert!(
+                accept_challenge_resource(resource, host).is_err(),
+                "{resource} for {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenge_headers() {
+        let auth = r#"authorization="https://login.windows.net/72f988bf""#;
+        for header in [
+            format!(r#"Bearer {auth}, resource="https://vault.azure.net""#),
+            format!(r#"Bearer {auth}, scope="https://vault.azure.net/.default""#),
+            r#"bearer resource="https://vault.azure.net/""#.to_owned(),
+            r#"  Bearer scope=https://vault.azure.net"#.to_owned(),
+        ] {
+            assert_eq!(
+                parse_challenge(&header, PUBLIC).as_deref(),
+                Ok("https://vault.azure.net"),
+                "{header}"
+            );
+        }
+        for (header, reason) in [
+            (r#"Bearer resource="https://net""#, "does not cover"),
+            (
+                r#"Bearer scope="https://evil.com@vault.azure.net/.default""#,
+                "has user information",
+            ),
+            (
+                r#"Bearer resource="https://vault.azure.net:8443/x?y=1""#,
+                "has a query",
+            ),
+            (
+                r#"Bearer scope="https://vault.azure.net/.default/.default""#,
+                "has a path",
+            ),
+            // The resource wins over the scope, as in the SDKs.
+            (
+                r#"Bearer scope="https://vault.azure.net/.default", resource="https://net""#,
+                "does not cover",
+            ),
+            (r#"Basic realm="x""#, "not a Bearer challenge"),
+            (
+                r#"Bearerresource="https://vault.azure.net""#,
+                "not a Bearer challenge",
+            ),
+            ("Bearer", "no resource or scope"),
+            (
+                r#"Bearer authorization="https://login.windows.net/x""#,
+                "no resource or scope",
+            ),
+        ] {
+            let error = parse_challenge(header, PUBLIC).unwrap_err();
+            assert!(error.contains(reason), "{header}: {error}");
+        }
+        let long = format!("Bearer resource=\"https://{}\"", "a".repeat(10_000));
+        assert!(parse_challenge(&long, PUBLIC).unwrap_err().len() < 200);
     }
 
     #[test]

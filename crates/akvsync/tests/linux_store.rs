@@ -1,6 +1,7 @@
 //! The Linux directory store on real files: layout, modes, atomic links, retention,
 //! refusal to clobber foreign files, cleanup of temporaries, and POSIX ACLs checked by
-//! reading as an unprivileged user (root only; CI runs as root).
+//! reading as an unprivileged user and with `getfacl` (a grant never widens the mask)
+//! (root only; CI runs as root with the `acl` package).
 #![cfg(target_os = "linux")]
 
 use std::fs;
@@ -266,6 +267,113 @@ fn acls_grant_read_to_listed_users_only() {
     )
     .unwrap();
     assert!(!can_read_as("akvsync-acl-reader", &other.path));
+}
+
+/// Whether `setfacl` and `getfacl` (Debian package `acl`) are installed.
+fn have_acl_tools() -> bool {
+    ["setfacl", "getfacl"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
+}
+
+fn setfacl(args: &[&str], path: &Path) {
+    let status = Command::new("setfacl")
+        .args(args)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "setfacl {args:?} {}", path.display());
+}
+
+/// The effective permissions (`rwx` form) of the ACL entry `tag` (`mask::`, `group::`,
+/// `user:name:`), as `getfacl` prints them, or `None` when there is no such entry.
+fn getfacl_entry(path: &Path, tag: &str) -> Option<String> {
+    let out = Command::new("getfacl")
+        .args(["--omit-header", "--absolute-names"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "getfacl {}", path.display());
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(tag)?;
+        let (perms, effective) = match rest.split_once('#') {
+            Some((perms, comment)) => (perms.trim(), comment.strip_prefix("effective:")),
+            None => (rest.trim(), None),
+        };
+        Some(effective.unwrap_or(perms).trim().to_owned())
+    })
+}
+
+/// Issue 16, finding 5: a mask an administrator narrowed on the store directory stays
+/// narrow when akvsync adds its traverse entry, so the owning group gains nothing; on a
+/// directory without an ACL the mask is its group bits plus traverse.
+#[test]
+fn an_acl_grant_never_widens_the_mask() {
+    if !is_root() {
+        eprintln!("SKIPPED an_acl_grant_never_widens_the_mask: needs root (CI runs it as root)");
+        return;
+    }
+    if !have_acl_tools() {
+        eprintln!(
+            "SKIPPED an_acl_grant_never_widens_the_mask: needs setfacl and getfacl (package acl)"
+        );
+        return;
+    }
+    ensure_user("akvsync-acl-reader");
+    let tmp = TempDir::new("acl-mask");
+    fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let reader = vec![AclEntry {
+        user: Some("akvsync-acl-reader".into()),
+        group: None,
+    }];
+
+    // The owning group has rwx in its entry, but the administrator's mask allows --x.
+    let narrowed = tmp.0.join("narrowed");
+    fs::create_dir(&narrowed).unwrap();
+    fs::set_permissions(&narrowed, fs::Permissions::from_mode(0o770)).unwrap();
+    setfacl(&["-m", "m::--x"], &narrowed);
+    assert_eq!(getfacl_entry(&narrowed, "mask::").as_deref(), Some("--x"));
+    assert_eq!(getfacl_entry(&narrowed, "group::").as_deref(), Some("--x"));
+
+    let t = target(&narrowed, None, reader.clone());
+    let installed = linux::install(&t, &version(V1, b"SECRET PEM")).unwrap();
+    assert_eq!(getfacl_entry(&narrowed, "mask::").as_deref(), Some("--x"));
+    assert_eq!(
+        getfacl_entry(&narrowed, "group::").as_deref(),
+        Some("--x"),
+        "the owning group gained nothing"
+    );
+    assert_eq!(
+        getfacl_entry(&narrowed, "user:akvsync-acl-reader:").as_deref(),
+        Some("--x")
+    );
+    let mode = fs::metadata(&narrowed).unwrap().mode();
+    assert_eq!(mode & 0o070, 0o010, "group class bits of {mode:o}");
+    assert_eq!(
+        getfacl_entry(&installed.path, "mask::").as_deref(),
+        Some("r--")
+    );
+    assert!(
+        can_read_as("akvsync-acl-reader", &narrowed.join("myvault.web")),
+        "traverse is enough for the listed user"
+    );
+    // A second install is idempotent.
+    linux::install(&t, &version(V2, b"SECRET PEM 2")).unwrap();
+    assert_eq!(getfacl_entry(&narrowed, "mask::").as_deref(), Some("--x"));
+
+    // No ACL yet (mode 0750): the mask is the group's r-x plus --x, never w.
+    let plain = tmp.0.join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o750)).unwrap();
+    assert_eq!(getfacl_entry(&plain, "mask::"), None);
+    linux::install(&target(&plain, None, reader), &version(V1, b"SECRET PEM")).unwrap();
+    assert_eq!(getfacl_entry(&plain, "mask::").as_deref(), Some("r-x"));
+    assert_eq!(getfacl_entry(&plain, "group::").as_deref(), Some("r-x"));
+    assert_eq!(fs::metadata(&plain).unwrap().mode() & 0o777, 0o750);
 }
 
 #[test]

@@ -329,18 +329,10 @@ fn testing(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> TestingOve
     if let Some((value, path)) = reader.take("connectTo", diags)
         && let Some(mut hosts) = ObjectReader::new(value, &path, diags)
     {
-        if let Json::Object(members) = value {
-            let mut seen = std::collections::BTreeSet::new();
-            for (host, _) in members {
-                if !seen.insert(host.to_ascii_lowercase()) {
-                    continue;
-                }
-                let Some((target, host_path)) = hosts.take(host, diags) else {
-                    continue;
-                };
-                connect_to_entry(host, target, &host_path, &mut overrides, diags);
-            }
-        }
+        // One pass over the hosts (a lookup per host would be quadratic).
+        hosts.take_each(diags, |host, target, host_path, diags| {
+            connect_to_entry(host, target, &host_path, &mut overrides, diags);
+        });
         hosts.finish(diags);
     }
     if let Some((value, path)) = reader.take("minPollingIntervalInS", diags)

@@ -3,6 +3,9 @@
 //! `null` meaning absent, booleans also as `"true"`/`"false"` strings, numbers also as
 //! strings of digits, and every member not taken reported as an unknown field.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use super::diag::{Diagnostics, JsonPath};
 use super::json::Json;
 
@@ -38,16 +41,65 @@ impl<'a> ObjectReader<'a> {
     /// Takes the member `name` (matched case-insensitively; the last of duplicates wins,
     /// as in the Microsoft extensions' JSON parser). `null` counts as absent.
     pub fn take(&mut self, name: &str, diags: &mut Diagnostics) -> Option<(&'a Json, JsonPath)> {
-        let mut found: Option<(usize, &'a String, &'a Json)> = None;
+        let mut last = None;
         let mut count = 0;
-        for (index, (key, value)) in self.members.iter().enumerate() {
+        for (index, (key, _)) in self.members.iter().enumerate() {
             if key.eq_ignore_ascii_case(name) {
                 self.taken[index] = true;
                 count += 1;
-                found = Some((index, key, value));
+                last = Some(index);
             }
         }
-        let (_, key, value) = found?;
+        self.found(name, last?, count, diags)
+    }
+
+    /// Takes every member, for objects whose keys are data (`testing.connectTo`): calls
+    /// `each` once per group of case-insensitively equal keys, in the order of their first
+    /// appearance, with the first spelling as the name. Exactly what calling
+    /// [`take`](Self::take) with each distinct key would report and return, in one pass
+    /// over the members rather than one per key.
+    pub fn take_each(
+        &mut self,
+        diags: &mut Diagnostics,
+        mut each: impl FnMut(&'a str, &'a Json, JsonPath, &mut Diagnostics),
+    ) {
+        // Per group: the first index, the last index and how many members it has.
+        let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::with_capacity(self.members.len());
+        for (index, (key, _)) in self.members.iter().enumerate() {
+            match group_of.entry(key.to_ascii_lowercase()) {
+                Entry::Occupied(group) => {
+                    let group = &mut groups[*group.get()];
+                    group.1 = index;
+                    group.2 += 1;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(groups.len());
+                    groups.push((index, index, 1));
+                }
+            }
+        }
+        self.taken.fill(true);
+        let members: &'a [(String, Json)] = self.members;
+        for (first, last, count) in groups {
+            let name = members[first].0.as_str();
+            if let Some((value, path)) = self.found(name, last, count, diags) {
+                each(name, value, path, diags);
+            }
+        }
+    }
+
+    /// The member at `index`, the last of `count` whose keys equal `name`
+    /// case-insensitively: reports the duplicates and a spelling other than `name`.
+    fn found(
+        &self,
+        name: &str,
+        index: usize,
+        count: usize,
+        diags: &mut Diagnostics,
+    ) -> Option<(&'a Json, JsonPath)> {
+        let members: &'a [(String, Json)] = self.members;
+        let (key, value) = &members[index];
         let path = self.path.field(key);
         if count > 1 {
             diags.warn(&path, format!("given {count} times; the last one is used"));
@@ -202,4 +254,73 @@ pub fn quote(text: &str) -> String {
 /// True for characters that never belong in names, paths or identifiers.
 pub fn is_control(c: char) -> bool {
     c.is_control()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::json;
+
+    fn shown(value: &Json) -> String {
+        match value {
+            Json::Number(n) => n.to_string(),
+            other => other.kind().to_owned(),
+        }
+    }
+
+    /// What `testing.connectTo` did before `take_each`: `take` once per distinct key.
+    fn take_per_key(doc: &Json, diags: &mut Diagnostics) {
+        let path = JsonPath::root().field("o");
+        let mut reader = ObjectReader::new(doc, &path, diags).unwrap();
+        let Json::Object(members) = doc else {
+            unreachable!()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, _) in members {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                continue;
+            }
+            if let Some((value, path)) = reader.take(key, diags) {
+                diags.warn(&path, format!("{key} = {}", shown(value)));
+            }
+        }
+        reader.finish(diags);
+    }
+
+    #[test]
+    fn take_each_reports_and_returns_what_take_per_key_did() {
+        let doc = json::parse(
+            r#"{"a":1,"B":2,"A":3,"c":null,"b":4,"C":5,"d":null,"é":6,"É":7,"a":8,"x.y":9}"#,
+        )
+        .unwrap();
+        let mut before = Diagnostics::default();
+        take_per_key(&doc, &mut before);
+
+        let mut after = Diagnostics::default();
+        let path = JsonPath::root().field("o");
+        let mut reader = ObjectReader::new(&doc, &path, &mut after).unwrap();
+        reader.take_each(&mut after, |name, value, path, diags| {
+            diags.warn(&path, format!("{name} = {}", shown(value)));
+        });
+        reader.finish(&mut after);
+
+        assert_eq!(after, before);
+        let shown: Vec<String> = after.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "o.a: given 3 times; the last one is used",
+                "o.a: a = 8",
+                "o.b: given 2 times; the last one is used",
+                "o.b: field name is spelled \"B\" in the schema; accepted",
+                "o.b: B = 4",
+                "o.C: given 2 times; the last one is used",
+                "o.C: field name is spelled \"c\" in the schema; accepted",
+                "o.C: c = 5",
+                "o[\"é\"]: é = 6",
+                "o[\"É\"]: É = 7",
+                "o[\"x.y\"]: x.y = 9",
+            ]
+        );
+    }
 }

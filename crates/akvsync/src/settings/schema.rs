@@ -2,7 +2,7 @@
 //! public settings with `secretsManagementSettings` in every variant (Windows 1.x string
 //! list, Windows 3.x objects, Linux 2.x/3.x directories, mixes), reduced to [`Settings`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::diag::{Diagnostics, JsonPath};
 use super::fields::{self, ObjectReader, quote};
@@ -109,13 +109,20 @@ fn read_public(
         nested_auth = read_secrets_management(value, &path, &mut settings, diags);
     }
     super::outputs::check(&settings, &root, diags);
+    // `<vault>/<secret>` of every certificate, compared ASCII-case-insensitively: one set,
+    // so that checking every hook filter is linear rather than filters × certificates.
+    let observed: HashSet<String> = settings
+        .certificates
+        .iter()
+        .map(|c| {
+            let mut name = format!("{}/{}", c.secret.vault_name, c.secret.secret_name);
+            name.make_ascii_lowercase();
+            name
+        })
+        .collect();
     for (index, hook) in settings.akvsync.hooks.iter().enumerate() {
         for name in &hook.certificates {
-            let observed = settings.certificates.iter().any(|c| {
-                format!("{}/{}", c.secret.vault_name, c.secret.secret_name)
-                    .eq_ignore_ascii_case(name)
-            });
-            if !observed {
+            if !observed.contains(&name.to_ascii_lowercase()) {
                 let path = root
                     .field("akvsync")
                     .field("hooks")

@@ -1,6 +1,11 @@
 //! POSIX ACLs for the Linux store: resolving `acls` users and groups, and reading and
 //! writing the `system.posix_acl_access` extended attribute in the kernel's binary format
 //! (`linux/posix_acl_xattr.h`), so that no C library (libacl) is needed.
+//!
+//! A write never widens the mask beyond what akvsync grants in it: an existing mask (one
+//! an administrator may have narrowed) gains only the granted bits; a file without an ACL
+//! gets the mask its group bits plus the granted bits make, so the owning group's class
+//! never gains a permission that neither it had nor akvsync granted.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -90,6 +95,9 @@ struct Acl {
     other: u16,
     users: BTreeMap<u32, u16>,
     groups: BTreeMap<u32, u16>,
+    /// The mask entry: the upper bound of the owning group's and the named entries'
+    /// permissions. `None` for a minimal ACL (the file's mode alone).
+    mask: Option<u16>,
 }
 
 impl Acl {
@@ -100,16 +108,25 @@ impl Acl {
             other: (mode & 7) as u16,
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
+            mask: None,
         }
     }
 
+    /// Adds `perm` for every grant. The mask gains `perm` and nothing else: an existing
+    /// mask keeps whatever an administrator narrowed it to; without one, the mask is the
+    /// group bits the file had plus `perm`, so that no entry of the group class (the
+    /// owning group included) gets more than it had or than akvsync grants.
     fn grant(&mut self, grants: &Grants, perm: u16) {
+        if grants.is_empty() {
+            return;
+        }
         for uid in &grants.users {
             *self.users.entry(*uid).or_insert(0) |= perm;
         }
         for gid in &grants.groups {
             *self.groups.entry(*gid).or_insert(0) |= perm;
         }
+        self.mask = Some(self.mask.unwrap_or(self.group_obj) | perm);
     }
 
     /// The kernel's format; entries in the order it requires (tag, then id).
@@ -128,19 +145,15 @@ impl Acl {
         for (gid, perm) in &self.groups {
             push(GROUP, *perm, *gid);
         }
-        if !self.users.is_empty() || !self.groups.is_empty() {
-            let mask = self
-                .users
-                .values()
-                .chain(self.groups.values())
-                .fold(self.group_obj, |m, p| m | p);
+        if let Some(mask) = self.mask {
             push(MASK, mask, UNDEFINED_ID);
         }
         push(OTHER, self.other, UNDEFINED_ID);
         out
     }
 
-    /// Parses the kernel's format; `None` for anything malformed.
+    /// Parses the kernel's format; `None` for anything malformed (the kernel never stores
+    /// named entries without a mask).
     fn decode(bytes: &[u8]) -> Option<Self> {
         let (header, body) = bytes.split_first_chunk::<4>()?;
         if u32::from_le_bytes(*header) != VERSION || body.len() % 8 != 0 {
@@ -156,19 +169,20 @@ impl Acl {
                 USER => _ = acl.users.insert(id, perm),
                 GROUP_OBJ => acl.group_obj = perm,
                 GROUP => _ = acl.groups.insert(id, perm),
-                // The mask is derived from the named entries and recomputed on write.
-                MASK => {}
+                // Kept as found: it may be narrower than the entries on purpose.
+                MASK => acl.mask = Some(perm),
                 OTHER => acl.other = perm,
                 _ => return None,
             }
         }
-        Some(acl)
+        let named = !acl.users.is_empty() || !acl.groups.is_empty();
+        (!named || acl.mask.is_some()).then_some(acl)
     }
 }
 
 /// Adds `perm` for every grant to the file's access ACL (read-modify-write), keeping
-/// whatever entries are there. Works on an open file, so it can run before the file is
-/// renamed into place.
+/// whatever entries are there and widening the mask by `perm` only. Works on an open
+/// file, so it can run before the file is renamed into place.
 pub fn add_to(file: &File, grants: &Grants, perm: u16) -> Result<(), AclError> {
     if grants.is_empty() {
         return Ok(());
@@ -242,6 +256,112 @@ mod tests {
             .collect();
         assert_eq!(&ids[1..3], &[1001, 1002]);
         assert_eq!(Acl::decode(&bytes), Some(acl));
+    }
+
+    /// `(tag, perm, id)` of every entry of an encoded ACL.
+    fn entries(bytes: &[u8]) -> Vec<(u16, u16, u32)> {
+        bytes[4..]
+            .chunks(8)
+            .map(|e| {
+                (
+                    u16::from_le_bytes([e[0], e[1]]),
+                    u16::from_le_bytes([e[2], e[3]]),
+                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                )
+            })
+            .collect()
+    }
+
+    fn mask_of(bytes: &[u8]) -> Option<u16> {
+        entries(bytes)
+            .into_iter()
+            .find(|e| e.0 == MASK)
+            .map(|e| e.1)
+    }
+
+    fn user(uid: u32) -> Grants {
+        Grants {
+            users: vec![uid],
+            groups: vec![],
+        }
+    }
+
+    /// Issue 16, finding 5: a directory whose mask an administrator narrowed to `--x`
+    /// (owning group `rwx`) keeps it when akvsync adds `user:<uid>:--x` for traverse;
+    /// the mask used to be recomputed as `rwx`, giving the owning group write.
+    #[test]
+    fn an_existing_mask_gains_only_the_granted_bits() {
+        let mut narrowed = Acl::from_mode(0o770);
+        narrowed.groups.insert(50, 7);
+        narrowed.mask = Some(EXECUTE);
+        let stored = narrowed.encode();
+        assert_eq!(mask_of(&stored), Some(EXECUTE));
+
+        let mut acl = Acl::decode(&stored).unwrap();
+        acl.grant(&user(1001), EXECUTE);
+        let bytes = acl.encode();
+        assert_eq!(mask_of(&bytes), Some(EXECUTE), "no bit beyond --x");
+        assert_eq!(
+            entries(&bytes),
+            [
+                (USER_OBJ, 7, UNDEFINED_ID),
+                (USER, EXECUTE, 1001),
+                (GROUP_OBJ, 7, UNDEFINED_ID),
+                (GROUP, 7, 50),
+                (MASK, EXECUTE, UNDEFINED_ID),
+                (OTHER, 0, UNDEFINED_ID),
+            ]
+        );
+
+        // Granting read widens it by read, never by write.
+        let mut acl = Acl::decode(&bytes).unwrap();
+        acl.grant(&user(1002), READ);
+        assert_eq!(mask_of(&acl.encode()), Some(READ | EXECUTE));
+
+        // A mask of nothing gains exactly the grant.
+        let mut none = Acl::from_mode(0o770);
+        none.groups.insert(50, 7);
+        none.mask = Some(0);
+        let mut acl = Acl::decode(&none.encode()).unwrap();
+        acl.grant(&user(1001), EXECUTE);
+        assert_eq!(mask_of(&acl.encode()), Some(EXECUTE));
+    }
+
+    /// Without an ACL the mask is the file's group bits plus the grant: the owning
+    /// group's class keeps exactly what the mode gave it.
+    #[test]
+    fn a_plain_mode_gets_its_group_bits_plus_the_grant_as_mask() {
+        for (mode, perm, mask) in [
+            (0o700, EXECUTE, EXECUTE),
+            (0o750, EXECUTE, READ | EXECUTE),
+            (0o710, EXECUTE, EXECUTE),
+            (0o770, EXECUTE, 7),
+            (0o600, READ, READ),
+            (0o640, READ, READ),
+            (0o620, READ, READ | 2),
+        ] {
+            let mut acl = Acl::from_mode(mode);
+            acl.grant(&user(1001), perm);
+            let bytes = acl.encode();
+            assert_eq!(mask_of(&bytes), Some(mask), "mode {mode:o}");
+            let group_obj = entries(&bytes)
+                .into_iter()
+                .find(|e| e.0 == GROUP_OBJ)
+                .unwrap()
+                .1;
+            assert_eq!(group_obj, ((mode >> 3) & 7) as u16, "mode {mode:o}");
+        }
+        // Nothing granted: the ACL stays minimal.
+        let mut acl = Acl::from_mode(0o750);
+        acl.grant(&Grants::default(), EXECUTE);
+        assert_eq!(mask_of(&acl.encode()), None);
+    }
+
+    #[test]
+    fn named_entries_without_a_mask_are_malformed() {
+        let mut acl = Acl::from_mode(0o700);
+        acl.users.insert(1001, READ);
+        assert_eq!(Acl::decode(&acl.encode()), None);
     }
 
     #[test]

@@ -1,0 +1,490 @@
+//! Validation cost of the largest settings (issue 16, finding 6): for each list a settings
+//! file can make long (certificates, duplicate targets, hooks with certificate filters,
+//! accounts, acls, `testing.connectTo` hosts, unknown fields), a document just under the
+//! 1 MiB cap is validated and the result checked exactly. Nothing here asserts on time:
+//! every list is matched in linear or n·log n time, and a quadratic regression shows as a
+//! test that takes minutes. `scripts/settings-cost.sh` prints the CPU time of
+//! `akvsync validate` on each generated file (the ignored test `write_generated_files`
+//! writes them).
+
+use akvsync::settings::{
+    Diagnostic, MAX_SETTINGS_BYTES, Platform, SettingsError, Target, Validated, parse_bytes,
+};
+
+/// Every generated document stays this far under the cap.
+const BUDGET: usize = MAX_SETTINGS_BYTES - 256;
+
+/// Appends `item(0)`, `item(1)`, … separated by commas to `out` while `out` plus `tail`
+/// (the text that will close the document) stays within `limit`; returns the count.
+fn fill(
+    out: &mut String,
+    tail: &str,
+    limit: usize,
+    mut item: impl FnMut(usize) -> String,
+) -> usize {
+    let mut count = 0;
+    loop {
+        let next = item(count);
+        let comma = usize::from(count > 0);
+        if out.len() + comma + next.len() + tail.len() > limit {
+            return count;
+        }
+        if comma == 1 {
+            out.push(',');
+        }
+        out.push_str(&next);
+        count += 1;
+    }
+}
+
+fn vault(i: usize) -> String {
+    format!("v{:04}", i % 9973)
+}
+
+fn secret(i: usize) -> String {
+    format!("c{i:06}")
+}
+
+fn url(i: usize) -> String {
+    format!(
+        "\"https://{}.vault.azure.net/secrets/{}\"",
+        vault(i),
+        secret(i)
+    )
+}
+
+/// A generated document, the platform it is read with, and how many list items it holds.
+struct Generated {
+    name: &'static str,
+    platform: Platform,
+    text: String,
+    items: usize,
+}
+
+/// Tens of thousands of distinct certificates (Linux, string form).
+fn many_certificates() -> Generated {
+    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+    let tail = "]}}";
+    let items = fill(&mut text, tail, BUDGET, url);
+    text.push_str(tail);
+    Generated {
+        name: "certificates",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+/// The same vault and secret (in varying case) installed over and over into one store
+/// (Windows): each repeat is a duplicate target of the first.
+fn duplicate_certificates() -> Generated {
+    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+    let tail = "]}}";
+    let items = fill(&mut text, tail, BUDGET, |i| {
+        let name = if i % 2 == 0 { "web" } else { "WEB" };
+        format!("\"https://myvault.vault.azure.net/secrets/{name}\"")
+    });
+    text.push_str(tail);
+    Generated {
+        name: "duplicates",
+        platform: Platform::Windows,
+        text,
+        items,
+    }
+}
+
+const HOOK_CERTIFICATES: usize = 6000;
+const FILTERS_PER_HOOK: usize = 100;
+
+/// A filter of the hooks document: every 10th names no certificate; the others name one in
+/// varying case (names are compared case-insensitively).
+fn filter(i: usize) -> String {
+    let c = (i * 7919) % HOOK_CERTIFICATES;
+    if i % 10 == 9 {
+        format!("{}/missing{i:06}", vault(c))
+    } else if i.is_multiple_of(2) {
+        format!("{}/{}", vault(c), secret(c))
+    } else {
+        format!("{}/{}", vault(c).to_uppercase(), secret(c).to_uppercase())
+    }
+}
+
+/// Thousands of certificates and as many hooks' worth of filters as fit beside them.
+fn many_hooks() -> Generated {
+    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+    for i in 0..HOOK_CERTIFICATES {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&url(i));
+    }
+    text.push_str(r#"]},"akvsync":{"hooks":["#);
+    let tail = "]}}";
+    let items = fill(&mut text, tail, BUDGET, |h| {
+        let filters: Vec<String> = (0..FILTERS_PER_HOOK)
+            .map(|k| format!("\"{}\"", filter(h * FILTERS_PER_HOOK + k)))
+            .collect();
+        format!(
+            r#"{{"command":["/bin/true","{h}"],"certificates":[{}]}}"#,
+            filters.join(",")
+        )
+    });
+    text.push_str(tail);
+    Generated {
+        name: "hooks",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+const LIST_CERTIFICATES: usize = 8;
+
+/// A few Windows certificates, each with thousands of `accounts`.
+fn many_accounts() -> Generated {
+    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+    let mut items = 0;
+    for c in 0..LIST_CERTIFICATES {
+        if c > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!(
+            r#"{{"url":{},"certificateStoreName":"MY","accounts":["#,
+            url(c)
+        ));
+        let limit = BUDGET * (c + 1) / LIST_CERTIFICATES;
+        let tail = "]}]}}";
+        items += fill(&mut text, tail, limit, |i| {
+            format!("\"NT SERVICE\\\\Account {c}-{i:06}\"")
+        });
+        text.push_str("]}");
+    }
+    text.push_str("]}}");
+    Generated {
+        name: "accounts",
+        platform: Platform::Windows,
+        text,
+        items,
+    }
+}
+
+/// A few Linux certificates, each with thousands of `acls` entries.
+fn many_acls() -> Generated {
+    let mut text =
+        String::from(r#"{"secretsManagementSettings":{"aclEnabled":true,"observedCertificates":["#);
+    let mut items = 0;
+    for c in 0..LIST_CERTIFICATES {
+        if c > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!(r#"{{"url":{},"acls":["#, url(c)));
+        let limit = BUDGET * (c + 1) / LIST_CERTIFICATES;
+        let tail = "]}]}}";
+        items += fill(&mut text, tail, limit, |i| {
+            if i % 3 == 0 {
+                format!(r#"{{"user":"u{c}-{i:06}","group":"g{c}-{i:06}"}}"#)
+            } else {
+                format!(r#"{{"user":"u{c}-{i:06}"}}"#)
+            }
+        });
+        text.push_str("]}");
+    }
+    text.push_str("]}}");
+    Generated {
+        name: "acls",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+/// The host of `testing.connectTo` entry `i`: every 50th repeats entry `i - 25` in
+/// upper case (a duplicate key, matched case-insensitively).
+fn connect_host(i: usize) -> String {
+    if i % 50 == 49 {
+        connect_host(i - 25).to_uppercase()
+    } else {
+        format!("h{i:06}.vault.azure.net")
+    }
+}
+
+/// Thousands of `akvsync.testing.connectTo` hosts, some given twice.
+fn many_connect_to() -> Generated {
+    let mut text = String::from(
+        r#"{"secretsManagementSettings":{"observedCertificates":[]},"akvsync":{"testing":{"connectTo":{"#,
+    );
+    let tail = "}}}}";
+    let items = fill(&mut text, tail, BUDGET, |i| {
+        format!("\"{}\":\"127.0.0.1:{}\"", connect_host(i), 1 + i % 65535)
+    });
+    text.push_str(tail);
+    Generated {
+        name: "connect-to",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+/// One certificate object with tens of thousands of unknown fields.
+fn many_unknown_fields() -> Generated {
+    let mut text = format!(
+        r#"{{"secretsManagementSettings":{{"observedCertificates":[{{"url":{},"#,
+        url(0)
+    );
+    let tail = "}]}}";
+    let items = fill(&mut text, tail, BUDGET, |i| format!("\"x{i}\":{i}"));
+    text.push_str(tail);
+    Generated {
+        name: "unknown-fields",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+fn generated() -> Vec<Generated> {
+    vec![
+        many_certificates(),
+        duplicate_certificates(),
+        many_hooks(),
+        many_accounts(),
+        many_acls(),
+        many_connect_to(),
+        many_unknown_fields(),
+    ]
+}
+
+fn valid(doc: &Generated) -> Validated {
+    assert!(
+        doc.text.len() <= MAX_SETTINGS_BYTES && doc.text.len() > MAX_SETTINGS_BYTES - 4096,
+        "{}: {} bytes",
+        doc.name,
+        doc.text.len()
+    );
+    match parse_bytes(doc.text.as_bytes(), doc.platform) {
+        Ok(validated) => validated,
+        Err(SettingsError::Invalid(diags)) => {
+            panic!(
+                "{}: {:?}",
+                doc.name,
+                &diags.errors[..diags.errors.len().min(5)]
+            )
+        }
+        Err(e) => panic!("{}: {e}", doc.name),
+    }
+}
+
+fn warning(path: &str, message: &str) -> Diagnostic {
+    Diagnostic {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+#[test]
+fn many_certificates_are_valid() {
+    let doc = many_certificates();
+    assert!(doc.items > 15_000, "{}", doc.items);
+    let validated = valid(&doc);
+    assert_eq!(validated.settings.certificates.len(), doc.items);
+    assert!(
+        validated.warnings.is_empty(),
+        "{:?}",
+        &validated.warnings[..1]
+    );
+    let last = validated.settings.certificates.last().unwrap();
+    assert_eq!(last.secret.secret_name, secret(doc.items - 1));
+}
+
+#[test]
+fn every_duplicate_target_is_reported_against_the_first() {
+    let doc = duplicate_certificates();
+    assert!(doc.items > 15_000, "{}", doc.items);
+    let Err(SettingsError::Invalid(diags)) = parse_bytes(doc.text.as_bytes(), doc.platform) else {
+        panic!("duplicates accepted");
+    };
+    assert_eq!(diags.errors.len(), doc.items - 1);
+    for (i, error) in diags.errors.iter().enumerate() {
+        assert_eq!(
+            error.path,
+            format!("secretsManagementSettings.observedCertificates[{}]", i + 1)
+        );
+        assert_eq!(
+            error.message,
+            "duplicate target: myvault.vault.azure.net/web is already installed into \
+             LocalMachine\\MY by secretsManagementSettings.observedCertificates[0]"
+        );
+    }
+    assert!(diags.warnings.is_empty());
+}
+
+#[test]
+fn hook_filters_are_matched_case_insensitively() {
+    let doc = many_hooks();
+    let filters = doc.items * FILTERS_PER_HOOK;
+    assert!(filters > 5_000, "{filters}");
+    let validated = valid(&doc);
+    assert_eq!(validated.settings.certificates.len(), HOOK_CERTIFICATES);
+    let hooks = &validated.settings.akvsync.hooks;
+    assert_eq!(hooks.len(), doc.items);
+    assert_eq!(
+        hooks[1].certificates[1],
+        filter(FILTERS_PER_HOOK + 1).to_lowercase()
+    );
+    // Exactly the filters that name no certificate are reported, in order.
+    let expected: Vec<Diagnostic> = (0..filters)
+        .filter(|i| i % 10 == 9)
+        .map(|i| {
+            warning(
+                &format!("akvsync.hooks[{}].certificates", i / FILTERS_PER_HOOK),
+                &format!(
+                    "\"{}\" names no observed certificate",
+                    filter(i).to_lowercase()
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(validated.warnings.len(), expected.len());
+    assert_eq!(validated.warnings, expected);
+}
+
+#[test]
+fn many_accounts_are_valid() {
+    let doc = many_accounts();
+    assert!(doc.items > 20_000, "{}", doc.items);
+    let validated = valid(&doc);
+    assert!(validated.warnings.is_empty());
+    let mut total = 0;
+    for (c, certificate) in validated.settings.certificates.iter().enumerate() {
+        let Target::WindowsStore(target) = &certificate.target else {
+            panic!("not a Windows target");
+        };
+        assert_eq!(
+            target.accounts[0],
+            format!("NT SERVICE\\Account {c}-000000")
+        );
+        total += target.accounts.len();
+    }
+    assert_eq!(total, doc.items);
+}
+
+#[test]
+fn many_acls_are_valid() {
+    let doc = many_acls();
+    assert!(doc.items > 15_000, "{}", doc.items);
+    let validated = valid(&doc);
+    assert!(validated.warnings.is_empty());
+    let mut total = 0;
+    for (c, certificate) in validated.settings.certificates.iter().enumerate() {
+        let Target::LinuxDirectory(target) = &certificate.target else {
+            panic!("not a Linux target");
+        };
+        let first = &target.acls[0];
+        assert_eq!(first.user.as_deref(), Some(format!("u{c}-000000").as_str()));
+        assert_eq!(
+            first.group.as_deref(),
+            Some(format!("g{c}-000000").as_str())
+        );
+        assert_eq!(target.acls[1].group, None);
+        total += target.acls.len();
+    }
+    assert_eq!(total, doc.items);
+}
+
+#[test]
+fn many_connect_to_hosts_are_read_once_each() {
+    let doc = many_connect_to();
+    assert!(doc.items > 15_000, "{}", doc.items);
+    let validated = valid(&doc);
+    let connect_to = &validated.settings.akvsync.testing.connect_to;
+    let hosts: std::collections::BTreeSet<String> = (0..doc.items)
+        .map(|i| connect_host(i).to_lowercase())
+        .collect();
+    assert_eq!(connect_to.len(), hosts.len());
+    // A host given twice: the later value wins, reported like any duplicate key.
+    let first = 24;
+    let again = 49;
+    assert_eq!(connect_host(again), connect_host(first).to_uppercase());
+    assert_eq!(
+        connect_to[&connect_host(first)],
+        format!("127.0.0.1:{}", 1 + again)
+    );
+    let again_path = format!("akvsync.testing.connectTo[\"{}\"]", connect_host(again));
+    let expected_first = [
+        warning(&again_path, "given 2 times; the last one is used"),
+        warning(
+            &again_path,
+            &format!(
+                "field name is spelled \"{}\" in the schema; accepted",
+                connect_host(first)
+            ),
+        ),
+        warning(
+            &again_path,
+            &format!(
+                "testing override: connecting to \"127.0.0.1:{}\" for {}",
+                1 + again,
+                connect_host(first)
+            ),
+        ),
+    ];
+    let position = validated
+        .warnings
+        .iter()
+        .position(|w| w.path == again_path)
+        .unwrap();
+    assert_eq!(validated.warnings[position..position + 3], expected_first);
+    // One warning per distinct host, two more per duplicated one, and the empty list's.
+    let duplicated = doc.items - hosts.len();
+    assert_eq!(
+        validated.warnings.len(),
+        hosts.len() + 2 * duplicated + 1,
+        "{:?}",
+        &validated.warnings[..4]
+    );
+}
+
+#[test]
+fn many_unknown_fields_are_each_reported() {
+    let doc = many_unknown_fields();
+    assert!(doc.items > 50_000, "{}", doc.items);
+    let validated = valid(&doc);
+    assert_eq!(validated.settings.certificates.len(), 1);
+    assert_eq!(validated.warnings.len(), doc.items);
+    assert_eq!(
+        validated.warnings[doc.items - 1],
+        warning(
+            &format!(
+                "secretsManagementSettings.observedCertificates[0].x{}",
+                doc.items - 1
+            ),
+            "unknown field; ignored"
+        )
+    );
+}
+
+/// Writes every generated document to `$AKVSYNC_SETTINGS_COST_DIR` as `<kind>.json`, with
+/// `<kind>.platform` beside it, for `scripts/settings-cost.sh`.
+#[test]
+#[ignore = "writes files for scripts/settings-cost.sh"]
+fn write_generated_files() {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("AKVSYNC_SETTINGS_COST_DIR").expect("AKVSYNC_SETTINGS_COST_DIR"),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    for doc in generated() {
+        std::fs::write(dir.join(format!("{}.json", doc.name)), &doc.text).unwrap();
+        let platform = match doc.platform {
+            Platform::Linux => "linux",
+            Platform::Windows => "windows",
+        };
+        std::fs::write(dir.join(format!("{}.platform", doc.name)), platform).unwrap();
+        println!(
+            "{}: {} bytes, {} items, {platform}",
+            doc.name,
+            doc.text.len(),
+            doc.items
+        );
+    }
+}
