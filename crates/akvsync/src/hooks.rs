@@ -1,7 +1,8 @@
-//! Post-install hooks (SPEC §6): after a new version is installed, run each matching
-//! `akvsync.hooks` command once, with a timeout and the certificate's facts in environment
-//! variables. A failing hook is reported (exit status and the end of its stderr) and is not
-//! retried until the next change, so a broken hook can never spin.
+//! Post-install hooks (SPEC §6, issue 14): after a new version is installed, run each
+//! matching `akvsync.hooks` command, with a timeout and the certificate's facts in
+//! environment variables. The outcome (exit code, the end of its stderr, duration) goes to
+//! the engine, which records it in the state and runs a failing hook again at every later
+//! poll until it succeeds (never more often than the poll interval).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -41,7 +42,8 @@ impl HookContext {
     }
 }
 
-/// The hooks that apply to `name`.
+/// The hooks that apply to `name` (`<vault>/<secret>`). Each hook's filter list is short
+/// (a few names); the engine calls this once per certificate that changed.
 pub fn matching<'a>(hooks: &'a [Hook], name: &str) -> impl Iterator<Item = &'a Hook> {
     let name = name.to_ascii_lowercase();
     hooks
@@ -49,10 +51,37 @@ pub fn matching<'a>(hooks: &'a [Hook], name: &str) -> impl Iterator<Item = &'a H
         .filter(move |h| h.certificates.is_empty() || h.certificates.contains(&name))
 }
 
-/// Runs one hook; `Err` describes the failure for the report.
-pub async fn run(hook: &Hook, context: &HookContext) -> Result<(), String> {
+/// How one hook run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    /// The program (the first argument), for messages.
+    pub program: String,
+    /// `None` when it succeeded; the failure otherwise.
+    pub failure: Option<String>,
+    /// The exit code, when it exited.
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+}
+
+/// Runs one hook.
+pub async fn run(hook: &Hook, context: &HookContext) -> HookRun {
+    let started = std::time::Instant::now();
+    let program = hook.command.first().cloned().unwrap_or_default();
+    let (failure, exit_code) = match run_inner(hook, context).await {
+        Ok(()) => (None, Some(0)),
+        Err((message, code)) => (Some(message), code),
+    };
+    HookRun {
+        program,
+        failure,
+        exit_code,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+async fn run_inner(hook: &Hook, context: &HookContext) -> Result<(), (String, Option<i32>)> {
     let Some((program, args)) = hook.command.split_first() else {
-        return Err("empty command".to_owned());
+        return Err(("empty command".to_owned(), None));
     };
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -62,7 +91,7 @@ pub async fn run(hook: &Hook, context: &HookContext) -> Result<(), String> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("{program}: cannot start: {e}"))?;
+        .map_err(|e| (format!("{program}: cannot start: {e}"), None))?;
     let mut stderr = child.stderr.take();
     let timeout = Duration::from_secs(hook.timeout_s);
     let waited = tokio::time::timeout(timeout, async {
@@ -75,8 +104,11 @@ pub async fn run(hook: &Hook, context: &HookContext) -> Result<(), String> {
     })
     .await;
     match waited {
-        Err(_) => Err(format!("{program}: killed after {} s", hook.timeout_s)),
-        Ok((Err(e), _)) => Err(format!("{program}: {e}")),
+        Err(_) => Err((
+            format!("{program}: killed after {} s", hook.timeout_s),
+            None,
+        )),
+        Ok((Err(e), _)) => Err((format!("{program}: {e}"), None)),
         Ok((Ok(status), _)) if status.success() => Ok(()),
         Ok((Ok(status), output)) => {
             let text = String::from_utf8_lossy(&output);
@@ -89,9 +121,12 @@ pub async fn run(hook: &Hook, context: &HookContext) -> Result<(), String> {
                 .into_iter()
                 .rev()
                 .collect();
-            Err(format!(
-                "{program}: {status}{}{tail}",
-                if tail.is_empty() { "" } else { ": " }
+            Err((
+                format!(
+                    "{program}: {status}{}{tail}",
+                    if tail.is_empty() { "" } else { ": " }
+                ),
+                status.code(),
             ))
         }
     }

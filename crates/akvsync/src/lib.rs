@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod cli;
 pub mod decode;
 pub mod handler;
+pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod identity;

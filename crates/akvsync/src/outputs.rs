@@ -315,8 +315,8 @@ pub fn write(
     let mut all_passwords = BTreeMap::new();
     for plan in plans {
         for file in &plan.files {
-            if !specs.contains_key(&file.set) {
-                specs.insert(file.set, file_spec(file.set, &sets[file.set])?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = specs.entry(file.set) {
+                slot.insert(file_spec(file.set, &sets[file.set])?);
             }
             if file.kind == OutputKind::Pfx && !all_passwords.contains_key(&file.set) {
                 let password = match &sets[file.set].pfx_password {

@@ -293,6 +293,8 @@ mod tests {
             not_after: None,
             warnings: Vec::new(),
             expiry_warning: None,
+            outputs: Vec::new(),
+            outputs_error: None,
         }
     }
 

@@ -51,6 +51,28 @@ pub struct TargetState {
     pub last_check: Option<u64>,
     pub last_success: Option<u64>,
     pub last_error: Option<String>,
+    /// `customSymbolicLinkName`s akvsync made for this target; one the settings no longer
+    /// name is removed, so that no link akvsync made outlives its version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_links: Vec<String>,
+    /// The last run of the certificate's hooks; a failed one is run again at every poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookState>,
+}
+
+/// The outcome of the last hook run of a target (all its matching hooks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookState {
+    /// Every matching hook succeeded.
+    pub ok: bool,
+    /// The first failing hook's failure.
+    pub message: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Unix seconds.
+    pub at: u64,
+    /// The version the hooks ran for.
+    pub version: Option<String>,
 }
 
 /// The whole state file.

@@ -240,6 +240,10 @@ impl Engine {
         }
         if let Some(metrics) = &self.metrics {
             self.record_round(metrics, &reports, &state, started, vault_counts);
+            metrics.set_readiness(
+                reports.iter().filter(|r| !r.is_current()).count(),
+                reports.len(),
+            );
         }
         reports
     }
@@ -326,11 +330,14 @@ impl Engine {
             .fetch_and_install(certificate, store, previous.as_ref())
             .await;
         let mut state = self.state.lock().await;
-        let entry = state.targets.entry(key).or_insert_with(|| TargetState {
-            vault_host: certificate.vault_host.clone(),
-            secret_name: certificate.secret.secret_name.clone(),
-            ..TargetState::default()
-        });
+        let entry = state
+            .targets
+            .entry(key.clone())
+            .or_insert_with(|| TargetState {
+                vault_host: certificate.vault_host.clone(),
+                secret_name: certificate.secret.secret_name.clone(),
+                ..TargetState::default()
+            });
         entry.last_check = Some(now());
         let report = match outcome {
             Ok(mut report) => {
@@ -347,6 +354,7 @@ impl Engine {
                         entry.owned_versions.push(version.clone());
                     }
                 }
+                self.forget_custom_links(store, certificate, entry, &mut report);
                 if report.result == SyncResult::Installed {
                     self.prune(store, certificate, entry, &mut report);
                 }
@@ -368,20 +376,40 @@ impl Engine {
             }
         };
         let mut report = report;
+        let hook_failed_before = entry_hook_failed(&state, &key);
         drop(state);
         // Also when the sync failed: an expiring certificate that cannot be renewed is
         // exactly what the warning is for.
         report.expiry_warning = report
             .not_after
             .and_then(|t| expiry_warning(t, now(), self.settings.akvsync.expiry_warning_days));
-        if report.result == SyncResult::Installed {
-            self.run_hooks(certificate, &mut report).await;
+        // Hooks run after a change, and again at every poll while they fail.
+        let due = report.result == SyncResult::Installed
+            || (report.result == SyncResult::Unchanged && hook_failed_before);
+        if due {
+            self.run_hooks(certificate, &key, &mut report, hook_failed_before)
+                .await;
         }
         report
     }
 
-    /// Runs the hooks that match a newly installed certificate, once each.
-    async fn run_hooks(&self, certificate: &ObservedCertificate, report: &mut Report) {
+    /// Runs the hooks that match the certificate, records the outcome in the state, and
+    /// marks the report "installed, hook failing" while any of them fails.
+    async fn run_hooks(
+        &self,
+        certificate: &ObservedCertificate,
+        key: &str,
+        report: &mut Report,
+        failed_before: bool,
+    ) {
+        let hooks: Vec<_> = hooks::matching(&self.settings.akvsync.hooks, &report.name).collect();
+        if hooks.is_empty() {
+            // The failing hook was removed from the settings: nothing is failing any more.
+            if let Some(entry) = self.state.lock().await.targets.get_mut(key) {
+                entry.hook = None;
+            }
+            return;
+        }
         let context = HookContext {
             name: report.name.clone(),
             vault: certificate.vault_host.clone(),
@@ -391,10 +419,58 @@ impl Engine {
             not_after: report.not_after.unwrap_or_default(),
             target: report.target.clone(),
         };
-        for hook in hooks::matching(&self.settings.akvsync.hooks, &report.name) {
-            if let Err(failure) = hooks::run(hook, &context).await {
-                report.warnings.push(format!("hook failed: {failure}"));
+        let mut first_failure: Option<hooks::HookRun> = None;
+        for hook in hooks {
+            let run = hooks::run(hook, &context).await;
+            if let Some(metrics) = &self.metrics {
+                metrics.count_hook_run(run.failure.is_none());
             }
+            match &run.failure {
+                None => tracing::info!(
+                    certificate = %report.name,
+                    hook = %run.program,
+                    duration_ms = run.duration_ms,
+                    "hook succeeded"
+                ),
+                // Logged once per change of outcome; repeats at debug.
+                Some(failure) if !failed_before => tracing::warn!(
+                    certificate = %report.name,
+                    hook = %run.program,
+                    %failure,
+                    "hook failed; it is run again at every poll until it succeeds"
+                ),
+                Some(failure) => tracing::debug!(
+                    certificate = %report.name,
+                    hook = %run.program,
+                    %failure,
+                    "hook still failing"
+                ),
+            }
+            if let Some(failure) = &run.failure {
+                report.warnings.push(format!("hook failed: {failure}"));
+                if first_failure.is_none() {
+                    first_failure = Some(run);
+                }
+            }
+        }
+        if failed_before && first_failure.is_none() {
+            tracing::info!(certificate = %report.name, "hooks succeed again");
+        }
+        let mut state = self.state.lock().await;
+        let Some(entry) = state.targets.get_mut(key) else {
+            return;
+        };
+        entry.hook = Some(crate::state::HookState {
+            ok: first_failure.is_none(),
+            message: first_failure.as_ref().and_then(|f| f.failure.clone()),
+            exit_code: first_failure.as_ref().and_then(|f| f.exit_code),
+            at: now(),
+            version: report.version.clone(),
+        });
+        if let Some(failure) = first_failure.and_then(|f| f.failure) {
+            let message = format!("installed, hook failing: {failure}");
+            entry.last_error = Some(message.clone());
+            report.result = SyncResult::Failed(message);
         }
     }
 
@@ -437,6 +513,39 @@ impl Engine {
             .unwrap_or_default();
         keep.push(version.to_owned());
         keep
+    }
+
+    /// Records the target's current custom link, and removes those akvsync made that the
+    /// settings no longer name (before pruning, so none is ever left pointing at a removed
+    /// version).
+    fn forget_custom_links(
+        &self,
+        store: &dyn CertificateStore,
+        certificate: &ObservedCertificate,
+        entry: &mut TargetState,
+        report: &mut Report,
+    ) {
+        let current = match &certificate.target {
+            crate::settings::Target::LinuxDirectory(t) => t.custom_link_name.clone(),
+            crate::settings::Target::WindowsStore(_) => None,
+        };
+        let mut kept = Vec::new();
+        for name in std::mem::take(&mut entry.custom_links) {
+            if Some(&name) == current.as_ref() {
+                continue;
+            }
+            match store.forget_link(certificate, &name) {
+                Ok(_) => {}
+                Err(e) => {
+                    report
+                        .warnings
+                        .push(format!("old custom link {name} not removed: {e}"));
+                    kept.push(name);
+                }
+            }
+        }
+        kept.extend(current);
+        entry.custom_links = kept;
     }
 
     fn prune(
@@ -597,6 +706,16 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// Whether the target's hooks failed for the version installed now.
+fn entry_hook_failed(state: &State, key: &str) -> bool {
+    state.targets.get(key).is_some_and(|entry| {
+        entry
+            .hook
+            .as_ref()
+            .is_some_and(|h| !h.ok && h.version == entry.installed_version)
+    })
 }
 
 /// The stable paths of a certificate's output files.

@@ -520,7 +520,11 @@ async fn hooks_run_once_per_change_with_the_certificate_in_their_environment() {
     let other = result_of(&reports, "other");
     assert_eq!(
         other.result,
-        SyncResult::Installed,
+        SyncResult::Failed("installed, hook failing: /bin/sh: exit status: 3: broken".to_owned()),
+        "installed, but not served while a hook fails"
+    );
+    assert!(
+        other.version.is_some() && other.thumbprint.is_some(),
         "a failing hook does not undo the install"
     );
     assert_eq!(other.warnings.len(), 2, "{:?}", other.warnings);
@@ -536,11 +540,19 @@ async fn hooks_run_once_per_change_with_the_certificate_in_their_environment() {
     );
 
     let reports = agent.engine.sync_all().await;
-    assert_eq!(lines().len(), 1, "no hook when nothing changed");
-    assert!(
-        result_of(&reports, "other").warnings.is_empty(),
-        "failing hooks are not retried without a change"
+    assert_eq!(
+        lines().len(),
+        1,
+        "no hook when nothing changed and it succeeded"
     );
+    let other = result_of(&reports, "other");
+    assert_eq!(
+        other.warnings.len(),
+        2,
+        "failing hooks are retried at the next poll: {:?}",
+        other.warnings
+    );
+    assert!(!other.is_current());
 
     let v2 = emu.rotate_certificate(VAULT, "hooked").unwrap();
     agent.engine.sync_all().await;

@@ -193,18 +193,19 @@ async fn status(scratch: &Scratch) -> (Option<String>, Option<String>) {
         .output()
         .await
         .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &json["certificates"][0];
+    let last_error = entry["lastError"].as_str().map(str::to_owned);
+    let version = entry["installed"]["version"].as_str().map(str::to_owned);
+    // SPEC §10: exit 1 while the certificate is not installed or its last check failed.
+    let served = last_error.is_none() && version.is_some();
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(if served { 0 } else { 1 }),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = &json["certificates"][0];
-    (
-        entry["lastError"].as_str().map(str::to_owned),
-        entry["installed"]["version"].as_str().map(str::to_owned),
-    )
+    (last_error, version)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

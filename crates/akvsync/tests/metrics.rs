@@ -592,13 +592,23 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
 
     // Per-certificate series agree with what `status --json` reads back from the store.
     let out = akvsync(&["status", "--json"], &settings, &scratch.state()).await;
+    // Exit 1: `denied` is not served (SPEC §10); the two others are.
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, served) in [("web", true), ("soon", true), ("denied", false)] {
+        let entry = status["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == format!("{VAULT}/{name}"))
+            .unwrap();
+        assert_eq!(entry["served"], served, "{entry:#}");
+    }
     let entry = |name: &str| {
         status["certificates"]
             .as_array()

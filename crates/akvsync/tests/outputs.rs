@@ -105,7 +105,7 @@ fn every_kind_holds_what_its_name_says() {
             fs::canonicalize(env.scratch.store().join(format!("{VAULT}.{secret}"))).unwrap();
         assert_eq!(sha1(&path("crt")), sha1(&store_file), "{secret}: leaf");
         assert!(
-            subject(&path("crt")).contains(&format!("{secret}")),
+            subject(&path("crt")).contains(secret),
             "{}",
             subject(&path("crt"))
         );

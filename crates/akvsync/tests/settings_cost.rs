@@ -99,8 +99,13 @@ const FILTERS_PER_HOOK: usize = 100;
 /// A filter of the hooks document: every 10th names no certificate; the others name one in
 /// varying case (names are compared case-insensitively).
 fn filter(i: usize) -> String {
+    filter_with(i, true)
+}
+
+/// `missing`: every tenth filter names no certificate.
+fn filter_with(i: usize, missing: bool) -> String {
     let c = (i * 7919) % HOOK_CERTIFICATES;
-    if i % 10 == 9 {
+    if missing && i % 10 == 9 {
         format!("{}/missing{i:06}", vault(c))
     } else if i.is_multiple_of(2) {
         format!("{}/{}", vault(c), secret(c))
@@ -111,6 +116,10 @@ fn filter(i: usize) -> String {
 
 /// Thousands of certificates and as many hooks' worth of filters as fit beside them.
 fn many_hooks() -> Generated {
+    many_hooks_with(true)
+}
+
+fn many_hooks_with(missing: bool) -> Generated {
     let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
     for i in 0..HOOK_CERTIFICATES {
         if i > 0 {
@@ -122,7 +131,7 @@ fn many_hooks() -> Generated {
     let tail = "]}}";
     let items = fill(&mut text, tail, BUDGET, |h| {
         let filters: Vec<String> = (0..FILTERS_PER_HOOK)
-            .map(|k| format!("\"{}\"", filter(h * FILTERS_PER_HOOK + k)))
+            .map(|k| format!("\"{}\"", filter_with(h * FILTERS_PER_HOOK + k, missing)))
             .collect();
         format!(
             r#"{{"command":["/bin/true","{h}"],"certificates":[{}]}}"#,
@@ -324,15 +333,8 @@ fn hook_filters_are_matched_case_insensitively() {
     let doc = many_hooks();
     let filters = doc.items * FILTERS_PER_HOOK;
     assert!(filters > 5_000, "{filters}");
-    let validated = valid(&doc);
-    assert_eq!(validated.settings.certificates.len(), HOOK_CERTIFICATES);
-    let hooks = &validated.settings.akvsync.hooks;
-    assert_eq!(hooks.len(), doc.items);
-    assert_eq!(
-        hooks[1].certificates[1],
-        filter(FILTERS_PER_HOOK + 1).to_lowercase()
-    );
-    // Exactly the filters that name no certificate are reported, in order.
+    // Exactly the filters that name no certificate are reported, in order; since issue 14
+    // they are errors (such a hook would never run), so the document is refused.
     let expected: Vec<Diagnostic> = (0..filters)
         .filter(|i| i % 10 == 9)
         .map(|i| {
@@ -345,8 +347,31 @@ fn hook_filters_are_matched_case_insensitively() {
             )
         })
         .collect();
-    assert_eq!(validated.warnings.len(), expected.len());
-    assert_eq!(validated.warnings, expected);
+    match parse_bytes(doc.text.as_bytes(), doc.platform) {
+        Err(SettingsError::Invalid(diags)) => {
+            assert_eq!(diags.errors.len(), expected.len());
+            assert_eq!(diags.errors, expected);
+        }
+        other => panic!(
+            "{}: expected the unknown filters refused: {other:?}",
+            doc.name
+        ),
+    }
+    // The same document without the unknown filters validates, every filter kept.
+    let known = many_hooks_with(false);
+    let validated = valid(&known);
+    assert_eq!(validated.settings.certificates.len(), HOOK_CERTIFICATES);
+    let hooks = &validated.settings.akvsync.hooks;
+    assert_eq!(hooks.len(), known.items);
+    assert_eq!(
+        hooks[1].certificates[1],
+        filter(FILTERS_PER_HOOK + 1).to_lowercase()
+    );
+    assert!(
+        validated.warnings.is_empty(),
+        "{:?}",
+        &validated.warnings[..1]
+    );
 }
 
 #[test]

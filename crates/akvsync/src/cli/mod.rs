@@ -4,6 +4,7 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod handler;
+mod status;
 mod sync_verbs;
 mod table;
 
@@ -32,7 +33,14 @@ pub mod exit {
 #[command(
     name = "akvsync",
     version,
-    about = "Keeps Azure Key Vault certificates installed and current"
+    about = "Keeps Azure Key Vault certificates installed and current",
+    after_help = "Where to start:\n  \
+      1. akvsync demo                          the whole job against a built-in Key Vault emulator\n  \
+      2. akvsync validate settings.json        check your settings (the KeyVaultForLinux/Windows JSON)\n  \
+      3. akvsync once --settings settings.json install every certificate once\n  \
+      then run it as a service (`akvsync run`), and check it with `akvsync status` or\n  \
+      `akvsync wait` (exit 0 once every certificate is installed, its outputs written and\n  \
+      its hooks succeeded)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,8 +55,12 @@ enum Command {
     Once(SyncArgs),
     /// Keep the certificates current: sync, then poll (the service).
     Run(SyncArgs),
-    /// Show what is installed for each certificate, read back from the stores.
-    Status(StatusArgs),
+    /// Show what is installed for each certificate, read back from the stores; exit 1
+    /// when any is not served (not installed, last check failed, outputs or hook failing).
+    Status(status::StatusArgs),
+    /// Wait until every certificate is installed and current, its outputs written and its
+    /// hooks succeeded (exit 0), or the timeout passes (exit 1). Works beside the service.
+    Wait(status::WaitArgs),
     /// Run the whole job against the built-in Key Vault emulator, in ./akvsync-demo.
     #[cfg(feature = "demo")]
     Demo,
@@ -82,19 +94,6 @@ pub(crate) struct SyncArgs {
     /// Where akvsync keeps its state and lock (default: /var/lib/akvsync, %ProgramData%\akvsync).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct StatusArgs {
-    /// Settings file (default: the settings last used by `once`/`run` with this state directory).
-    #[arg(long)]
-    pub settings: Option<PathBuf>,
-    /// Where akvsync keeps its state (default: /var/lib/akvsync, %ProgramData%\\akvsync).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,7 +141,8 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Once(args) => sync_verbs::once(&args),
         Command::Run(args) => sync_verbs::run(&args),
-        Command::Status(args) => sync_verbs::status(&args),
+        Command::Status(args) => status::status(&args),
+        Command::Wait(args) => status::wait(&args),
         #[cfg(feature = "demo")]
         Command::Demo => demo::demo(),
         Command::Handler(args) => handler::handler(&args),

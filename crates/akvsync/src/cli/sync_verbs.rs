@@ -7,21 +7,25 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::table;
-use super::{StatusArgs, SyncArgs, exit};
+use super::{SyncArgs, exit};
 use crate::settings::{self, Platform, SettingsError, Validated, render};
 use crate::state::{self, StateDir, StateError};
-use crate::store;
-use crate::sync::{self, Engine, Report, SyncResult};
+use crate::sync::{Engine, Report, SyncResult};
 
 /// Loads settings for this platform, printing errors (exit 2) and warnings.
 fn load_settings(path: &std::path::Path) -> Result<Validated, ExitCode> {
-    match settings::load_file(path, Platform::current()) {
-        Ok(validated) => {
-            for warning in &validated.warnings {
-                eprintln!("warning: {warning}");
-            }
-            Ok(validated)
+    load_settings_quietly(path).inspect(|validated| {
+        for warning in &validated.warnings {
+            eprintln!("warning: {warning}");
         }
+    })
+}
+
+/// Loads settings for this platform, printing only errors (exit 2): for `status` and
+/// `wait`, which would otherwise repeat `once`'s warnings at every call.
+pub(crate) fn load_settings_quietly(path: &std::path::Path) -> Result<Validated, ExitCode> {
+    match settings::load_file(path, Platform::current()) {
+        Ok(validated) => Ok(validated),
         Err(SettingsError::Invalid(diags)) => {
             eprint!("{}", render::errors(&diags.errors));
             Err(ExitCode::from(exit::INVALID))
@@ -126,131 +130,6 @@ pub(crate) fn sync_table(reports: &[Report]) -> String {
         ],
         &rows,
     )
-}
-
-pub(crate) fn status(args: &StatusArgs) -> ExitCode {
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(state::default_state_dir);
-    let settings_path = args
-        .settings
-        .clone()
-        .unwrap_or_else(|| state_dir.join(state::LAST_SETTINGS_FILE));
-    let validated = match load_settings(&settings_path) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let recorded = StateDir::peek(&state_dir);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut entries = Vec::new();
-    for certificate in &validated.settings.certificates {
-        let name = sync::substatus_name(certificate);
-        let (target, installed) = match store::for_target(&certificate.target) {
-            Ok(store) => (
-                store.describe(certificate),
-                store.installed(certificate).map_err(|e| e.to_string()),
-            ),
-            Err(message) => (String::new(), Err(message)),
-        };
-        let record = store::for_target(&certificate.target)
-            .ok()
-            .and_then(|s| recorded.targets.get(&s.target_key(certificate)).cloned());
-        let expiry_warning = match &installed {
-            Ok(Some(i)) => sync::expiry_warning(
-                i.leaf.not_after,
-                now,
-                validated.settings.akvsync.expiry_warning_days,
-            ),
-            _ => None,
-        };
-        entries.push(serde_json::json!({
-            "name": name,
-            "target": target,
-            "installed": match &installed {
-                Ok(Some(i)) => serde_json::json!({
-                    "version": i.version,
-                    "thumbprint": i.leaf.thumbprint,
-                    "sha256": i.leaf.sha256,
-                    "subject": i.leaf.subject,
-                    "dnsNames": i.leaf.dns_names,
-                    "notAfter": i.leaf.not_after,
-                    "daysLeft": (i.leaf.not_after as i64 - now as i64).div_euclid(86_400),
-                    "hasPrivateKey": i.has_private_key,
-                    "location": i.location,
-                    "expiryWarning": expiry_warning,
-                }),
-                Ok(None) => serde_json::Value::Null,
-                Err(e) => serde_json::json!({"error": e}),
-            },
-            "lastCheck": record.as_ref().and_then(|r| r.last_check),
-            "lastSuccess": record.as_ref().and_then(|r| r.last_success),
-            "lastError": record.as_ref().and_then(|r| r.last_error.clone()),
-        }));
-    }
-    if args.json {
-        println!("{:#}", serde_json::json!({"certificates": entries}));
-    } else {
-        let rows: Vec<Vec<String>> = entries
-            .iter()
-            .map(|e| {
-                let i = &e["installed"];
-                let text = |v: &serde_json::Value| {
-                    v.as_str().map_or_else(|| "-".to_owned(), str::to_owned)
-                };
-                vec![
-                    text(&e["name"]),
-                    text(&i["version"]),
-                    text(&i["thumbprint"]),
-                    i["notAfter"]
-                        .as_u64()
-                        .map_or_else(|| "-".to_owned(), table::date),
-                    i["daysLeft"]
-                        .as_i64()
-                        .map_or_else(|| "-".to_owned(), |d| d.to_string()),
-                    i["dnsNames"].as_array().map_or_else(
-                        || "-".to_owned(),
-                        |names| {
-                            names
-                                .iter()
-                                .filter_map(|n| n.as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        },
-                    ),
-                    e["lastCheck"]
-                        .as_u64()
-                        .map_or_else(|| "never".to_owned(), table::date),
-                    match (&e["lastError"], &i["error"], &i["expiryWarning"]) {
-                        (serde_json::Value::String(err), _, _)
-                        | (_, serde_json::Value::String(err), _) => err.clone(),
-                        _ if i.is_null() => "not installed".to_owned(),
-                        (_, _, serde_json::Value::String(warning)) => format!("warning: {warning}"),
-                        _ => "ok".to_owned(),
-                    },
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table::render(
-                &[
-                    "CERTIFICATE",
-                    "VERSION",
-                    "THUMBPRINT",
-                    "EXPIRES",
-                    "DAYS",
-                    "DNS NAMES",
-                    "LAST CHECK",
-                    "STATE"
-                ],
-                &rows
-            )
-        );
-    }
-    ExitCode::from(exit::OK)
 }
 
 /// Logs go to stderr (the journal under systemd): human-readable by default, JSON with

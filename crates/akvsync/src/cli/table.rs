@@ -16,6 +16,17 @@ pub fn date(unix: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// `YYYY-MM-DD HH:MMZ` (UTC) of a unix time.
+pub fn datetime(unix: u64) -> String {
+    let seconds = unix % 86_400;
+    format!(
+        "{} {:02}:{:02}Z",
+        date(unix),
+        seconds / 3600,
+        seconds % 3600 / 60
+    )
+}
+
 /// Left-aligned columns separated by two spaces.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -49,5 +60,9 @@ mod tests {
         assert_eq!(super::date(0), "1970-01-01");
         assert_eq!(super::date(951_782_400), "2000-02-29");
         assert_eq!(super::date(4_102_444_800), "2100-01-01");
+        assert_eq!(
+            super::datetime(951_782_400 + 13 * 3600 + 5 * 60 + 59),
+            "2000-02-29 13:05Z"
+        );
     }
 }

@@ -237,6 +237,8 @@ mod tests {
             not_after: Some(1_767_225_600),
             warnings: Vec::new(),
             expiry_warning: None,
+            outputs: Vec::new(),
+            outputs_error: None,
         }
     }
 

@@ -204,17 +204,35 @@ fn route(head: &[u8], metrics: &Metrics) -> (&'static str, String, bool) {
     }
     let path = target.split('?').next().unwrap_or_default();
     let head_only = method == "HEAD";
-    if path != "/metrics" {
+    if !matches!(path, "/metrics" | "/ready" | "/healthz") {
         return (
             "404 Not Found",
-            "not found; metrics are at /metrics\n".to_owned(),
+            "not found; metrics are at /metrics (also /ready, /healthz)\n".to_owned(),
             head_only,
         );
     }
     if method != "GET" && !head_only {
         return ("405 Method Not Allowed", "only GET\n".to_owned(), false);
     }
-    ("200 OK", metrics.render(), head_only)
+    match path {
+        // Liveness: the agent's runtime answers.
+        "/healthz" => ("200 OK", "ok\n".to_owned(), head_only),
+        // Readiness: the last round found every certificate served.
+        "/ready" => match metrics.readiness() {
+            Some((0, _)) => ("200 OK", "ready\n".to_owned(), head_only),
+            Some((not_served, all)) => (
+                "503 Service Unavailable",
+                format!("not ready: {not_served} of {all} certificates not served\n"),
+                head_only,
+            ),
+            None => (
+                "503 Service Unavailable",
+                "not ready: no sync round finished yet\n".to_owned(),
+                head_only,
+            ),
+        },
+        _ => ("200 OK", metrics.render(), head_only),
+    }
 }
 
 /// Replaces `path` with `contents` atomically through [`crate::safefs`]: a new file at a
@@ -284,5 +302,21 @@ mod tests {
         );
         assert_eq!(get("GET /metrics\r\n\r\n").0, "400 Bad Request");
         assert_eq!(get("GET /metrics SPDY/3\r\n\r\n").0, "400 Bad Request");
+        assert_eq!(get("GET /healthz HTTP/1.1\r\n\r\n").0, "200 OK");
+        assert_eq!(
+            get("GET /ready HTTP/1.1\r\n\r\n").0,
+            "503 Service Unavailable"
+        );
+        metrics.set_readiness(1, 2);
+        let ready = get("GET /ready HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            (ready.0, ready.1.as_str()),
+            (
+                "503 Service Unavailable",
+                "not ready: 1 of 2 certificates not served\n"
+            )
+        );
+        metrics.set_readiness(0, 2);
+        assert_eq!(get("GET /ready HTTP/1.1\r\n\r\n").0, "200 OK");
     }
 }

@@ -110,6 +110,10 @@ struct Inner {
     fetch_errors: [u64; FetchErrorKind::ALL.len()],
     throttled: u64,
     token_refreshes: u64,
+    /// Hook runs that succeeded and that failed.
+    hook_runs: [u64; 2],
+    /// After the last round: certificates not served, and all of them.
+    readiness: Option<(usize, usize)>,
     /// Per bucket (not cumulative), plus one for observations above the last bound.
     duration_counts: [u64; DURATION_BUCKETS.len() + 1],
     duration_sum: f64,
@@ -130,6 +134,21 @@ impl Metrics {
             .position(|k| *k == kind)
             .unwrap_or(FetchErrorKind::ALL.len() - 1);
         self.inner().fetch_errors[index] += 1;
+    }
+
+    /// Records how many certificates the last round left not served (for `GET /ready`).
+    pub fn set_readiness(&self, not_served: usize, all: usize) {
+        self.inner().readiness = Some((not_served, all));
+    }
+
+    /// `(not served, all)` after the last round; `None` before the first.
+    pub fn readiness(&self) -> Option<(usize, usize)> {
+        self.inner().readiness
+    }
+
+    /// Counts one hook run.
+    pub fn count_hook_run(&self, success: bool) {
+        self.inner().hook_runs[usize::from(!success)] += 1;
     }
 
     /// Adds the 429/503 answers and the token requests of one round.
@@ -240,6 +259,18 @@ impl Metrics {
             w.sample(
                 "akvsync_fetch_errors_total",
                 &[("kind", kind.label())],
+                count as f64,
+            );
+        }
+        w.family(
+            "akvsync_hook_runs_total",
+            "counter",
+            "Post-install hook runs, by result (a failing hook is run again at every poll).",
+        );
+        for (result, count) in ["success", "failure"].iter().zip(inner.hook_runs) {
+            w.sample(
+                "akvsync_hook_runs_total",
+                &[("result", result)],
                 count as f64,
             );
         }

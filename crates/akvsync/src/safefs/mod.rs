@@ -21,14 +21,14 @@
 //! opens a file for writing, creates, renames or removes a file system entry, or sets
 //! permissions.
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 mod other;
 pub mod test_delay;
 pub mod trust;
 #[cfg(unix)]
 mod unix;
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 pub use other::{Dir, TempFile};
 #[cfg(unix)]
 pub use unix::{Dir, TempFile};

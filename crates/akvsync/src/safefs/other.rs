@@ -77,6 +77,24 @@ impl Dir {
         temp.commit(name)
     }
 
+    /// The target of the symlink at `name`.
+    pub fn read_link(&self, name: &str) -> io::Result<PathBuf> {
+        fs::read_link(self.path.join(name))
+    }
+
+    /// Points `name` at `target` (a new link at a temporary name renamed over the old one;
+    /// Windows needs the symbolic-link privilege, which services running as SYSTEM have).
+    pub fn replace_symlink(&self, name: &str, target: &Path) -> io::Result<()> {
+        check_name(name)?;
+        let temp = temp_name();
+        std::os::windows::fs::symlink_file(target, self.path.join(&temp))?;
+        if let Err(e) = fs::rename(self.path.join(&temp), self.path.join(name)) {
+            let _ = fs::remove_file(self.path.join(&temp));
+            return Err(e);
+        }
+        Ok(())
+    }
+
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         fs::rename(self.path.join(from), self.path.join(to))
     }

@@ -240,25 +240,8 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
         }
     }
     let mut certificates = Vec::new();
-    if let Some((value, path)) = reader.take("certificates", diags)
-        && let Some(items) = fields::array(value, &path, diags)
-    {
-        for (i, item) in items.iter().enumerate() {
-            let item_path = path.index(i);
-            if let Some(name) = fields::nonblank_string(item, &item_path, diags) {
-                match name.split_once('/') {
-                    Some((vault, secret))
-                        if !vault.is_empty() && !secret.is_empty() && !secret.contains('/') =>
-                    {
-                        certificates.push(name.to_ascii_lowercase());
-                    }
-                    _ => diags.error(
-                        &item_path,
-                        format!("expected \"<vault>/<secret>\", found {}", quote(name)),
-                    ),
-                }
-            }
-        }
+    if let Some((value, path)) = reader.take("certificates", diags) {
+        super::outputs::read_filters(value, &path, diags, &mut certificates);
     }
     let mut timeout_s = DEFAULT_HOOK_TIMEOUT_S;
     if let Some((value, path)) = reader.take("timeoutInS", diags)

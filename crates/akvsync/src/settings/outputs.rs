@@ -106,9 +106,8 @@ fn output_set(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<
             );
         }
     }
-    match reader.require("files", diags) {
-        Some((value, path)) => set.files = files(value, &path, diags),
-        None => {}
+    if let Some((value, path)) = reader.require("files", diags) {
+        set.files = files(value, &path, diags);
     }
     if let Some((value, path)) = reader.take("pfxPassword", diags) {
         set.pfx_password = pfx_password(value, &path, diags);

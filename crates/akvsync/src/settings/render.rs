@@ -78,6 +78,37 @@ pub fn report(validated: &Validated) -> String {
             hook.timeout_s
         );
     }
+    for set in &ours.outputs {
+        let scope = if set.certificates.is_empty() {
+            "every certificate".to_owned()
+        } else {
+            set.certificates.join(", ")
+        };
+        let files: Vec<String> = set
+            .files
+            .iter()
+            .map(|(kind, template)| format!("{} {template}", kind.name()))
+            .collect();
+        let mut how = vec![format!("mode {:04o}", set.mode)];
+        if let Some(owner) = &set.owner {
+            how.push(format!("owner {owner}"));
+        }
+        if let Some(group) = &set.group {
+            how.push(format!("group {group}"));
+        }
+        match &set.pfx_password {
+            Some(super::PfxPassword::File(path)) => how.push(format!("PFX password from {path}")),
+            Some(super::PfxPassword::Secret(url)) => how.push(format!("PFX password from {url}")),
+            None => {}
+        }
+        let _ = writeln!(
+            out,
+            "outputs: {} in {} (for {scope}; {})",
+            files.join(", "),
+            set.directory.as_deref().unwrap_or("the store directory"),
+            how.join(", ")
+        );
+    }
     for warning in &validated.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }

@@ -128,7 +128,8 @@ fn read_public(
                     .field("hooks")
                     .index(index)
                     .field("certificates");
-                diags.warn(
+                // An error, not a warning: the hook would never run (issue 14).
+                diags.error(
                     &path,
                     format!("{} names no observed certificate", quote(name)),
                 );

@@ -40,6 +40,16 @@ pub trait CertificateStore: Send + Sync {
         owned: &[String],
         keep: &[&str],
     ) -> Result<Vec<String>, StoreFailure>;
+    /// Removes a stable name akvsync made for this certificate that the settings no longer
+    /// name (a renamed or removed `customSymbolicLinkName`), if it is still akvsync's link
+    /// to one of the certificate's versions; `Ok(false)` when there is nothing to remove.
+    fn forget_link(
+        &self,
+        _certificate: &ObservedCertificate,
+        _name: &str,
+    ) -> Result<bool, StoreFailure> {
+        Ok(false)
+    }
 }
 
 /// A certificate as found in a store.
@@ -65,5 +75,22 @@ pub fn for_target(target: &Target) -> Result<&'static dyn CertificateStore, Stri
         Target::WindowsStore(_) => {
             Err("the Windows certificate store exists only on Windows".to_owned())
         }
+    }
+}
+
+/// The stable names a certificate is reached by (Linux: its link and
+/// `customSymbolicLinkName`; none on Windows, where the store is the name).
+pub fn link_paths(certificate: &ObservedCertificate) -> Vec<String> {
+    match &certificate.target {
+        Target::LinuxDirectory(t) => std::iter::once(&t.link_name)
+            .chain(t.custom_link_name.as_ref())
+            .map(|link| {
+                std::path::Path::new(&t.directory)
+                    .join(link)
+                    .display()
+                    .to_string()
+            })
+            .collect(),
+        Target::WindowsStore(_) => Vec::new(),
     }
 }

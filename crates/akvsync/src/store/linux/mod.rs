@@ -439,4 +439,45 @@ impl super::CertificateStore for DirectoryStore {
     ) -> Result<Vec<String>, super::StoreFailure> {
         Ok(prune(Self::target(certificate)?, owned, keep)?)
     }
+
+    fn forget_link(
+        &self,
+        certificate: &crate::settings::ObservedCertificate,
+        name: &str,
+    ) -> Result<bool, super::StoreFailure> {
+        Ok(forget_link(Self::target(certificate)?, name)?)
+    }
+}
+
+/// Removes `name` from the target's directory if it is a symlink to one of this
+/// certificate's version files (what akvsync made as a `customSymbolicLinkName`) and no
+/// longer one of the target's link names.
+pub fn forget_link(target: &LinuxTarget, name: &str) -> Result<bool, StoreError> {
+    if link_names(target).any(|link| link == name) || !safefs::is_plain_name(name) {
+        return Ok(false);
+    }
+    let dir_path = Path::new(&target.directory);
+    let dir = match Dir::open(dir_path) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error("open the store directory", dir_path)(e)),
+    };
+    let ours = match dir.entry(name) {
+        Ok(Entry::Symlink(pointed)) => {
+            pointed.parent() == Some(dir_path)
+                && pointed
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(&format!("{}.", target.link_name)))
+                    .is_some_and(is_version)
+        }
+        Ok(_) => false,
+        Err(e) => return Err(io_error("inspect", &dir_path.join(name))(e)),
+    };
+    if ours {
+        dir.remove_file(name)
+            .map_err(io_error("remove", &dir_path.join(name)))?;
+        dir.sync().map_err(io_error("sync", dir_path))?;
+    }
+    Ok(ours)
 }

@@ -1,0 +1,235 @@
+//! The last step, visible (issue 14): a failing hook is retried at every poll until it
+//! succeeds and shows in `once`, `status`, `status --json` and the metrics; `status` and
+//! `wait` exit 1 while anything is not served and 0 once everything is; `wait` works while
+//! the service runs; a renamed `customSymbolicLinkName` leaves no link behind.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::env::{Env, EnvConfig, VAULT};
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn a_failing_hook_is_retried_until_it_succeeds_and_shows_everywhere() {
+    let scratch = common::Scratch::new("hook-retry");
+    let log = scratch.path("hook.log");
+    let flag = scratch.path("reload-works");
+    let textfile = scratch.path("akvsync.prom");
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        akvsync: Some(serde_json::json!({
+            "hooks": [{"command": format!("echo run >> {}; test -e {}", log.display(), flag.display()),
+                       "certificates": [format!("{VAULT}.vault.azure.net/web")]}],
+            "metrics": {"textfile": textfile},
+        })),
+        ..Default::default()
+    });
+    env.cmd(&["once"])
+        .code(1)
+        .stdout_has("installed, hook failing: /bin/sh: exit status: 1")
+        .run();
+    assert_eq!(lines(&log), 1);
+    assert!(
+        fs::read_to_string(&textfile)
+            .unwrap()
+            .contains("akvsync_hook_runs_total{result=\"failure\"} 1")
+    );
+    env.cmd(&["status"])
+        .code(1)
+        .stdout_has("installed, hook failing")
+        .run();
+    let status = json(&env.cmd(&["status", "--json"]).code(1).run());
+    let web = &status["certificates"][0];
+    assert_eq!(web["hook"]["result"], "failure");
+    assert_eq!(web["hook"]["exitCode"], 1);
+    assert!(web["hook"]["at"].as_u64().unwrap() > 0);
+    assert_eq!(web["served"], false);
+    assert!(
+        web["installed"]["version"].is_string(),
+        "installed all the same"
+    );
+
+    // No new version: the hook runs again at the next poll.
+    env.cmd(&["once"]).code(1).stdout_has("hook failing").run();
+    assert_eq!(lines(&log), 2);
+
+    // Fixed: the next poll runs it, it succeeds, everything says so; then it rests.
+    fs::write(&flag, "").unwrap();
+    env.cmd(&["once"]).code(0).run();
+    assert_eq!(lines(&log), 3);
+    assert!(
+        fs::read_to_string(&textfile)
+            .unwrap()
+            .contains("akvsync_hook_runs_total{result=\"success\"} 1")
+    );
+    let status = json(&env.cmd(&["status", "--json"]).code(0).run());
+    assert_eq!(status["certificates"][0]["hook"]["result"], "success");
+    assert_eq!(
+        status["certificates"][0]["lastError"],
+        serde_json::Value::Null
+    );
+    env.cmd(&["once"]).code(0).run();
+    assert_eq!(
+        lines(&log),
+        3,
+        "a succeeded hook is not run again without a change"
+    );
+}
+
+#[test]
+fn status_and_wait_exit_codes_follow_what_is_served() {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    // Before any sync, without --settings: said plainly, not a missing-file error.
+    let state = env.scratch.state();
+    common::env::Cmd::new({
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+        c.args(["status", "--state-dir"]).arg(&state);
+        c
+    })
+    .code(1)
+    .stderr_has("nothing synced yet")
+    .run();
+    env.cmd(&["wait", "--timeout", "1s"])
+        .code(1)
+        .stderr_has("harnesskv/web: nothing synced yet")
+        .run();
+
+    env.cmd(&["once"]).code(0).run();
+    env.cmd(&["status"]).code(0).stdout_has("ok").run();
+    env.cmd(&["wait", "--timeout", "5s"]).code(0).run();
+    // The testing overrides' warnings are `once`'s, not repeated by every `status`.
+    let out = env.cmd(&["status"]).code(0).run();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("testing override"));
+
+    // A certificate whose check fails (404): status and wait say so and exit 1.
+    let mut json = env.settings_json();
+    json["secretsManagementSettings"]["observedCertificates"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(env.url("missing")));
+    env.write_settings(&json);
+    env.cmd(&["once"]).code(1).run();
+    env.cmd(&["status"])
+        .code(1)
+        .stdout_has("harnesskv/missing")
+        .stdout_has("not installed")
+        .run();
+    env.cmd(&["wait", "--timeout", "1s"])
+        .code(1)
+        .stderr_has("harnesskv/missing: not installed")
+        .run();
+}
+
+#[test]
+fn wait_returns_once_the_running_service_has_installed_everything() {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    let mut json = env.settings_json();
+    json["secretsManagementSettings"]["observedCertificates"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(env.url("late")));
+    env.write_settings(&json);
+    let mut service = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    common::env::clean(&mut service)
+        .args(["run", "--settings"])
+        .arg(env.settings_file())
+        .arg("--state-dir")
+        .arg(env.scratch.state())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut service = KillOnDrop(service.spawn().unwrap());
+    let mut wait = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    common::env::clean(&mut wait)
+        .args(["wait", "--timeout", "60s", "--settings"])
+        .arg(env.settings_file())
+        .arg("--state-dir")
+        .arg(env.scratch.state());
+    let mut wait = KillOnDrop(wait.spawn().unwrap());
+    // The service holds the state lock; wait does not need it.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        wait.0.try_wait().unwrap().is_none(),
+        "waits while `late` is missing"
+    );
+    env.emu.rotate_certificate(VAULT, "late").unwrap();
+    let status = common::wait_until(Duration::from_secs(30), "wait exits", || {
+        wait.0
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still waiting".to_owned())
+    });
+    assert_eq!(status.code(), Some(0));
+    let _ = service.0.kill();
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_renamed_custom_link_is_removed_not_left_dangling() {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        akvsync: Some(serde_json::json!({"retainVersions": 1})),
+        ..Default::default()
+    });
+    let store = env.scratch.store();
+    let with_link = |name: &str| {
+        let mut json = env.settings_json();
+        json["secretsManagementSettings"]["observedCertificates"] =
+            serde_json::json!([{"url": env.url("web"), "customSymbolicLinkName": name}]);
+        env.write_settings(&json);
+    };
+    with_link("web-current");
+    env.cmd(&["once"]).code(0).run();
+    assert!(store.join("web-current").exists());
+    with_link("web-now");
+    env.emu.rotate_certificate(VAULT, "web").unwrap();
+    env.cmd(&["once"]).code(0).run();
+    assert!(
+        fs::symlink_metadata(store.join("web-current")).is_err(),
+        "the old custom link is gone"
+    );
+    let new = env
+        .emu
+        .secret_versions(VAULT, "web")
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        fs::read_link(store.join("web-now"))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with(&new)
+    );
+    for entry in fs::read_dir(&store).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(fs::metadata(&path).is_ok(), "dangling: {}", path.display());
+    }
+    // Removed from the settings entirely: gone too, at the next poll.
+    env.write_settings(&env.settings_json());
+    env.cmd(&["once"]).code(0).run();
+    assert!(fs::symlink_metadata(store.join("web-now")).is_err());
+}
