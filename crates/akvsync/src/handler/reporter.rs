@@ -109,9 +109,13 @@ pub fn substatus(report: &Report) -> Substatus {
     };
     let (status, code, message) = match &report.result {
         SyncResult::Failed(cause) => {
-            let kept = installed
-                .map(|i| format!("; keeping the installed {i}"))
-                .unwrap_or_else(|| "; nothing installed".to_owned());
+            // "installed, hook failing: …" / "installed, but outputs not written: …": the
+            // new version is in place; what fails is the last step.
+            let kept = match installed {
+                Some(i) if cause.starts_with("installed, ") => format!(" ({i})"),
+                Some(i) => format!("; keeping the installed {i}"),
+                None => "; nothing installed".to_owned(),
+            };
             (
                 Status::Error,
                 1,
@@ -262,6 +266,22 @@ mod tests {
         settings.require_initial_sync = true;
         let (s, m) = round_status(Phase::Polling, &settings, std::slice::from_ref(&bad));
         assert_eq!(s, Status::Error, "{m}");
+    }
+
+    #[test]
+    fn a_failing_hook_is_an_error_substatus_that_says_the_version_is_installed() {
+        let hook = substatus(&report(
+            "h",
+            SyncResult::Failed("installed, hook failing: /bin/sh: exit status: 1".into()),
+        ));
+        assert_eq!((hook.status, hook.code), (Status::Error, 1));
+        assert!(
+            hook.message.starts_with(
+                "kv/h: installed, hook failing: /bin/sh: exit status: 1 (version 0123456789abcdef0123456789abcdef"
+            ),
+            "{}",
+            hook.message
+        );
     }
 
     #[test]

@@ -187,6 +187,7 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
     let errors_before = diags.errors.len();
     let mut commands = Vec::new();
     let mut given = 0;
+    let mut kind = "command";
     if let Some((value, path)) = reader.take("command", diags) {
         given += 1;
         match value {
@@ -220,6 +221,7 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
             continue;
         };
         given += 1;
+        kind = field;
         if let Some(unit) = fields::nonblank_string(value, &path, diags) {
             let valid = unit.len() <= 255
                 && unit
@@ -239,6 +241,25 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
             }
         }
     }
+    let mut restart_service = None;
+    if let Some((value, path)) = reader.take("restartService", diags) {
+        given += 1;
+        kind = "restartService";
+        if let Some(name) = fields::nonblank_string(value, &path, diags) {
+            // Service names: at most 256 characters, no slashes (SCM's rule).
+            if name.len() <= 256
+                && !name.contains(['/', '\\'])
+                && !name.chars().any(fields::is_control)
+            {
+                restart_service = Some(name.to_owned());
+            } else {
+                diags.error(
+                    &path,
+                    format!("{} is not a Windows service name", quote(name)),
+                );
+            }
+        }
+    }
     let mut certificates = Vec::new();
     if let Some((value, path)) = reader.take("certificates", diags) {
         super::outputs::read_filters(value, &path, diags, &mut certificates);
@@ -253,15 +274,23 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
     if given != 1 {
         diags.error(
             path,
-            "needs exactly one of \"command\", \"reloadUnit\" or \"restartUnit\"",
+            "needs exactly one of \"command\", \"reloadUnit\", \"restartUnit\" or \"restartService\"",
         );
         return None;
     }
-    if diags.errors.len() != errors_before || commands.len() != 1 {
+    if diags.errors.len() != errors_before
+        || commands.len() + usize::from(restart_service.is_some()) != 1
+    {
         return None;
     }
     Some(Hook {
-        command: commands.remove(0),
+        command: if commands.is_empty() {
+            Vec::new()
+        } else {
+            commands.remove(0)
+        },
+        restart_service,
+        kind,
         certificates,
         timeout_s,
     })

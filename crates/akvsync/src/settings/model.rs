@@ -363,8 +363,17 @@ impl MetricsSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hook {
-    /// The program and its arguments (no shell unless the settings gave a string).
+    /// The program and its arguments (no shell unless the settings gave a string); empty
+    /// for a `restartService` hook.
     pub command: Vec<String>,
+    /// `restartService` (Windows): the service restarted through the service control
+    /// manager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_service: Option<String>,
+    /// Where it came from (`command`, `reloadUnit`, `restartUnit`, `restartService`), for
+    /// the platform check.
+    #[serde(skip)]
+    pub kind: &'static str,
     /// `<vault>/<secret>` names it runs for; empty: every certificate.
     pub certificates: Vec<String>,
     pub timeout_s: u64,

@@ -74,7 +74,10 @@ pub fn report(validated: &Validated) -> String {
         let _ = writeln!(
             out,
             "hook: {} (after a new version of {scope}; timeout {} s)",
-            hook.command.join(" "),
+            match &hook.restart_service {
+                Some(service) => format!("restart Windows service {service}"),
+                None => hook.command.join(" "),
+            },
             hook.timeout_s
         );
     }

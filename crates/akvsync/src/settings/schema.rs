@@ -109,6 +109,27 @@ fn read_public(
         nested_auth = read_secrets_management(value, &path, &mut settings, diags);
     }
     super::outputs::check(&settings, &root, diags);
+    for (index, hook) in settings.akvsync.hooks.iter().enumerate() {
+        let wrong = match (settings.platform, hook.kind) {
+            (Platform::Windows, "reloadUnit" | "restartUnit") => {
+                Some("systemd units exist only on Linux; use \"restartService\"")
+            }
+            (Platform::Linux, "restartService") => Some(
+                "Windows services exist only on Windows; use \"reloadUnit\" or \"restartUnit\"",
+            ),
+            _ => None,
+        };
+        if let Some(message) = wrong {
+            diags.error(
+                &root
+                    .field("akvsync")
+                    .field("hooks")
+                    .index(index)
+                    .field(hook.kind),
+                message,
+            );
+        }
+    }
     // `<vault>/<secret>` of every certificate, compared ASCII-case-insensitively: one set,
     // so that checking every hook filter is linear rather than filters × certificates.
     let observed: HashSet<String> = settings

@@ -117,8 +117,8 @@ pub fn handler_service_arguments(state_dir: &Path) -> Vec<OsString> {
 mod scm;
 #[cfg(windows)]
 pub use scm::{
-    Runner, install, install_or_update, is_console, is_running, run_dispatcher, start, stop,
-    uninstall,
+    Runner, install, install_or_update, is_console, is_running, restart_named, run_dispatcher,
+    start, stop, uninstall,
 };
 
 #[cfg(test)]

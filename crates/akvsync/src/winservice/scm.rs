@@ -104,60 +104,63 @@ fn wait_for(
 
 /// Starts the registered service and waits until it runs.
 pub fn start() -> Result<(), String> {
-    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
-        .map_err(|e| format!("the service control manager: {e}"))?;
-    let service = manager
-        .open_service(
-            SERVICE_NAME,
-            ServiceAccess::START | ServiceAccess::QUERY_STATUS,
-        )
-        .map_err(|e| format!("service {SERVICE_NAME}: {e}"))?;
-    service
-        .start::<&str>(&[])
-        .map_err(|e| format!("starting service {SERVICE_NAME}: {e}"))?;
-    match wait_for(
-        &service,
-        ServiceState::Running,
-        Duration::from_secs(STOP_WAIT_HINT_S),
-    ) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "service {SERVICE_NAME} did not reach RUNNING in time"
-        )),
-        Err(e) => Err(format!("service {SERVICE_NAME}: {e}")),
-    }
+    start_named(SERVICE_NAME, Duration::from_secs(STOP_WAIT_HINT_S))
 }
 
 /// Stops the service and waits until it has stopped; `Ok(false)` when it is not
 /// registered or was not running.
 pub fn stop() -> Result<bool, String> {
+    stop_named(SERVICE_NAME, Duration::from_secs(STOP_WAIT_HINT_S * 2))
+}
+
+/// Starts service `name` and waits up to `limit` until it reports RUNNING.
+pub fn start_named(name: &str, limit: Duration) -> Result<(), String> {
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
         .map_err(|e| format!("the service control manager: {e}"))?;
-    let Ok(service) = manager.open_service(
-        SERVICE_NAME,
-        ServiceAccess::STOP | ServiceAccess::QUERY_STATUS,
-    ) else {
+    let service = manager
+        .open_service(name, ServiceAccess::START | ServiceAccess::QUERY_STATUS)
+        .map_err(|e| format!("service {name}: {e}"))?;
+    service
+        .start::<&str>(&[])
+        .map_err(|e| format!("starting service {name}: {e}"))?;
+    match wait_for(&service, ServiceState::Running, limit) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("service {name} did not reach RUNNING in time")),
+        Err(e) => Err(format!("service {name}: {e}")),
+    }
+}
+
+/// Stops service `name` and waits up to `limit` until it has stopped; `Ok(false)` when it
+/// is not registered or was not running.
+pub fn stop_named(name: &str, limit: Duration) -> Result<bool, String> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(|e| format!("the service control manager: {e}"))?;
+    let Ok(service) = manager.open_service(name, ServiceAccess::STOP | ServiceAccess::QUERY_STATUS)
+    else {
         return Ok(false);
     };
     let state = service
         .query_status()
-        .map_err(|e| format!("service {SERVICE_NAME}: {e}"))?
+        .map_err(|e| format!("service {name}: {e}"))?
         .current_state;
     if state == ServiceState::Stopped {
         return Ok(false);
     }
     service
         .stop()
-        .map_err(|e| format!("stopping service {SERVICE_NAME}: {e}"))?;
-    match wait_for(
-        &service,
-        ServiceState::Stopped,
-        Duration::from_secs(STOP_WAIT_HINT_S * 2),
-    ) {
+        .map_err(|e| format!("stopping service {name}: {e}"))?;
+    match wait_for(&service, ServiceState::Stopped, limit) {
         Ok(true) => Ok(true),
-        Ok(false) => Err(format!("service {SERVICE_NAME} did not stop in time")),
-        Err(e) => Err(format!("service {SERVICE_NAME}: {e}")),
+        Ok(false) => Err(format!("service {name} did not stop in time")),
+        Err(e) => Err(format!("service {name}: {e}")),
     }
+}
+
+/// A `restartService` hook: stop (if running) and start service `name`, each within
+/// `limit`, so that a service that caches its certificate loads the new one.
+pub fn restart_named(name: &str, limit: Duration) -> Result<(), String> {
+    stop_named(name, limit)?;
+    start_named(name, limit)
 }
 
 /// Stops (waiting up to the stop hint) and deletes the service.
