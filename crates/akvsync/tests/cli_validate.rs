@@ -94,6 +94,47 @@ fn json_output_is_the_normalized_model() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["valid"], false);
     assert_eq!(json["errors"].as_array().unwrap().len(), 6);
+    assert!(
+        out.stderr.is_empty(),
+        "--json prints JSON only: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Newcomer mistakes get a hint that says what to write instead.
+#[test]
+fn common_mistakes_get_hints() {
+    let dir = std::env::temp_dir().join(format!("akvsync-cli-hints-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#"{"secretsManagementSettings":{"observedCertificates":[{"url":"https://myvault.vault.azure.net/secrets/web","certificateStoreName":"Personal","certificateStoreLocation":"LocalMachine"}]}}"#,
+            "windows",
+            "\"Personal\" is how certlm.msc shows the store named \"MY\"",
+        ),
+        (
+            r#"{"secretsManagementSettings":{"observedCertificate":["https://myvault.vault.azure.net/secrets/web"]}}"#,
+            "linux",
+            "secretsManagementSettings.observedCertificate: unknown field; ignored (did you mean \"observedCertificates\"?)",
+        ),
+        (
+            r#"{"type":"Microsoft.Compute/virtualMachines/extensions","apiVersion":"2023-03-01","properties":{"settings":{"secretsManagementSettings":{}}}}"#,
+            "linux",
+            "pass the object at properties.settings",
+        ),
+    ];
+    for (index, (json, platform, hint)) in cases.iter().enumerate() {
+        let file = dir.join(format!("case{index}.json"));
+        std::fs::write(&file, json).unwrap();
+        let out = validate(&[file.to_str().unwrap(), "--platform", platform]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains(hint), "case {index}: {all}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -233,3 +233,50 @@ fn a_renamed_custom_link_is_removed_not_left_dangling() {
     env.cmd(&["once"]).code(0).run();
     assert!(fs::symlink_metadata(store.join("web-now")).is_err());
 }
+
+#[test]
+fn with_json_logs_every_line_run_prints_is_json_warnings_included() {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    common::env::clean(&mut run)
+        .env("AKVSYNC_LOG_FORMAT", "json")
+        .args(["run", "--settings"])
+        .arg(env.settings_file())
+        .arg("--state-dir")
+        .arg(env.scratch.state())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = KillOnDrop(run.spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    common::wait_until(Duration::from_secs(30), "the first round is logged", || {
+        let lines = lines.lock().unwrap();
+        if lines.iter().any(|l| l.contains("harnesskv/web")) {
+            Ok(())
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    });
+    drop(child);
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("testing override")),
+        "the start-up warnings are there: {lines:?}"
+    );
+    for line in lines.iter() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}

@@ -175,7 +175,9 @@ fn validate(args: &ValidateArgs) -> ExitCode {
                     "errors": diags.errors,
                     "warnings": diags.warnings,
                 });
+                // JSON only: a tool reading stdout gets one document, and nothing repeats it.
                 let _ = writeln!(stdout, "{json:#}");
+                return ExitCode::from(exit::INVALID);
             }
             let _ = write!(stderr, "{}", render::errors(&diags.errors));
             for warning in &diags.warnings {

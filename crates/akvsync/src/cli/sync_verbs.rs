@@ -12,13 +12,52 @@ use crate::settings::{self, Platform, SettingsError, Validated, render};
 use crate::state::{self, StateDir, StateError};
 use crate::sync::{Engine, Report, SyncResult};
 
+/// A start-up warning: a plain stderr line for `once`, a log event for `run` (so that with
+/// `AKVSYNC_LOG_FORMAT=json` every line the service prints is JSON).
+fn warn(logged: bool, warning: &dyn std::fmt::Display) {
+    if logged {
+        tracing::warn!(%warning, "settings");
+    } else {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// A fatal start-up error, printed like [`warn`].
+fn fail(logged: bool, error: &dyn std::fmt::Display) {
+    if logged {
+        tracing::error!(%error, "cannot start");
+    } else {
+        eprintln!("error: {error}");
+    }
+}
+
 /// Loads settings for this platform, printing errors (exit 2) and warnings.
-fn load_settings(path: &std::path::Path) -> Result<Validated, ExitCode> {
-    load_settings_quietly(path).inspect(|validated| {
-        for warning in &validated.warnings {
-            eprintln!("warning: {warning}");
+fn load_settings(path: &std::path::Path, logged: bool) -> Result<Validated, ExitCode> {
+    if !logged {
+        return load_settings_quietly(path).inspect(|validated| {
+            for warning in &validated.warnings {
+                warn(false, warning);
+            }
+        });
+    }
+    match settings::load_file(path, Platform::current()) {
+        Ok(validated) => {
+            for warning in &validated.warnings {
+                warn(true, warning);
+            }
+            Ok(validated)
         }
-    })
+        Err(SettingsError::Invalid(diags)) => {
+            for error in &diags.errors {
+                fail(true, error);
+            }
+            Err(ExitCode::from(exit::INVALID))
+        }
+        Err(error) => {
+            fail(true, &error);
+            Err(ExitCode::from(exit::INVALID))
+        }
+    }
 }
 
 /// Loads settings for this platform, printing only errors (exit 2): for `status` and
@@ -37,10 +76,10 @@ pub(crate) fn load_settings_quietly(path: &std::path::Path) -> Result<Validated,
     }
 }
 
-fn open_state(dir: Option<&PathBuf>) -> Result<StateDir, ExitCode> {
+fn open_state(dir: Option<&PathBuf>, logged: bool) -> Result<StateDir, ExitCode> {
     let dir = dir.cloned().unwrap_or_else(state::default_state_dir);
     StateDir::open(&dir).map_err(|error| {
-        eprintln!("error: {error}");
+        fail(logged, &error);
         ExitCode::from(if matches!(error, StateError::Locked(_)) {
             exit::LOCKED
         } else {
@@ -54,21 +93,29 @@ pub(crate) fn engine(
     settings: settings::Settings,
     state_dir: StateDir,
 ) -> Result<Arc<Engine>, String> {
+    engine_logged(settings, state_dir, false)
+}
+
+fn engine_logged(
+    settings: settings::Settings,
+    state_dir: StateDir,
+    logged: bool,
+) -> Result<Arc<Engine>, String> {
     let vault = crate::vault::client_for(&settings)?;
     let (engine, warnings) = Engine::new(settings, vault, state_dir);
     for warning in warnings {
-        eprintln!("warning: {warning}");
+        warn(logged, &warning);
     }
     Ok(Arc::new(engine))
 }
 
 /// `once` and `run`: validated settings (exit 2), the locked state directory (exit 3),
 /// the engine (exit 1), and the settings remembered for `status`.
-fn start_engine(args: &SyncArgs) -> Result<Arc<Engine>, ExitCode> {
-    let validated = load_settings(&args.settings)?;
-    let state_dir = open_state(args.state_dir.as_ref())?;
-    let engine = engine(validated.settings, state_dir).map_err(|message| {
-        eprintln!("error: {message}");
+fn start_engine(args: &SyncArgs, logged: bool) -> Result<Arc<Engine>, ExitCode> {
+    let validated = load_settings(&args.settings, logged)?;
+    let state_dir = open_state(args.state_dir.as_ref(), logged)?;
+    let engine = engine_logged(validated.settings, state_dir, logged).map_err(|message| {
+        fail(logged, &message);
         ExitCode::from(exit::FAILURE)
     })?;
     engine.remember_settings(&args.settings);
@@ -76,7 +123,7 @@ fn start_engine(args: &SyncArgs) -> Result<Arc<Engine>, ExitCode> {
 }
 
 pub(crate) fn once(args: &SyncArgs) -> ExitCode {
-    let engine = match start_engine(args) {
+    let engine = match start_engine(args, false) {
         Ok(engine) => engine,
         Err(code) => return code,
     };
@@ -154,7 +201,7 @@ pub(crate) fn run(args: &SyncArgs) -> ExitCode {
 
 /// `run` that also stops when `stop` completes (the Windows service's stop request).
 pub(crate) fn run_until(args: &SyncArgs, stop: impl std::future::Future<Output = ()>) -> ExitCode {
-    let engine = match start_engine(args) {
+    let engine = match start_engine(args, true) {
         Ok(engine) => engine,
         Err(code) => return code,
     };

@@ -15,6 +15,32 @@ pub struct ObjectReader<'a> {
     members: &'a [(String, Json)],
     path: JsonPath,
     taken: Vec<bool>,
+    /// Field names asked for, for "did you mean" on unknown ones.
+    asked: Vec<String>,
+}
+
+/// Field names remembered per object for "did you mean" (every schema object has fewer).
+const MAX_ASKED: usize = 32;
+
+/// Whether `a` and `b` differ by exactly one inserted, removed or replaced character, or
+/// by two adjacent characters swapped (ASCII case ignored): a typo of the other. Linear.
+pub fn one_edit_apart(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
+    if a == b || a.len().abs_diff(b.len()) > 1 || a.len().min(b.len()) < 3 {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (rest_a, rest_b) = (a.len() - prefix - suffix, b.len() - prefix - suffix);
+    let swapped =
+        rest_a == 2 && rest_b == 2 && a[prefix] == b[prefix + 1] && a[prefix + 1] == b[prefix];
+    (rest_a <= 1 && rest_b <= 1) || swapped
 }
 
 impl<'a> ObjectReader<'a> {
@@ -25,6 +51,7 @@ impl<'a> ObjectReader<'a> {
                 members,
                 path: path.clone(),
                 taken: vec![false; members.len()],
+                asked: Vec::new(),
             }),
             other => {
                 diags.error(path, format!("expected an object, found {}", other.kind()));
@@ -41,6 +68,9 @@ impl<'a> ObjectReader<'a> {
     /// Takes the member `name` (matched case-insensitively; the last of duplicates wins,
     /// as in the Microsoft extensions' JSON parser). `null` counts as absent.
     pub fn take(&mut self, name: &str, diags: &mut Diagnostics) -> Option<(&'a Json, JsonPath)> {
+        if self.asked.len() < MAX_ASKED {
+            self.asked.push(name.to_owned());
+        }
         let mut last = None;
         let mut count = 0;
         for (index, (key, _)) in self.members.iter().enumerate() {
@@ -132,11 +162,16 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    /// Reports every member that was not taken as an unknown field.
+    /// Reports every member that was not taken as an unknown field, with the known field
+    /// it is one edit away from, if any.
     pub fn finish(self, diags: &mut Diagnostics) {
         for ((key, _), taken) in self.members.iter().zip(&self.taken) {
             if !taken {
-                diags.warn(&self.path.field(key), "unknown field; ignored");
+                let message = match self.asked.iter().find(|known| one_edit_apart(key, known)) {
+                    Some(known) => format!("unknown field; ignored (did you mean \"{known}\"?)"),
+                    None => "unknown field; ignored".to_owned(),
+                };
+                diags.warn(&self.path.field(key), message);
             }
         }
     }
@@ -258,6 +293,25 @@ pub fn is_control(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typos_are_one_edit_apart() {
+        use super::one_edit_apart;
+        assert!(one_edit_apart(
+            "observedCertificate",
+            "observedCertificates"
+        ));
+        assert!(one_edit_apart("pollingIntervalIns", "pollingIntervalInS") == false);
+        assert!(one_edit_apart("pollingIntrevalInS", "pollingIntervalInS"));
+        assert!(one_edit_apart(
+            "certificateStoreNme",
+            "certificateStoreName"
+        ));
+        assert!(one_edit_apart("linkOnRenewl", "linkOnRenewal"));
+        assert!(!one_edit_apart("url", "uri2"));
+        assert!(!one_edit_apart("acls", "acls"));
+        assert!(!one_edit_apart("hooks", "metrics"));
+    }
+
     use super::*;
     use crate::settings::json;
 

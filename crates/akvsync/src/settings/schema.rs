@@ -75,6 +75,27 @@ fn unwrap_runtime<'a>(doc: &'a Json, root: &JsonPath, diags: &mut Diagnostics) -
     }
 }
 
+/// A whole ARM resource (or template) pasted where its settings belong: the extension's
+/// settings are the resource's `properties.settings`.
+fn arm_resource_hint(value: &Json) -> Option<String> {
+    let Json::Object(members) = value else {
+        return None;
+    };
+    let has = |name: &str| members.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if has("secretsManagementSettings") {
+        return None;
+    }
+    if has("properties") || has("$schema") || has("resources") || (has("type") && has("apiVersion"))
+    {
+        return Some(
+            "this looks like a whole ARM resource or template, not the extension's settings: \
+             pass the object at properties.settings (the one holding secretsManagementSettings)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
 /// The public settings object.
 fn read_public(
     value: &Json,
@@ -89,6 +110,10 @@ fn read_public(
     };
     if top.is_empty() {
         diags.warn(&root, "no settings; nothing to observe");
+        return settings;
+    }
+    if let Some(hint) = arm_resource_hint(value) {
+        diags.error(&root, hint);
         return settings;
     }
     let secrets = top.require("secretsManagementSettings", diags);

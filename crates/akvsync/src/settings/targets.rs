@@ -50,7 +50,34 @@ pub fn windows_store_name(
         );
         return None;
     }
+    if let Some(name) = system_store_of_display_name(text) {
+        diags.warn(
+            path,
+            format!(
+                "{} is how certlm.msc shows the store named \"{name}\"; a store named {} would be a new, separate store (use \"{name}\")",
+                quote(text),
+                quote(text)
+            ),
+        );
+    }
     Some(text.to_owned())
+}
+
+/// The system store behind a name the certificate snap-in displays.
+fn system_store_of_display_name(text: &str) -> Option<&'static str> {
+    const DISPLAY: [(&str, &str); 7] = [
+        ("Personal", "MY"),
+        ("Trusted Root Certification Authorities", "Root"),
+        ("Trusted Root", "Root"),
+        ("Intermediate Certification Authorities", "CA"),
+        ("Web Hosting", "WebHosting"),
+        ("Trusted People", "TrustedPeople"),
+        ("Trusted Publishers", "TrustedPublisher"),
+    ];
+    DISPLAY
+        .iter()
+        .find(|(display, _)| display.eq_ignore_ascii_case(text.trim()))
+        .map(|(_, name)| *name)
 }
 
 /// `accounts`: account names (or SID strings) to get read access to the private key.
