@@ -300,7 +300,8 @@ mod tests {
             "observedCertificate",
             "observedCertificates"
         ));
-        assert!(one_edit_apart("pollingIntervalIns", "pollingIntervalInS") == false);
+        // Differing only in case is a match, not a typo.
+        assert!(!one_edit_apart("pollingIntervalIns", "pollingIntervalInS"));
         assert!(one_edit_apart("pollingIntrevalInS", "pollingIntervalInS"));
         assert!(one_edit_apart(
             "certificateStoreNme",
