@@ -131,7 +131,7 @@ def counters(endpoints):
     return c["vault"].get(VAULT, 0), c["identity"], c["throttled"]
 
 
-def write_settings(path, count, store, endpoints, interval=3600, floor=None):
+def write_settings(path, count, store, endpoints, interval=3600, floor=None, outputs=None):
     testing = {"caFile": endpoints["ca_file"], "connectTo": {f"{VAULT}.vault.azure.net": endpoints["vault_addr"]}}
     if floor:
         testing["minPollingIntervalInS"] = floor
@@ -143,6 +143,12 @@ def write_settings(path, count, store, endpoints, interval=3600, floor=None):
         "authenticationSettings": {"msiEndpoint": endpoints["identity_endpoint"]},
         "akvsync": {"testing": testing},
     }
+    if outputs:
+        # Three output kinds per certificate, in their own directory (issue 14's benchmark).
+        settings["akvsync"]["outputs"] = [{
+            "directory": outputs,
+            "files": {"cert": "{secret}.crt", "key": "{secret}.key", "fullchain": "{secret}.fullchain.pem"},
+        }]
     with open(path, "w") as f:
         json.dump(settings, f)
 
@@ -189,6 +195,29 @@ def cold_sync(count, reps, endpoints, endpoints_path, work):
             shutil.rmtree(run_dir)
     med = {side: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for side, r in rows.items()}
     return med
+
+
+def cold_sync_outputs(count, reps, endpoints, work):
+    """`akvsync once` into an empty store, without and with three output kinds per certificate."""
+    env = {**os.environ, "AKVSYNC_LOG": "warn"}
+    rows = {"plain": [], "outputs": []}
+    for rep in range(reps):
+        order = ["plain", "outputs"] if rep % 2 == 0 else ["outputs", "plain"]
+        for side in order:
+            run_dir = tempfile.mkdtemp(dir=work, prefix=f"outputs{count}-{side}-")
+            store = os.path.join(run_dir, "store")
+            out = os.path.join(run_dir, "out") if side == "outputs" else None
+            settings = os.path.join(run_dir, "settings.json")
+            write_settings(settings, count, store, endpoints, outputs=out)
+            argv = [AKVSYNC, "once", "--settings", settings, "--state-dir", os.path.join(run_dir, "state")]
+            rows[side].append(timed(argv, env))
+            check_store(store, count, linked=True)
+            if out:
+                key = os.path.join(out, "cert0.key")
+                assert "PRIVATE KEY" in open(key).read(), key
+                assert len([n for n in os.listdir(out) if not n.startswith(".")]) == 3 * count
+            shutil.rmtree(run_dir)
+    return {side: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for side, r in rows.items()}
 
 
 def snapshot(*dirs):
@@ -331,6 +360,15 @@ def main():
                 med = cold_sync(count, reps, endpoints, endpoints_path, work)
                 (aw, ac), (pw, pc) = med["akvsync"], med["python"]
                 say(f"| {count} | {fmt_ms(aw)} | {fmt_ms(ac)} | {fmt_ms(pw)} | {fmt_ms(pc)} | {pw / aw:.1f}× | {pc / ac:.1f}× |")
+
+            n = max(sizes)
+            log(f"cold sync of {n} with outputs")
+            med = cold_sync_outputs(n, reps, endpoints, work)
+            (bw, bc), (ow, oc) = med["plain"], med["outputs"]
+            say(f"\n### Cold sync with outputs ({n} certificates; cert, key and fullchain each; median of {reps}, interleaved)\n")
+            say("| without outputs: wall | CPU | with 3 output kinds: wall | CPU | ratio (wall) | ratio (CPU) |")
+            say("|---:|---:|---:|---:|---:|---:|")
+            say(f"| {fmt_ms(bw)} | {fmt_ms(bc)} | {fmt_ms(ow)} | {fmt_ms(oc)} | {ow / bw:.2f}× | {oc / bc:.2f}× |")
 
             log(f"steady-state polls of {steady_n}")
             polls = 3 if args.quick else 5
