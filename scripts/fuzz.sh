@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(settings pkcs12 pem secret_response identity_response handler_status seqno challenge)
+[ ${#targets[@]} -gt 0 ] || targets=(settings pkcs12 pem secret_response identity_response handler_status seqno challenge output_templates)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --target-dir ../target/fuzz

@@ -89,6 +89,7 @@ fn open_state(dir: Option<&PathBuf>, logged: bool) -> Result<StateDir, ExitCode>
 }
 
 /// Builds the engine for validated settings.
+#[cfg(feature = "demo")]
 pub(crate) fn engine(
     settings: settings::Settings,
     state_dir: StateDir,

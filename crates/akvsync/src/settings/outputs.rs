@@ -229,7 +229,7 @@ fn files(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Vec<(OutputK
 }
 
 /// A template may use `{vault}` and `{secret}`; anything else in braces is an error.
-fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> Result<(), String> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
