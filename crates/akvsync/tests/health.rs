@@ -145,22 +145,10 @@ fn wait_returns_once_the_running_service_has_installed_everything() {
         .unwrap()
         .push(serde_json::json!(env.url("late")));
     env.write_settings(&json);
-    let mut service = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    common::env::clean(&mut service)
-        .args(["run", "--settings"])
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut service = agent(&env, &["run"]);
+    service.stderr(std::process::Stdio::null());
     let mut service = KillOnDrop(service.spawn().unwrap());
-    let mut wait = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    common::env::clean(&mut wait)
-        .args(["wait", "--timeout", "60s", "--settings"])
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state());
-    let mut wait = KillOnDrop(wait.spawn().unwrap());
+    let mut wait = KillOnDrop(agent(&env, &["wait", "--timeout", "60s"]).spawn().unwrap());
     // The service holds the state lock; wait does not need it.
     std::thread::sleep(Duration::from_secs(2));
     assert!(
@@ -176,6 +164,20 @@ fn wait_returns_once_the_running_service_has_installed_everything() {
     });
     assert_eq!(status.code(), Some(0));
     let _ = service.0.kill();
+}
+
+/// `akvsync <args> --settings … --state-dir …` in a clean environment, for a background
+/// process (stdout discarded).
+fn agent(env: &Env, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    common::env::clean(&mut command)
+        .args(args)
+        .arg("--settings")
+        .arg(env.settings_file())
+        .arg("--state-dir")
+        .arg(env.scratch.state())
+        .stdout(std::process::Stdio::null());
+    command
 }
 
 struct KillOnDrop(std::process::Child);
@@ -240,14 +242,8 @@ fn with_json_logs_every_line_run_prints_is_json_warnings_included() {
         certificates: &["web"],
         ..Default::default()
     });
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    common::env::clean(&mut run)
-        .env("AKVSYNC_LOG_FORMAT", "json")
-        .args(["run", "--settings"])
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state())
-        .stdout(std::process::Stdio::null())
+    let mut run = agent(&env, &["run"]);
+    run.env("AKVSYNC_LOG_FORMAT", "json")
         .stderr(std::process::Stdio::piped());
     let mut child = KillOnDrop(run.spawn().unwrap());
     let stderr = child.0.stderr.take().unwrap();

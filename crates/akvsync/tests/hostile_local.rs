@@ -15,6 +15,20 @@ use common::users::{self, chown_tree, ensure_user, sh_as, skip_unless_root};
 
 const MALLORY: &str = "akvsync-mallory";
 
+/// The attacker's account and an environment with one certificate; `None` (skipped, with
+/// the reason printed) when not root.
+fn attack(test: &str) -> Option<(nix::unistd::User, Env)> {
+    if skip_unless_root(test) {
+        return None;
+    }
+    let mallory = ensure_user(MALLORY);
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    Some((mallory, env))
+}
+
 /// A file only root may read or write, which the attacks aim at.
 fn victim(env: &Env) -> std::path::PathBuf {
     let victim = env.scratch.path("victim");
@@ -35,14 +49,9 @@ fn assert_untouched(victim: &Path) {
 /// followed the planted temporary link, overwrote the victim and made it 0644.
 #[test]
 fn a_textfile_directory_of_another_account_is_refused_and_nothing_is_followed() {
-    if skip_unless_root("textfile") {
+    let Some((mallory, env)) = attack("textfile") else {
         return;
-    }
-    let mallory = ensure_user(MALLORY);
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
+    };
     let victim = victim(&env);
     let textdir = env.scratch.path("textfile");
     fs::create_dir(&textdir).unwrap();
@@ -79,14 +88,9 @@ fn a_textfile_directory_of_another_account_is_refused_and_nothing_is_followed() 
 /// account `--x` on it.
 #[test]
 fn a_store_below_a_directory_of_another_account_is_refused() {
-    if skip_unless_root("store parent") {
+    let Some((mallory, env)) = attack("store parent") else {
         return;
-    }
-    let mallory = ensure_user(MALLORY);
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
+    };
     let rootonly = env.scratch.path("rootonly");
     fs::create_dir(&rootonly).unwrap();
     fs::set_permissions(&rootonly, fs::Permissions::from_mode(0o700)).unwrap();
@@ -130,14 +134,9 @@ fn a_store_below_a_directory_of_another_account_is_refused() {
 /// can write, is refused (the account could plant links at the lock and state files).
 #[test]
 fn a_state_directory_another_account_controls_is_refused() {
-    if skip_unless_root("state dir") {
+    let Some((mallory, env)) = attack("state dir") else {
         return;
-    }
-    let mallory = ensure_user(MALLORY);
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
+    };
     let victim = victim(&env);
     let state = env.scratch.state();
     fs::create_dir(&state).unwrap();

@@ -17,14 +17,21 @@ use crate::state::{self, StateDir};
 /// `--json`).
 const REASON_CHARS: usize = 100;
 
+/// Which settings and state to look at (both verbs).
 #[derive(Debug, clap::Args)]
-pub(crate) struct StatusArgs {
+pub(crate) struct Where {
     /// Settings file (default: the settings last used by `once`/`run` with this state directory).
     #[arg(long)]
     pub settings: Option<PathBuf>,
     /// Where akvsync keeps its state (default: /var/lib/akvsync, %ProgramData%\\akvsync).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub at: Where,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -32,12 +39,8 @@ pub(crate) struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WaitArgs {
-    /// Settings file (default: the settings last used by `once`/`run` with this state directory).
-    #[arg(long)]
-    pub settings: Option<PathBuf>,
-    /// Where akvsync keeps its state (default: /var/lib/akvsync, %ProgramData%\\akvsync).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub at: Where,
     /// Give up after this long: `90`, `90s`, `5m`, `1h` (default 5m).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -98,8 +101,8 @@ fn nothing_synced(state_dir: &Path) -> ExitCode {
 }
 
 pub(crate) fn status(args: &StatusArgs) -> ExitCode {
-    let state_dir = state_dir_of(args.state_dir.as_ref());
-    let validated = match settings_for(args.settings.as_ref(), &state_dir) {
+    let state_dir = state_dir_of(args.at.state_dir.as_ref());
+    let validated = match settings_for(args.at.settings.as_ref(), &state_dir) {
         Ok(Some(v)) => v,
         Ok(None) => return nothing_synced(&state_dir),
         Err(code) => return code,
@@ -229,12 +232,12 @@ fn text_table(all: &[CertificateHealth], now: u64, warning_days: u32) -> String 
 }
 
 pub(crate) fn wait(args: &WaitArgs) -> ExitCode {
-    let state_dir = state_dir_of(args.state_dir.as_ref());
+    let state_dir = state_dir_of(args.at.state_dir.as_ref());
     let started = Instant::now();
     let mut validated = None;
     loop {
         if validated.is_none() {
-            validated = match settings_for(args.settings.as_ref(), &state_dir) {
+            validated = match settings_for(args.at.settings.as_ref(), &state_dir) {
                 Ok(v) => v,
                 Err(code) => return code,
             };

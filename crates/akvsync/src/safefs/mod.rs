@@ -105,6 +105,15 @@ fn invalid_name(name: &str) -> std::io::Error {
     )
 }
 
+/// [`is_plain_name`] as an error naming the name.
+fn check_name(name: &str) -> std::io::Result<()> {
+    if is_plain_name(name) {
+        Ok(())
+    } else {
+        Err(invalid_name(name))
+    }
+}
+
 /// Opens `path` for reading without following a symlink at its last component (and
 /// without blocking on a fifo planted there).
 pub fn open_read_nofollow(path: &Path) -> std::io::Result<std::fs::File> {

@@ -7,20 +7,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Entry, FileSpec, TEMP_PREFIX, invalid_name, is_plain_name, temp_name};
+use super::{Entry, FileSpec, TEMP_PREFIX, check_name, temp_name};
 
 /// A directory akvsync writes in.
 #[derive(Debug)]
 pub struct Dir {
     path: PathBuf,
-}
-
-fn check_name(name: &str) -> io::Result<()> {
-    if is_plain_name(name) {
-        Ok(())
-    } else {
-        Err(invalid_name(name))
-    }
 }
 
 impl Dir {

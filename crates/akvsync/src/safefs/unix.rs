@@ -14,7 +14,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, symlinkat, unlinkat};
 
 use super::trust::{self, Kind, Meta, Verdict};
-use super::{Entry, FileSpec, TEMP_PREFIX, invalid_name, is_plain_name, temp_name};
+use super::{Entry, FileSpec, TEMP_PREFIX, check_name, temp_name};
 
 /// Symlinks followed in one walk before giving up (the kernel's own limit).
 const MAX_LINKS: usize = 40;
@@ -204,14 +204,6 @@ fn walk(path: &Path, create: Option<u32>) -> io::Result<Dir> {
     Ok(Dir { fd, path: absolute })
 }
 
-fn check_name(name: &str) -> io::Result<()> {
-    if is_plain_name(name) {
-        Ok(())
-    } else {
-        Err(invalid_name(name))
-    }
-}
-
 impl Dir {
     /// Opens an existing directory after checking every component of its path.
     pub fn open(path: &Path) -> io::Result<Dir> {
@@ -381,14 +373,7 @@ impl Dir {
     /// The names in this directory (not `.`/`..`), unsorted; names that are not UTF-8 are
     /// skipped (akvsync never writes one).
     pub fn list(&self) -> io::Result<Vec<String>> {
-        let fd = openat(
-            self.fd.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
-        let mut dir = nix::dir::Dir::from_fd(fd).map_err(errno)?;
+        let mut dir = nix::dir::Dir::from_fd(self.readable()?).map_err(errno)?;
         let mut names = Vec::new();
         for entry in dir.iter() {
             let entry = entry.map_err(errno)?;
@@ -405,14 +390,19 @@ impl Dir {
 
     /// Makes this directory's entries (renames, new links, removals) durable.
     pub fn sync(&self) -> io::Result<()> {
-        let fd = openat(
+        File::from(self.readable()?).sync_all()
+    }
+
+    /// The directory opened for reading (the walk holds an `O_PATH` descriptor, which can
+    /// neither be listed nor fsynced).
+    fn readable(&self) -> io::Result<OwnedFd> {
+        openat(
             self.fd.as_fd(),
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(errno)?;
-        File::from(fd).sync_all()
+        .map_err(errno)
     }
 
     /// Opens `name` for appending (a log), creating it with `spec`; an existing entry must be
