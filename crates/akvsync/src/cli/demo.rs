@@ -94,6 +94,7 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
         crate::safefs::FileSpec::PUBLIC,
     )
     .map_err(|e| e.to_string())?;
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut akvsync = serde_json::json!({"testing": {
         "caFile": ca.to_string_lossy(),
         "connectTo": {format!("{VAULT}.vault.azure.net"): emulator.vault_addr().to_string()},
