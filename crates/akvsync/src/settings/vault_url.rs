@@ -112,35 +112,51 @@ pub fn parse(url: &str) -> Result<SecretUrl, String> {
             quote(url)
         ));
     };
+    // Every problem of the URL at once (a URL copied from the portal with several of them
+    // is fixed in one edit, not one per validation run).
+    let mut problems = Vec::new();
     if !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!("scheme must be \"https\", found {}", quote(scheme)));
+        problems.push(format!("scheme must be \"https\", found {}", quote(scheme)));
     }
-    if rest.contains('?') {
-        return Err("query strings (?…) are not allowed".to_owned());
+    let (rest, query_or_fragment) = match rest.find(['?', '#']) {
+        Some(cut) => rest.split_at(cut),
+        None => (rest, ""),
+    };
+    if query_or_fragment.contains('?') {
+        problems.push("query strings (?…) are not allowed".to_owned());
     }
-    if rest.contains('#') {
-        return Err("fragments (#…) are not allowed".to_owned());
+    if query_or_fragment.contains('#') {
+        problems.push("fragments (#…) are not allowed".to_owned());
     }
     if rest.contains('\\') {
-        return Err("backslashes are not allowed".to_owned());
+        problems.push("backslashes are not allowed".to_owned());
     }
     let (authority, path) = match rest.find('/') {
         Some(cut) => rest.split_at(cut),
         None => (rest, ""),
     };
-    if authority.contains('@') {
-        return Err("user information (…@) is not allowed".to_owned());
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => {
+            problems.push("user information (…@) is not allowed".to_owned());
+            host
+        }
+        None => authority,
+    };
+    let host = split_port(authority).map_err(|e| problems.push(e)).ok();
+    let vault = host.and_then(|host| parse_vault_host(host).map_err(|e| problems.push(e)).ok());
+    let parsed_path = parse_path(path).map_err(|e| problems.push(e)).ok();
+    match (vault, parsed_path) {
+        (Some((vault_name, cloud)), Some((kind, secret_name, version))) if problems.is_empty() => {
+            Ok(SecretUrl {
+                vault_name,
+                cloud,
+                secret_name,
+                version,
+                kind,
+            })
+        }
+        _ => Err(problems.join("; ")),
     }
-    let host = split_port(authority)?;
-    let (vault_name, cloud) = parse_vault_host(host)?;
-    let (kind, secret_name, version) = parse_path(path)?;
-    Ok(SecretUrl {
-        vault_name,
-        cloud,
-        secret_name,
-        version,
-        kind,
-    })
 }
 
 /// Removes an explicit `:443`; any other port is refused.
