@@ -42,13 +42,10 @@ impl HookContext {
     }
 }
 
-/// The hooks that apply to `name` (`<vault>/<secret>`). Each hook's filter list is short
-/// (a few names); the engine calls this once per certificate that changed.
+/// The hooks that apply to `name` (`<vault>/<secret>`): one hash lookup per hook.
 pub fn matching<'a>(hooks: &'a [Hook], name: &str) -> impl Iterator<Item = &'a Hook> {
     let name = name.to_ascii_lowercase();
-    hooks
-        .iter()
-        .filter(move |h| h.certificates.is_empty() || h.certificates.contains(&name))
+    hooks.iter().filter(move |h| h.applies_to(&name))
 }
 
 /// How one hook run ended.

@@ -147,6 +147,47 @@ fn many_hooks_with(missing: bool) -> Generated {
     }
 }
 
+/// Output sets (at most 64), each listing as many certificates as fit in its share of the
+/// budget, with a file per set so that every name is unique.
+fn many_outputs() -> Generated {
+    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+    for i in 0..HOOK_CERTIFICATES {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&url(i));
+    }
+    text.push_str(r#"]},"akvsync":{"outputs":["#);
+    let per_set = (BUDGET - text.len()) / OUTPUT_SETS;
+    let mut items = 0;
+    for set in 0..OUTPUT_SETS {
+        if set > 0 {
+            text.push(',');
+        }
+        let head = format!(
+            r#"{{"directory":"/srv/out","files":{{"cert":"{{vault}}-{{secret}}-{set}.crt"}},"certificates":["#
+        );
+        let mut body = head.clone();
+        let tail = "]}";
+        let filters = fill(&mut body, tail, per_set - 1, |k| {
+            let c = (set * 7919 + k) % HOOK_CERTIFICATES;
+            format!("\"{}/{}\"", vault(c), secret(c))
+        });
+        body.push_str(tail);
+        items += filters;
+        text.push_str(&body);
+    }
+    text.push_str("]}}");
+    Generated {
+        name: "outputs",
+        platform: Platform::Linux,
+        text,
+        items,
+    }
+}
+
+const OUTPUT_SETS: usize = 64;
+
 const LIST_CERTIFICATES: usize = 8;
 
 /// A few Windows certificates, each with thousands of `accounts`.
@@ -257,6 +298,7 @@ fn generated() -> Vec<Generated> {
         many_certificates(),
         duplicate_certificates(),
         many_hooks(),
+        many_outputs(),
         many_accounts(),
         many_acls(),
         many_connect_to(),
@@ -366,6 +408,24 @@ fn hook_filters_are_matched_case_insensitively() {
     assert_eq!(
         hooks[1].certificates[1],
         filter(FILTERS_PER_HOOK + 1).to_lowercase()
+    );
+    assert!(
+        validated.warnings.is_empty(),
+        "{:?}",
+        &validated.warnings[..1]
+    );
+}
+
+#[test]
+fn many_output_filters_are_valid() {
+    let doc = many_outputs();
+    assert!(doc.items > 20_000, "{}", doc.items);
+    let validated = valid(&doc);
+    let outputs = &validated.settings.akvsync.outputs;
+    assert_eq!(outputs.len(), OUTPUT_SETS);
+    assert_eq!(
+        outputs.iter().map(|o| o.certificates.len()).sum::<usize>(),
+        doc.items
     );
     assert!(
         validated.warnings.is_empty(),

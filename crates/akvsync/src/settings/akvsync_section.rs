@@ -291,6 +291,7 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
         },
         restart_service,
         kind,
+        certificate_set: certificates.iter().cloned().collect(),
         certificates,
         timeout_s,
     })

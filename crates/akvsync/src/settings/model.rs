@@ -257,6 +257,9 @@ pub struct AkvsyncSettings {
 pub struct OutputSet {
     /// `<vault>/<secret>` names (lowercase) it applies to; empty: every certificate.
     pub certificates: Vec<String>,
+    /// The same names, for constant-time matching (a cold sync asks for every certificate).
+    #[serde(skip)]
+    pub certificate_set: std::collections::HashSet<String>,
     /// Absolute directory; `None`: the certificate's store directory (Linux).
     pub directory: Option<String>,
     /// File name templates by kind (`{vault}`, `{secret}`), in the order of [`OutputKind::ALL`].
@@ -274,7 +277,7 @@ pub struct OutputSet {
 impl OutputSet {
     /// Whether it applies to the certificate named `<vault>/<secret>` (lowercase).
     pub fn applies_to(&self, name: &str) -> bool {
-        self.certificates.is_empty() || self.certificates.iter().any(|c| c == name)
+        self.certificates.is_empty() || self.certificate_set.contains(name)
     }
 
     /// Whether any of its files holds the private key.
@@ -376,7 +379,17 @@ pub struct Hook {
     pub kind: &'static str,
     /// `<vault>/<secret>` names it runs for; empty: every certificate.
     pub certificates: Vec<String>,
+    /// The same names, for constant-time matching.
+    #[serde(skip)]
+    pub certificate_set: std::collections::HashSet<String>,
     pub timeout_s: u64,
+}
+
+impl Hook {
+    /// Whether it runs for the certificate named `<vault>/<secret>` (lowercase).
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.certificates.is_empty() || self.certificate_set.contains(name)
+    }
 }
 
 /// Default hook timeout: long enough for a service reload, short enough that a hung

@@ -83,6 +83,7 @@ fn output_set(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<
     let errors_before = diags.errors.len();
     let mut set = OutputSet {
         certificates: Vec::new(),
+        certificate_set: Default::default(),
         directory: None,
         files: Vec::new(),
         pfx_password: None,
@@ -93,6 +94,7 @@ fn output_set(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<
     };
     if let Some((value, path)) = reader.take("certificates", diags) {
         read_filters(value, &path, diags, &mut set.certificates);
+        set.certificate_set = set.certificates.iter().cloned().collect();
     }
     if let Some((value, path)) = reader.take("directory", diags)
         && let Some(dir) = fields::nonblank_string(value, &path, diags)
@@ -357,11 +359,11 @@ pub fn check(settings: &Settings, root: &JsonPath, diags: &mut Diagnostics) {
             }
         }
     }
+    let names: Vec<String> = settings.certificates.iter().map(filter_name).collect();
     for (index, set) in outputs.iter().enumerate() {
         let set_path = base.index(index);
-        for certificate in &settings.certificates {
-            let name = filter_name(certificate);
-            if !set.applies_to(&name) {
+        for (certificate, name) in settings.certificates.iter().zip(&names) {
+            if !set.applies_to(name) {
                 continue;
             }
             let directory = match (&set.directory, &certificate.target) {
