@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::decode::Bundle;
-use crate::safefs::{self, Dir, Entry, FileSpec};
+use crate::safefs::{self, Dir, Entry, FileSpec, test_delay};
 #[cfg(unix)]
 use crate::settings::AclEntry;
 use crate::settings::outputs::{filter_name, render_template};
@@ -415,6 +415,8 @@ fn write_dir(
         temp.file()
             .write_all(&content)
             .map_err(|e| path_error(&path, e))?;
+        // Test builds only: a kill here leaves a temporary and part of the set.
+        test_delay::pause();
         temp.commit(&file.name).map_err(|e| path_error(&path, e))?;
     }
     data_dir
@@ -423,6 +425,8 @@ fn write_dir(
     if !traverse.is_empty() {
         grant_traverse(dir_path, &traverse)?;
     }
+    // Test builds only: a kill here leaves a complete set that is not current yet.
+    test_delay::pause();
     // 2. One rename switches the whole set.
     dir.replace_symlink(&current, Path::new(&data))
         .map_err(|e| path_error(&dir_path.join(&current), e))?;
