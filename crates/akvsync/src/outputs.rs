@@ -151,6 +151,24 @@ pub fn current_version(plans: &[DirPlan], certificate: &ObservedCertificate) -> 
     version
 }
 
+/// Removes the `.akvsync-tmp-*` entries an interrupted run left in an output directory
+/// (links being switched) and in its data directories (files being written); none if the
+/// directory does not exist. Returns how many.
+pub fn remove_stale_temps(dir_path: &Path) -> std::io::Result<usize> {
+    if std::fs::symlink_metadata(dir_path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(0);
+    }
+    let dir = Dir::open(dir_path)?;
+    let mut removed = dir.remove_stale_temps()?;
+    for name in dir.list()? {
+        if name.starts_with(DATA_PREFIX) && dir.entry(&name)? == Entry::Directory {
+            removed += dir.subdir(&name, None)?.remove_stale_temps()?;
+        }
+    }
+    Ok(removed)
+}
+
 /// Passwords of the PFX outputs by set index, fetched before writing; never logged.
 pub type Passwords = BTreeMap<usize, Zeroizing<String>>;
 

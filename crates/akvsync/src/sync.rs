@@ -138,6 +138,7 @@ impl Engine {
         let (state, warning) = state_dir.load();
         let mut warnings: Vec<String> = warning.into_iter().collect();
         warnings.extend(clean_store_temporaries(&settings));
+        warnings.extend(clean_output_temporaries(&settings));
         let metrics = settings
             .akvsync
             .metrics
@@ -754,6 +755,29 @@ fn clean_store_temporaries(settings: &Settings) -> Vec<String> {
 #[cfg(not(unix))]
 fn clean_store_temporaries(_settings: &Settings) -> Vec<String> {
     Vec::new()
+}
+
+/// Removes the temporaries an interrupted run left in the output directories (a link
+/// switch or a file write cut short): nothing else ever removes them.
+fn clean_output_temporaries(settings: &Settings) -> Vec<String> {
+    if settings.akvsync.outputs.is_empty() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<std::path::PathBuf> = settings
+        .certificates
+        .iter()
+        .flat_map(|c| outputs::plan(settings, c))
+        .map(|plan| plan.directory)
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    dirs.into_iter()
+        .filter_map(|dir| {
+            outputs::remove_stale_temps(&dir)
+                .err()
+                .map(|e| format!("cannot clean temporary files in {}: {e}", dir.display()))
+        })
+        .collect()
 }
 
 /// Expired or soon-expiring certificates are installed (the vault is the source of truth)

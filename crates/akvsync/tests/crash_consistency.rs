@@ -1385,3 +1385,93 @@ fn a_version_the_state_never_recorded_is_still_pruned() {
     assert_eq!(version_files(), expected, "v1 and the unrecorded v2 pruned");
     emu.shutdown();
 }
+
+/// One certificate with outputs (cert, key, fullchain, pem, pfx), v1 installed by a first
+/// `once`; `once()` runs the agent to completion and checks that it converged.
+struct WithOutputs {
+    emu: BlockingEmulator,
+    certs: Vec<Cert>,
+    outputs: Outputs,
+    store: PathBuf,
+    state_dir: PathBuf,
+    settings: PathBuf,
+}
+
+impl WithOutputs {
+    fn start(scratch: &Scratch) -> Self {
+        let emu = BlockingEmulator::start(Config::default()).unwrap();
+        let certs = vec![Cert {
+            name: "app",
+            custom_link: None,
+            versions: vec![emu.rotate_certificate(VAULT, "app").unwrap()],
+            linked: BTreeMap::new(),
+            value_len: 0,
+        }];
+        let outputs = Outputs {
+            dir: scratch.path("out"),
+            certs: vec![OutputCert {
+                cert: 0,
+                seen: None,
+                linked: false,
+            }],
+        };
+        let store = scratch.path("store");
+        let settings = scratch.path("settings.json");
+        fs::write(
+            &settings,
+            outputs.configure(&settings_json(&emu, &store, emu.ca_file(), &certs), &certs),
+        )
+        .unwrap();
+        let mut this = WithOutputs {
+            emu,
+            certs,
+            outputs,
+            store,
+            state_dir: scratch.path("state"),
+            settings,
+        };
+        this.once();
+        this
+    }
+
+    fn once(&mut self) {
+        let out = output(agent("once", &self.settings, &self.state_dir, false));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        check_converged(&self.store, &self.state_dir, &mut self.certs).unwrap();
+        self.outputs.check_converged(&self.certs).unwrap();
+    }
+
+    fn data_dir(&self, index: usize) -> PathBuf {
+        let cert = &self.certs[0];
+        self.outputs.dir.join(format!(
+            "{}{}",
+            data_prefix(cert),
+            cert.versions[index].version
+        ))
+    }
+}
+
+/// Found by the harness: a kill inside a link switch of the outputs writer (the current
+/// link or a stable link) left its `.akvsync-tmp-*` link in the output directory for good,
+/// and a kill while the current version's files were rewritten left a temporary in its data
+/// directory: only the stores' temporaries were cleaned at startup.
+#[test]
+fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run() {
+    let scratch = Scratch::new("outputs-temps");
+    let mut setup = WithOutputs::start(&scratch);
+    let link_temp = setup.outputs.dir.join(format!("{TEMP_PREFIX}0000dead0001"));
+    std::os::unix::fs::symlink(setup.data_dir(0).file_name().unwrap(), &link_temp).unwrap();
+    let file_temp = setup.data_dir(0).join(format!("{TEMP_PREFIX}0000dead0002"));
+    fs::write(&file_temp, b"-----BEGIN CERT").unwrap();
+    // Nothing to install: the run only cleans up.
+    setup.once();
+    assert!(
+        fs::symlink_metadata(&link_temp).is_err(),
+        "link temporary left"
+    );
+    assert!(
+        fs::symlink_metadata(&file_temp).is_err(),
+        "file temporary left"
+    );
+    setup.emu.shutdown();
+}
