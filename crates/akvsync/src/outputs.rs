@@ -486,6 +486,21 @@ fn grant_traverse(_dir: &Path, _grants: &acl::Grants) -> Result<(), OutputError>
     Ok(())
 }
 
+/// Prunes outputs that are already current for `version` (nothing is written): what a
+/// crash between a set's switch and its pruning left stays otherwise until the next version.
+pub fn prune(
+    certificate: &ObservedCertificate,
+    plans: &[DirPlan],
+    version: &str,
+    keep: &[&str],
+) -> Result<(), OutputError> {
+    for plan in plans {
+        let dir = Dir::open(&plan.directory).map_err(|e| path_error(&plan.directory, e))?;
+        prune_dir(&dir, certificate, plan, version, keep)?;
+    }
+    Ok(())
+}
+
 fn prune_dir(
     dir: &Dir,
     certificate: &ObservedCertificate,

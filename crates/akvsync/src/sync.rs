@@ -643,7 +643,7 @@ impl Engine {
         let value = secret.value;
         let install = !already_installed;
         let settings = self.settings.clone();
-        let (bundle, outputs_result) =
+        let (bundle, outputs_result, prune_error) =
             tokio::task::spawn_blocking(move || -> Result<_, Failure> {
                 let bundle = decode::decode_secret(content_type.as_deref(), &value)
                     .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
@@ -653,10 +653,17 @@ impl Engine {
                         .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
                 }
                 // After the store: an output failure never holds the store back.
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                let mut prune_error = None;
                 let outputs_result = if outputs_current {
+                    // Current but not recorded (a crash after the switch): what the crash
+                    // kept the write from pruning.
+                    if !plans.is_empty() {
+                        prune_error =
+                            outputs::prune(&certificate_owned, &plans, &version, &keep).err();
+                    }
                     None
                 } else {
-                    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
                     Some(
                         outputs::write(
                             &settings,
@@ -670,7 +677,7 @@ impl Engine {
                         .map_err(|e| e.to_string()),
                     )
                 };
-                Ok((bundle, outputs_result))
+                Ok((bundle, outputs_result, prune_error))
             })
             .await
             .map_err(|e| {
@@ -679,6 +686,9 @@ impl Engine {
                     format!("internal error: the install task failed: {e}"),
                 )
             })??;
+        if let Some(e) = prune_error {
+            report.warnings.push(format!("old outputs not pruned: {e}"));
+        }
         let outputs_written = matches!(outputs_result, Some(Ok(())));
         report.outputs_error = match outputs_result {
             Some(Err(message)) => Some(message),

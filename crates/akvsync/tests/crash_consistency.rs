@@ -1441,6 +1441,11 @@ impl WithOutputs {
         self.outputs.check_converged(&self.certs).unwrap();
     }
 
+    fn rotate(&mut self) {
+        let version = self.emu.rotate_certificate(VAULT, "app").unwrap();
+        self.certs[0].versions.push(version);
+    }
+
     fn data_dir(&self, index: usize) -> PathBuf {
         let cert = &self.certs[0];
         self.outputs.dir.join(format!(
@@ -1448,6 +1453,16 @@ impl WithOutputs {
             data_prefix(cert),
             cert.versions[index].version
         ))
+    }
+
+    fn data_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.outputs.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&data_prefix(&self.certs[0])))
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -1473,5 +1488,54 @@ fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run()
         fs::symlink_metadata(&file_temp).is_err(),
         "file temporary left"
     );
+    setup.emu.shutdown();
+}
+
+/// Found by the harness: a kill after an output set's switch but before the old data
+/// directories were pruned (and before the state was saved) left them for good when the
+/// next run found the outputs current (three data directories with a retention of two,
+/// until the next rotation). Outputs found current but not recorded are pruned now.
+#[test]
+fn data_directories_a_crash_kept_from_pruning_are_pruned_by_the_next_run() {
+    let scratch = Scratch::new("outputs-prune");
+    let mut setup = WithOutputs::start(&scratch);
+    setup.rotate();
+    setup.once();
+    // v1 and v2 kept: keep copies of v1's files and of the state.
+    let state_v2 = fs::read(setup.state_dir.join("state.json")).unwrap();
+    let v1_files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(setup.data_dir(0))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    setup.rotate();
+    setup.once();
+    assert_eq!(setup.data_dirs().len(), 2);
+    // What a kill right after the switch to v3 leaves: v1's data directory not pruned yet,
+    // the state of the v2 run (the outputs are current, the state does not record v3).
+    fs::create_dir(setup.data_dir(0)).unwrap();
+    for (path, bytes) in &v1_files {
+        fs::write(path, bytes).unwrap();
+    }
+    fs::write(setup.state_dir.join("state.json"), &state_v2).unwrap();
+    assert_eq!(setup.data_dirs().len(), 3);
+
+    setup.once();
+    let mut expected: Vec<String> = [1, 2]
+        .into_iter()
+        .map(|i| {
+            setup
+                .data_dir(i)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(setup.data_dirs(), expected, "v1 pruned, v2 and v3 kept");
     setup.emu.shutdown();
 }
