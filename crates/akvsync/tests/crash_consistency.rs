@@ -1467,9 +1467,9 @@ impl WithOutputs {
 }
 
 /// Found by the harness: a kill inside a link switch of the outputs writer (the current
-/// link or a stable link) left its `.akvsync-tmp-*` link in the output directory for good,
-/// and a kill while the current version's files were rewritten left a temporary in its data
-/// directory: only the stores' temporaries were cleaned at startup.
+/// link or a stable link) left its `.akvsync-tmp-*` link in the output directory for good:
+/// only the stores' temporaries were cleaned at startup. By reading the code, the same held
+/// for a temporary file left in the current data directory when a set is rewritten in place.
 #[test]
 fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run() {
     let scratch = Scratch::new("outputs-temps");
