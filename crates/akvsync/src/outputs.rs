@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::decode::Bundle;
-use crate::safefs::{self, Dir, Entry, FileSpec};
+use crate::safefs::{self, Dir, Entry, FileSpec, test_delay};
 #[cfg(unix)]
 use crate::settings::AclEntry;
 use crate::settings::outputs::{filter_name, render_template};
@@ -149,6 +149,24 @@ pub fn current_version(plans: &[DirPlan], certificate: &ObservedCertificate) -> 
         version = Some(this);
     }
     version
+}
+
+/// Removes the `.akvsync-tmp-*` entries an interrupted run left in an output directory
+/// (links being switched) and in its data directories (files being written); none if the
+/// directory does not exist. Returns how many.
+pub fn remove_stale_temps(dir_path: &Path) -> std::io::Result<usize> {
+    if std::fs::symlink_metadata(dir_path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(0);
+    }
+    let dir = Dir::open(dir_path)?;
+    let mut removed = dir.remove_stale_temps()?;
+    for name in dir.list()? {
+        if name.starts_with(DATA_PREFIX) && dir.entry(&name)? == Entry::Directory {
+            removed += dir.subdir(&name, None)?.remove_stale_temps()?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Passwords of the PFX outputs by set index, fetched before writing; never logged.
@@ -415,6 +433,8 @@ fn write_dir(
         temp.file()
             .write_all(&content)
             .map_err(|e| path_error(&path, e))?;
+        // Test builds only: a kill here leaves a temporary and part of the set.
+        test_delay::pause();
         temp.commit(&file.name).map_err(|e| path_error(&path, e))?;
     }
     data_dir
@@ -423,6 +443,8 @@ fn write_dir(
     if !traverse.is_empty() {
         grant_traverse(dir_path, &traverse)?;
     }
+    // Test builds only: a kill here leaves a complete set that is not current yet.
+    test_delay::pause();
     // 2. One rename switches the whole set.
     dir.replace_symlink(&current, Path::new(&data))
         .map_err(|e| path_error(&dir_path.join(&current), e))?;
@@ -461,6 +483,21 @@ fn grant_traverse(dir: &Path, grants: &acl::Grants) -> Result<(), OutputError> {
 
 #[cfg(not(unix))]
 fn grant_traverse(_dir: &Path, _grants: &acl::Grants) -> Result<(), OutputError> {
+    Ok(())
+}
+
+/// Prunes outputs that are already current for `version` (nothing is written): what a
+/// crash between a set's switch and its pruning left stays otherwise until the next version.
+pub fn prune(
+    certificate: &ObservedCertificate,
+    plans: &[DirPlan],
+    version: &str,
+    keep: &[&str],
+) -> Result<(), OutputError> {
+    for plan in plans {
+        let dir = Dir::open(&plan.directory).map_err(|e| path_error(&plan.directory, e))?;
+        prune_dir(&dir, certificate, plan, version, keep)?;
+    }
     Ok(())
 }
 

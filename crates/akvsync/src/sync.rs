@@ -138,6 +138,7 @@ impl Engine {
         let (state, warning) = state_dir.load();
         let mut warnings: Vec<String> = warning.into_iter().collect();
         warnings.extend(clean_store_temporaries(&settings));
+        warnings.extend(clean_output_temporaries(&settings));
         let metrics = settings
             .akvsync
             .metrics
@@ -642,7 +643,7 @@ impl Engine {
         let value = secret.value;
         let install = !already_installed;
         let settings = self.settings.clone();
-        let (bundle, outputs_result) =
+        let (bundle, outputs_result, prune_error) =
             tokio::task::spawn_blocking(move || -> Result<_, Failure> {
                 let bundle = decode::decode_secret(content_type.as_deref(), &value)
                     .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
@@ -652,10 +653,17 @@ impl Engine {
                         .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
                 }
                 // After the store: an output failure never holds the store back.
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                let mut prune_error = None;
                 let outputs_result = if outputs_current {
+                    // Current but not recorded (a crash after the switch): what the crash
+                    // kept the write from pruning.
+                    if !plans.is_empty() {
+                        prune_error =
+                            outputs::prune(&certificate_owned, &plans, &version, &keep).err();
+                    }
                     None
                 } else {
-                    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
                     Some(
                         outputs::write(
                             &settings,
@@ -669,7 +677,7 @@ impl Engine {
                         .map_err(|e| e.to_string()),
                     )
                 };
-                Ok((bundle, outputs_result))
+                Ok((bundle, outputs_result, prune_error))
             })
             .await
             .map_err(|e| {
@@ -678,6 +686,9 @@ impl Engine {
                     format!("internal error: the install task failed: {e}"),
                 )
             })??;
+        if let Some(e) = prune_error {
+            report.warnings.push(format!("old outputs not pruned: {e}"));
+        }
         let outputs_written = matches!(outputs_result, Some(Ok(())));
         report.outputs_error = match outputs_result {
             Some(Err(message)) => Some(message),
@@ -754,6 +765,29 @@ fn clean_store_temporaries(settings: &Settings) -> Vec<String> {
 #[cfg(not(unix))]
 fn clean_store_temporaries(_settings: &Settings) -> Vec<String> {
     Vec::new()
+}
+
+/// Removes the temporaries an interrupted run left in the output directories (a link
+/// switch or a file write cut short): nothing else ever removes them.
+fn clean_output_temporaries(settings: &Settings) -> Vec<String> {
+    if settings.akvsync.outputs.is_empty() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<std::path::PathBuf> = settings
+        .certificates
+        .iter()
+        .flat_map(|c| outputs::plan(settings, c))
+        .map(|plan| plan.directory)
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    dirs.into_iter()
+        .filter_map(|dir| {
+            outputs::remove_stale_temps(&dir)
+                .err()
+                .map(|e| format!("cannot clean temporary files in {}: {e}", dir.display()))
+        })
+        .collect()
 }
 
 /// Expired or soon-expiring certificates are installed (the vault is the source of truth)

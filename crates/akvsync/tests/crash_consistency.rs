@@ -7,12 +7,23 @@
 //! and never be ahead of the store. After each convergence run (`once`, exit 0): no
 //! `.akvsync-tmp-*` file is left and every link points at the newest version.
 //!
+//! Two of the certificates also have outputs (`akvsync.outputs`, issue 14: cert, key,
+//! fullchain, pem and pfx in a directory of their own). After every kill each stable path
+//! resolves to a complete file of the one version the `current` link names (the leaf matches
+//! the key and that version's thumbprint in every file), that version never moves backwards
+//! and is never ahead of the store, no stable path dangles once the set exists, and the
+//! directory holds only data directories, `current` links, stable links and temporaries.
+//! After each convergence run the outputs show the store's version, no temporary is left and
+//! old data directories are pruned to the retention.
+//!
 //! Kills land mid-write through the debug-only store hook `AKVSYNC_TEST_WRITE_DELAY_MS`
 //! (random pauses between the steps of a write) and mid-download through the emulator's
 //! `Delay`/`SlowDrip` faults. A kill is *mid-write* when the dead process left a temporary
 //! file it had created (it was between creating a temporary and renaming it: the version file
 //! or a link); *mid-download* when it landed while a slowed answer was provably still in
-//! flight (from the instant the fault fired to a lower bound of the answer's duration).
+//! flight (from the instant the fault fired to a lower bound of the answer's duration);
+//! *mid-output-write* when it left a new temporary in the output directory or a changed data
+//! directory newer than the current one (the same hook pauses inside the outputs writer).
 //! SPEC §10: at least 20 % of the kills must land mid-write.
 //!
 //! `AKVSYNC_CRASH_KILLS` (default 50) sets the number of kills; the full run is 500.
@@ -31,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use akvsync::decode::Bundle;
 use akvsync::state::State;
 use kvemu::{BlockingEmulator, Config, Fault, FaultKind, Imported};
 
@@ -41,6 +53,19 @@ const TEMP_PREFIX: &str = ".akvsync-tmp-";
 /// Most a pause of the store's write hook sleeps, in ms.
 const WRITE_DELAY_MS: u64 = 40;
 const EXE: &str = env!("CARGO_BIN_EXE_akvsync");
+/// The output files configured for the certificates with outputs: kind and file name
+/// suffix (`<secret>.<suffix>`).
+const OUTPUT_FILES: [(&str, &str); 5] = [
+    ("cert", "crt"),
+    ("key", "key"),
+    ("fullchain", "fullchain.pem"),
+    ("pem", "pem"),
+    ("pfx", "pfx"),
+];
+/// The mode of the output files.
+const OUTPUT_MODE: u32 = 0o640;
+/// Versions kept (the default `retainVersions`): the current one and the previous one.
+const RETAIN: usize = 2;
 
 /// One observed certificate: how it is uploaded and its link names.
 struct Cert {
@@ -337,6 +362,383 @@ fn check_converged(store: &Path, state_dir: &Path, certs: &mut [Cert]) -> Result
     Ok(())
 }
 
+/// The outputs configured for some of the certificates (one output set, one directory),
+/// and what the checks have seen of them.
+struct Outputs {
+    dir: PathBuf,
+    certs: Vec<OutputCert>,
+}
+
+struct OutputCert {
+    /// Index into the harness's certificates.
+    cert: usize,
+    /// Index into the certificate's versions of what the outputs showed when last checked.
+    seen: Option<usize>,
+    /// Every stable link has been seen: none may be missing from then on.
+    linked: bool,
+}
+
+/// What one check of the output directory found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct OutputObserved {
+    /// Temporaries in the output directory and in data directories (`<data dir>/<name>`).
+    temps: Vec<String>,
+    /// Per certificate with outputs: its data directories' versions (as indices).
+    data_dirs: Vec<Vec<usize>>,
+}
+
+fn current_link(cert: &Cert) -> String {
+    format!(".akvsync-current.{VAULT}.{}", cert.name)
+}
+
+fn data_prefix(cert: &Cert) -> String {
+    format!(".akvsync-data.{VAULT}.{}.", cert.name)
+}
+
+fn output_file(cert: &Cert, suffix: &str) -> String {
+    format!("{}.{suffix}", cert.name)
+}
+
+impl Outputs {
+    /// The harness's settings with one output set for these certificates.
+    fn configure(&self, settings: &str, certs: &[Cert]) -> String {
+        let mut json: serde_json::Value = serde_json::from_str(settings).unwrap();
+        let files: serde_json::Map<String, serde_json::Value> = OUTPUT_FILES
+            .iter()
+            .map(|(kind, suffix)| ((*kind).to_owned(), format!("{{secret}}.{suffix}").into()))
+            .collect();
+        let filter: Vec<String> = self
+            .certs
+            .iter()
+            .map(|o| format!("{VAULT}/{}", certs[o.cert].name))
+            .collect();
+        json["akvsync"]["outputs"] = serde_json::json!([{
+            "certificates": filter,
+            "directory": self.dir.to_str().unwrap(),
+            "files": files,
+            "mode": format!("{OUTPUT_MODE:04o}"),
+        }]);
+        json.to_string()
+    }
+
+    /// Lists the output directory: names, with the sorted entries of directories (to tell
+    /// whether a kill changed a data directory).
+    fn listing(&self) -> BTreeMap<String, Vec<String>> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return BTreeMap::new();
+        };
+        entries
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let mut inner: Vec<String> = if e.file_type().unwrap().is_dir() {
+                    fs::read_dir(e.path())
+                        .map(|d| {
+                            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                inner.sort();
+                (name, inner)
+            })
+            .collect()
+    }
+
+    /// Whether a kill landed in the outputs writer: it left a temporary in the output
+    /// directory (a link switch) that was not there before, or a data directory newer than
+    /// the current one that it created or changed (a set being written or not yet switched).
+    fn mid_write(
+        &self,
+        certs: &[Cert],
+        before: &BTreeMap<String, Vec<String>>,
+        after: &BTreeMap<String, Vec<String>>,
+    ) -> bool {
+        let new_temp = after
+            .keys()
+            .any(|n| n.starts_with(TEMP_PREFIX) && !before.contains_key(n));
+        let changed_data = self.certs.iter().any(|o| {
+            let cert = &certs[o.cert];
+            let current = o.seen;
+            after.iter().any(|(name, inner)| {
+                name.strip_prefix(&data_prefix(cert))
+                    .and_then(|v| cert.index_of(v))
+                    .is_some_and(|index| {
+                        current.is_none_or(|c| index > c) && before.get(name) != Some(inner)
+                    })
+            })
+        });
+        new_temp || changed_data
+    }
+
+    /// The output invariants that hold at every instant (call after [`check_consistent`],
+    /// which records what the store links). Updates the version each certificate's outputs
+    /// show (they never move backwards).
+    fn check(&mut self, certs: &[Cert], when: &str) -> Result<OutputObserved, String> {
+        let mut observed = OutputObserved {
+            temps: Vec::new(),
+            data_dirs: vec![Vec::new(); self.certs.len()],
+        };
+        let mut entries: Vec<String> = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.certs.iter().any(|o| o.seen.is_some()) {
+                    return Err(format!("{when}: the output directory vanished"));
+                }
+                return Ok(observed);
+            }
+            Err(e) => return Err(format!("{when}: read the output directory: {e}")),
+        };
+        entries.sort();
+        // Nothing but data directories, `current` links, stable links and temporaries.
+        for name in &entries {
+            let path = self.dir.join(name);
+            let meta = fs::symlink_metadata(&path).map_err(|e| format!("{when}: {name}: {e}"))?;
+            if name.starts_with(TEMP_PREFIX) {
+                observed.temps.push(name.clone());
+                continue;
+            }
+            let owner = self.certs.iter().enumerate().find_map(|(i, o)| {
+                let cert = &certs[o.cert];
+                let ours = name == &current_link(cert)
+                    || name.starts_with(&data_prefix(cert))
+                    || OUTPUT_FILES
+                        .iter()
+                        .any(|(_, suffix)| name == &output_file(cert, suffix));
+                ours.then_some((i, cert))
+            });
+            let Some((i, cert)) = owner else {
+                return Err(format!(
+                    "{when}: unexpected entry {name} in the output directory"
+                ));
+            };
+            if let Some(version) = name.strip_prefix(&data_prefix(cert)) {
+                let index = cert
+                    .index_of(version)
+                    .ok_or_else(|| format!("{when}: data directory of unknown version {name}"))?;
+                if !meta.is_dir() {
+                    return Err(format!("{when}: {name} is not a directory"));
+                }
+                observed.data_dirs[i].push(index);
+                // Inside: configured files and temporaries only.
+                for inner in fs::read_dir(&path).map_err(|e| format!("{when}: {name}: {e}"))? {
+                    let inner = inner.unwrap().file_name().to_string_lossy().into_owned();
+                    if inner.starts_with(TEMP_PREFIX) {
+                        observed.temps.push(format!("{name}/{inner}"));
+                    } else if !OUTPUT_FILES
+                        .iter()
+                        .any(|(_, suffix)| inner == output_file(cert, suffix))
+                    {
+                        return Err(format!("{when}: unexpected entry {name}/{inner}"));
+                    }
+                }
+                continue;
+            }
+            if !meta.file_type().is_symlink() {
+                return Err(format!("{when}: {name} is not a symlink"));
+            }
+            if name != &current_link(cert) {
+                // A stable link: always through `current`, never anything else.
+                let target = fs::read_link(&path).unwrap();
+                let expected = Path::new(&current_link(cert)).join(name);
+                if target != expected {
+                    return Err(format!("{when}: {name} -> {}", target.display()));
+                }
+            }
+        }
+        // Each certificate's stable paths: complete files of the one current version.
+        for o in &mut self.certs {
+            let cert = &certs[o.cert];
+            let current = self.dir.join(current_link(cert));
+            let target = match fs::read_link(&current) {
+                Ok(target) => target,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if o.seen.is_some() {
+                        return Err(format!("{when}: {} vanished", current_link(cert)));
+                    }
+                    for (_, suffix) in OUTPUT_FILES {
+                        let name = output_file(cert, suffix);
+                        if fs::symlink_metadata(self.dir.join(&name)).is_ok() {
+                            return Err(format!("{when}: {name} dangles (no current link)"));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(format!("{when}: {}: {e}", current_link(cert))),
+            };
+            let target = target.to_str().unwrap_or_default();
+            let index = target
+                .strip_prefix(&data_prefix(cert))
+                .filter(|v| !v.contains('/'))
+                .and_then(|v| cert.index_of(v))
+                .ok_or_else(|| format!("{when}: {} -> {target}", current_link(cert)))?;
+            let stored = cert.linked[&format!("{VAULT}.{}", cert.name)];
+            if index > stored {
+                return Err(format!(
+                    "{when}: the outputs of {} show #{index}, the store links #{stored}",
+                    cert.name
+                ));
+            }
+            if let Some(seen) = o.seen
+                && index < seen
+            {
+                return Err(format!(
+                    "{when}: the outputs of {} moved back from #{seen} to #{index}",
+                    cert.name
+                ));
+            }
+            let mut present = 0;
+            let mut read = |suffix: &str| -> Result<Vec<u8>, String> {
+                let name = output_file(cert, suffix);
+                let stable = self.dir.join(&name);
+                let path = match fs::symlink_metadata(&stable) {
+                    Ok(_) => {
+                        present += 1;
+                        stable
+                    }
+                    // Before the first set's stable links exist: through `current`.
+                    Err(_) if !o.linked => current.join(&name),
+                    Err(e) => return Err(format!("{when}: {name}: {e} (it dangles or is gone)")),
+                };
+                let meta = fs::metadata(&path)
+                    .map_err(|e| format!("{when}: {} does not resolve: {e}", path.display()))?;
+                if !meta.is_file() || meta.mode() & 0o777 != OUTPUT_MODE {
+                    return Err(format!(
+                        "{when}: {} is not a regular file of mode {OUTPUT_MODE:o} ({:o})",
+                        path.display(),
+                        meta.mode()
+                    ));
+                }
+                fs::read(&path).map_err(|e| format!("{when}: {}: {e}", path.display()))
+            };
+            let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap_or_default();
+            let cert_pem = text(read("crt")?);
+            let key_pem = text(read("key")?);
+            let fullchain = text(read("fullchain.pem")?);
+            let pem = text(read("pem")?);
+            let pfx = read("pfx")?;
+            check_output_set(cert, index, &cert_pem, &key_pem, &fullchain, &pem, &pfx)
+                .map_err(|e| format!("{when}: outputs of {} (#{index}): {e}", cert.name))?;
+            if present == OUTPUT_FILES.len() {
+                o.linked = true;
+            }
+            o.seen = Some(index);
+        }
+        Ok(observed)
+    }
+
+    /// Whether some certificate's outputs show an older version than the store links.
+    fn behind(&self, certs: &[Cert]) -> bool {
+        self.certs.iter().any(|o| {
+            let cert = &certs[o.cert];
+            o.seen < Some(cert.linked[&format!("{VAULT}.{}", cert.name)])
+        })
+    }
+
+    /// After a successful run: no temporary, every certificate's outputs on the version the
+    /// store links (the newest), at most `RETAIN` data directories each, all complete.
+    fn check_converged(&mut self, certs: &[Cert]) -> Result<(), String> {
+        let observed = self.check(certs, "after a successful run")?;
+        if !observed.temps.is_empty() {
+            return Err(format!(
+                "temporaries left in the output directory: {:?}",
+                observed.temps
+            ));
+        }
+        for (o, data_dirs) in self.certs.iter().zip(&observed.data_dirs) {
+            let cert = &certs[o.cert];
+            let stored = cert.linked[&format!("{VAULT}.{}", cert.name)];
+            if o.seen != Some(stored) || !o.linked {
+                return Err(format!(
+                    "the outputs of {} show {:?} (all linked: {}), the store links #{stored}",
+                    cert.name, o.seen, o.linked
+                ));
+            }
+            if data_dirs.len() > RETAIN {
+                return Err(format!(
+                    "{} data directories of {} (versions {data_dirs:?}), retention {RETAIN}",
+                    data_dirs.len(),
+                    cert.name
+                ));
+            }
+            for index in data_dirs {
+                let dir = self.dir.join(format!(
+                    "{}{}",
+                    data_prefix(cert),
+                    cert.versions[*index].version
+                ));
+                for (_, suffix) in OUTPUT_FILES {
+                    let file = dir.join(output_file(cert, suffix));
+                    if !file.is_file() {
+                        return Err(format!("kept data directory lacks {}", file.display()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One set of output files is complete and of version `index`: the leaf in `cert` is that
+/// version's and matches `key`; `fullchain` is `cert` then the intermediate; `pem` is the
+/// leaf, the intermediate and the key; the PFX holds the same leaf, intermediate and key.
+fn check_output_set(
+    cert: &Cert,
+    index: usize,
+    cert_pem: &str,
+    key_pem: &str,
+    fullchain: &str,
+    pem: &str,
+    pfx: &[u8],
+) -> Result<(), String> {
+    let expected = &cert.versions[index].thumbprint;
+    let leaf_of = |what: &str, bundle: &Bundle, intermediates: usize| -> Result<(), String> {
+        if &bundle.leaf.thumbprint != expected {
+            return Err(format!(
+                "{what}: leaf {} is not the version's {expected}",
+                bundle.leaf.thumbprint
+            ));
+        }
+        if bundle.chain.len() != intermediates || bundle.unrelated != 0 {
+            return Err(format!(
+                "{what}: {} chain certificates and {} unrelated, expected {intermediates}",
+                bundle.chain.len(),
+                bundle.unrelated
+            ));
+        }
+        Ok(())
+    };
+    let blocks = |pem: &str, label: &str| pem.matches(&format!("-----BEGIN {label}-----")).count();
+    if blocks(cert_pem, "CERTIFICATE") != 1 || blocks(cert_pem, "PRIVATE KEY") != 0 {
+        return Err("cert is not one certificate".to_owned());
+    }
+    if blocks(key_pem, "CERTIFICATE") != 0 || blocks(key_pem, "PRIVATE KEY") != 1 {
+        return Err("key is not one key".to_owned());
+    }
+    // Decoding fails when no key matches a certificate.
+    let bundle = akvsync::decode::decode_pem(&format!("{cert_pem}{key_pem}"))
+        .map_err(|e| format!("cert + key: {e}"))?;
+    leaf_of("cert + key", &bundle, 0)?;
+    if !fullchain.starts_with(cert_pem) || blocks(fullchain, "CERTIFICATE") != 2 {
+        return Err("fullchain is not cert then one intermediate".to_owned());
+    }
+    let bundle = akvsync::decode::decode_pem(&format!("{fullchain}{key_pem}"))
+        .map_err(|e| format!("fullchain + key: {e}"))?;
+    leaf_of("fullchain + key", &bundle, 1)?;
+    if !pem.starts_with(fullchain) || !pem.ends_with(key_pem) {
+        return Err("pem is not fullchain then key".to_owned());
+    }
+    let bundle = akvsync::decode::decode_pem(pem).map_err(|e| format!("pem: {e}"))?;
+    leaf_of("pem", &bundle, 1)?;
+    let bundle = akvsync::decode::decode_pfx(pfx).map_err(|e| format!("pfx: {e}"))?;
+    leaf_of("pfx", &bundle, 1)?;
+    Ok(())
+}
+
 fn agent(verb: &str, settings: &Path, state_dir: &Path, delay: bool) -> Command {
     agent_at(Path::new(EXE), verb, settings, state_dir, delay)
 }
@@ -396,6 +798,11 @@ struct Figures {
     restarts: usize,
     finished_before_kill: usize,
     convergence_checks: usize,
+    /// Kills that landed in the outputs writer (see [`Outputs::mid_write`]).
+    mid_output_write: usize,
+    /// Kills after which some outputs showed an older version than the store's link (the
+    /// store is written first).
+    outputs_behind: usize,
 }
 
 #[test]
@@ -421,9 +828,21 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
     let state_dir = scratch.path("state");
     let settings = scratch.path("settings.json");
     let mut certs = import_certificates(&emu);
+    // Outputs for the PEM-served RSA certificate and the EC one.
+    let mut outputs = Outputs {
+        dir: scratch.path("out"),
+        certs: [0, 2]
+            .into_iter()
+            .map(|cert| OutputCert {
+                cert,
+                seen: None,
+                linked: false,
+            })
+            .collect(),
+    };
     fs::write(
         &settings,
-        settings_json(&emu, &store, emu.ca_file(), &certs),
+        outputs.configure(&settings_json(&emu, &store, emu.ca_file(), &certs), &certs),
     )
     .unwrap();
 
@@ -434,6 +853,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let full_run = calibration.elapsed();
     check_converged(&store, &state_dir, &mut certs).unwrap();
+    outputs.check_converged(&certs).unwrap();
 
     let mut figures = Figures::default();
     let mut after_kill = false;
@@ -488,6 +908,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             .then(|| (rng.usize(..certs.len()), window.mul_f64(rng.f64() * 0.7)));
 
         let temps_before = temp_files(&store);
+        let outputs_before = outputs.listing();
         let mut child = agent(
             if run_mode { "run" } else { "once" },
             &settings,
@@ -538,6 +959,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             assert_eq!(status.code(), Some(0), "once failed: {status:?}");
             figures.finished_before_kill += 1;
             check_converged(&store, &state_dir, &mut certs)
+                .and_then(|()| outputs.check_converged(&certs))
                 .unwrap_or_else(|e| panic!("after a completed run (seed {seed}): {e}"));
             figures.convergence_checks += 1;
             after_kill = false;
@@ -556,6 +978,12 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             &format!("kill {}", figures.kills),
         )
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        outputs
+            .check(&certs, &format!("kill {}", figures.kills))
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        figures.outputs_behind += usize::from(outputs.behind(&certs));
+        let mid_output_write = outputs.mid_write(&certs, &outputs_before, &outputs.listing());
+        figures.mid_output_write += usize::from(mid_output_write);
         if observed.temps.iter().any(|t| !temps_before.contains(t)) {
             figures.mid_write += 1;
             figures.run_mid_write += usize::from(run_mode);
@@ -584,6 +1012,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
                 describe(&out)
             );
             check_converged(&store, &state_dir, &mut certs)
+                .and_then(|()| outputs.check_converged(&certs))
                 .unwrap_or_else(|e| panic!("seed {seed}, kill {}: {e}", figures.kills));
             figures.convergence_checks += 1;
             after_kill = false;
@@ -606,16 +1035,16 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
                 .any(|c| name.starts_with(&format!("{VAULT}.{}.", c.name)))
         })
         .count();
-    let unpruned = version_files.saturating_sub(2 * certs.len());
+    let unpruned = version_files.saturating_sub(RETAIN * certs.len());
 
     let percent = |n: usize| 100.0 * n as f64 / figures.kills as f64;
     // Straight to stderr, past the test harness's capture, so that CI logs show it.
     let _ = writeln!(
         std::io::stderr(),
         "crash harness: {} kills ({} of once, {} of run), {} mid-write ({:.1} %; {} of run), \
-         {} mid-download ({:.1} %), {} restarts, {} runs finished before their kill, \
-         {} convergence checks, {unpruned} version files left past retention, seed {seed}, \
-         {:.1} s",
+         {} mid-download ({:.1} %), {} mid-output-write ({:.1} %), {} restarts, \
+         {} runs finished before their kill, {} convergence checks, {} kills with outputs \
+         behind the store, {unpruned} version files left past retention, seed {seed}, {:.1} s",
         figures.kills,
         figures.once_kills,
         figures.run_kills,
@@ -624,9 +1053,12 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         figures.run_mid_write,
         figures.mid_download,
         percent(figures.mid_download),
+        figures.mid_output_write,
+        percent(figures.mid_output_write),
         figures.restarts,
         figures.finished_before_kill,
         figures.convergence_checks,
+        figures.outputs_behind,
         started.elapsed().as_secs_f64(),
     );
     assert!(
@@ -636,6 +1068,10 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
     assert!(
         figures.mid_download > 0,
         "no kill landed mid-download: {figures:?}"
+    );
+    assert!(
+        figures.mid_output_write > 0,
+        "no kill landed in the outputs writer: {figures:?}"
     );
 }
 
@@ -948,4 +1384,158 @@ fn a_version_the_state_never_recorded_is_still_pruned() {
         .collect();
     assert_eq!(version_files(), expected, "v1 and the unrecorded v2 pruned");
     emu.shutdown();
+}
+
+/// One certificate with outputs (cert, key, fullchain, pem, pfx), v1 installed by a first
+/// `once`; `once()` runs the agent to completion and checks that it converged.
+struct WithOutputs {
+    emu: BlockingEmulator,
+    certs: Vec<Cert>,
+    outputs: Outputs,
+    store: PathBuf,
+    state_dir: PathBuf,
+    settings: PathBuf,
+}
+
+impl WithOutputs {
+    fn start(scratch: &Scratch) -> Self {
+        let emu = BlockingEmulator::start(Config::default()).unwrap();
+        let certs = vec![Cert {
+            name: "app",
+            custom_link: None,
+            versions: vec![emu.rotate_certificate(VAULT, "app").unwrap()],
+            linked: BTreeMap::new(),
+            value_len: 0,
+        }];
+        let outputs = Outputs {
+            dir: scratch.path("out"),
+            certs: vec![OutputCert {
+                cert: 0,
+                seen: None,
+                linked: false,
+            }],
+        };
+        let store = scratch.path("store");
+        let settings = scratch.path("settings.json");
+        fs::write(
+            &settings,
+            outputs.configure(&settings_json(&emu, &store, emu.ca_file(), &certs), &certs),
+        )
+        .unwrap();
+        let mut this = WithOutputs {
+            emu,
+            certs,
+            outputs,
+            store,
+            state_dir: scratch.path("state"),
+            settings,
+        };
+        this.once();
+        this
+    }
+
+    fn once(&mut self) {
+        let out = output(agent("once", &self.settings, &self.state_dir, false));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        check_converged(&self.store, &self.state_dir, &mut self.certs).unwrap();
+        self.outputs.check_converged(&self.certs).unwrap();
+    }
+
+    fn rotate(&mut self) {
+        let version = self.emu.rotate_certificate(VAULT, "app").unwrap();
+        self.certs[0].versions.push(version);
+    }
+
+    fn data_dir(&self, index: usize) -> PathBuf {
+        let cert = &self.certs[0];
+        self.outputs.dir.join(format!(
+            "{}{}",
+            data_prefix(cert),
+            cert.versions[index].version
+        ))
+    }
+
+    fn data_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.outputs.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&data_prefix(&self.certs[0])))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Found by the harness: a kill inside a link switch of the outputs writer (the current
+/// link or a stable link) left its `.akvsync-tmp-*` link in the output directory for good:
+/// only the stores' temporaries were cleaned at startup. By reading the code, the same held
+/// for a temporary file left in the current data directory when a set is rewritten in place.
+#[test]
+fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run() {
+    let scratch = Scratch::new("outputs-temps");
+    let mut setup = WithOutputs::start(&scratch);
+    let link_temp = setup.outputs.dir.join(format!("{TEMP_PREFIX}0000dead0001"));
+    std::os::unix::fs::symlink(setup.data_dir(0).file_name().unwrap(), &link_temp).unwrap();
+    let file_temp = setup.data_dir(0).join(format!("{TEMP_PREFIX}0000dead0002"));
+    fs::write(&file_temp, b"-----BEGIN CERT").unwrap();
+    // Nothing to install: the run only cleans up.
+    setup.once();
+    assert!(
+        fs::symlink_metadata(&link_temp).is_err(),
+        "link temporary left"
+    );
+    assert!(
+        fs::symlink_metadata(&file_temp).is_err(),
+        "file temporary left"
+    );
+    setup.emu.shutdown();
+}
+
+/// Found by the harness: a kill after an output set's switch but before the old data
+/// directories were pruned (and before the state was saved) left them for good when the
+/// next run found the outputs current (three data directories with a retention of two,
+/// until the next rotation). Outputs found current but not recorded are pruned now.
+#[test]
+fn data_directories_a_crash_kept_from_pruning_are_pruned_by_the_next_run() {
+    let scratch = Scratch::new("outputs-prune");
+    let mut setup = WithOutputs::start(&scratch);
+    setup.rotate();
+    setup.once();
+    // v1 and v2 kept: keep copies of v1's files and of the state.
+    let state_v2 = fs::read(setup.state_dir.join("state.json")).unwrap();
+    let v1_files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(setup.data_dir(0))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    setup.rotate();
+    setup.once();
+    assert_eq!(setup.data_dirs().len(), 2);
+    // What a kill right after the switch to v3 leaves: v1's data directory not pruned yet,
+    // the state of the v2 run (the outputs are current, the state does not record v3).
+    fs::create_dir(setup.data_dir(0)).unwrap();
+    for (path, bytes) in &v1_files {
+        fs::write(path, bytes).unwrap();
+    }
+    fs::write(setup.state_dir.join("state.json"), &state_v2).unwrap();
+    assert_eq!(setup.data_dirs().len(), 3);
+
+    setup.once();
+    let mut expected: Vec<String> = [1, 2]
+        .into_iter()
+        .map(|i| {
+            setup
+                .data_dir(i)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(setup.data_dirs(), expected, "v1 pruned, v2 and v3 kept");
+    setup.emu.shutdown();
 }
