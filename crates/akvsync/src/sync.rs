@@ -342,6 +342,9 @@ impl Engine {
         entry.last_check = Some(now());
         let report = match outcome {
             Ok(mut report) => {
+                // Installed now, or found installed but not recorded (a crash between the
+                // link switch and the state write): either way, prune past the retention.
+                let newly_recorded = entry.installed_version != report.version;
                 entry.last_success = entry.last_check;
                 entry.last_error = None;
                 entry.installed_version.clone_from(&report.version);
@@ -356,7 +359,7 @@ impl Engine {
                     }
                 }
                 self.forget_custom_links(store, certificate, entry, &mut report);
-                if report.result == SyncResult::Installed {
+                if report.result == SyncResult::Installed || newly_recorded {
                     self.prune(store, certificate, entry, &mut report);
                 }
                 if let Some(error) = report.outputs_error.take() {

@@ -62,6 +62,14 @@ impl Dir {
         })
     }
 
+    pub fn create_file(&self, name: &str, _spec: FileSpec) -> io::Result<File> {
+        check_name(name)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path.join(name))
+    }
+
     pub fn write_file(&self, name: &str, bytes: &[u8], spec: FileSpec) -> io::Result<()> {
         check_name(name)?;
         let mut temp = self.temp_file(spec)?;
