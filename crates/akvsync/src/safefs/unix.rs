@@ -220,15 +220,57 @@ impl Dir {
         &self.path
     }
 
-    /// A subdirectory (one plain name), checked like every other component; created with
-    /// exactly `create` if it is missing and `create` is given.
+    /// A subdirectory (one plain name), checked like every other component (one step from
+    /// this already checked directory: no second walk from `/`); created with exactly
+    /// `create` if it is missing and `create` is given. A link there is refused: akvsync
+    /// never makes one where it expects a directory.
     pub fn subdir(&self, name: &str, create: Option<u32>) -> io::Result<Dir> {
         check_name(name)?;
         let path = self.path.join(name);
-        match create {
-            Some(mode) => walk(&path, Some(mode)),
-            None => walk(&path, None),
+        let euid = Uid::effective().as_raw();
+        for _ in 0..8 {
+            match open_path(self.fd.as_fd(), std::ffi::OsStr::new(name)) {
+                Ok(fd) => {
+                    let meta = meta_of(&fstat(&fd).map_err(errno)?);
+                    return match trust::judge(meta, euid, false) {
+                        Ok(Verdict::Directory { shared: false }) => Ok(Dir { fd, path }),
+                        Ok(_) => Err(refused(
+                            &path,
+                            trust::Refusal::WritableByOthers { mode: meta.mode },
+                        )),
+                        Err(refusal) => Err(refused(&path, refusal)),
+                    };
+                }
+                Err(Errno::ENOENT) if create.is_some() => {
+                    match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o700)) {
+                        Ok(()) => {
+                            let fd = openat(
+                                self.fd.as_fd(),
+                                name,
+                                OFlag::O_RDONLY
+                                    | OFlag::O_DIRECTORY
+                                    | OFlag::O_NOFOLLOW
+                                    | OFlag::O_CLOEXEC,
+                                Mode::empty(),
+                            )
+                            .map_err(errno)?;
+                            let mode = create.unwrap_or(0o700);
+                            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(errno)?;
+                        }
+                        Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(errno(e)),
+                    }
+                }
+                Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                    return Err(refused(&path, trust::Refusal::NotADirectory));
+                }
+                Err(e) => return Err(errno(e)),
+            }
         }
+        Err(io::Error::other(format!(
+            "{} keeps changing",
+            path.display()
+        )))
     }
 
     /// Creates a new file at a fresh temporary name with `spec`'s owner and mode set before
@@ -291,7 +333,8 @@ impl Dir {
     /// the old one). Never replaces anything but a symlink or nothing.
     pub fn replace_symlink(&self, name: &str, target: &Path) -> io::Result<()> {
         check_name(name)?;
-        match self.entry(name)? {
+        let existing = self.entry(name)?;
+        match existing {
             Entry::Nothing | Entry::Symlink(_) => {}
             _ => {
                 return Err(io::Error::new(
@@ -304,6 +347,15 @@ impl Dir {
             }
         }
         let temp = temp_name();
+        // Nothing there yet: create the link at its name (atomic, and refused if something
+        // appeared meanwhile) instead of a temporary and a rename.
+        if existing == Entry::Nothing {
+            match symlinkat(target, self.fd.as_fd(), name) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EEXIST) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
         symlinkat(target, self.fd.as_fd(), temp.as_str()).map_err(errno)?;
         super::test_delay::pause();
         if let Err(e) = renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), name) {
