@@ -319,6 +319,8 @@ fn file_spec(set_index: usize, set: &OutputSet) -> Result<FileSpec, OutputError>
 
 /// Writes the certificate's outputs for `version` in every directory of `plans` and makes
 /// them current, then removes data directories of versions not in `keep`.
+/// Writes the certificate's outputs for `version` in every directory of `plans` and makes
+/// them current, then removes data directories of versions not in `keep`.
 pub fn write(
     settings: &Settings,
     certificate: &ObservedCertificate,
@@ -328,6 +330,40 @@ pub fn write(
     passwords: &Passwords,
     keep: &[&str],
 ) -> Result<(), OutputError> {
+    prepare(settings, certificate, plans, version, bundle, passwords)?.finish(keep)
+}
+
+/// A new version's output sets, written but not yet made durable nor current: the caller
+/// may install the store in between, whose fsyncs then carry these files too (fewer journal
+/// commits per certificate), before [`Prepared::finish`] fsyncs them (cheap by then) and
+/// switches each set.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    certificate: &'a ObservedCertificate,
+    version: String,
+    dirs: Vec<PreparedDir<'a>>,
+}
+
+#[derive(Debug)]
+struct PreparedDir<'a> {
+    plan: &'a DirPlan,
+    dir: Dir,
+    data: String,
+    data_dir: Dir,
+    traverse: acl::Grants,
+    /// Files created in a fresh data directory, to fsync before the switch.
+    written: Vec<(std::fs::File, PathBuf)>,
+}
+
+/// Writes the files of every set (refusing first everything that can be refused).
+pub fn prepare<'a>(
+    settings: &Settings,
+    certificate: &'a ObservedCertificate,
+    plans: &'a [DirPlan],
+    version: &str,
+    bundle: &Bundle,
+    passwords: &Passwords,
+) -> Result<Prepared<'a>, OutputError> {
     let sets = &settings.akvsync.outputs;
     // Everything that can be refused is refused before anything is written.
     let mut specs = BTreeMap::new();
@@ -354,34 +390,36 @@ pub fn write(
             }
         }
     }
+    let mut dirs = Vec::with_capacity(plans.len());
     for plan in plans {
-        write_dir(
+        dirs.push(prepare_dir(
             certificate,
             plan,
             version,
             bundle,
             &specs,
             &all_passwords,
-            keep,
-        )?;
+        )?);
     }
-    Ok(())
+    Ok(Prepared {
+        certificate,
+        version: version.to_owned(),
+        dirs,
+    })
 }
 
-fn write_dir(
+fn prepare_dir<'a>(
     certificate: &ObservedCertificate,
-    plan: &DirPlan,
+    plan: &'a DirPlan,
     version: &str,
     bundle: &Bundle,
     specs: &BTreeMap<usize, FileSpec>,
     passwords: &BTreeMap<usize, Option<Zeroizing<String>>>,
-    keep: &[&str],
-) -> Result<(), OutputError> {
+) -> Result<PreparedDir<'a>, OutputError> {
     let dir_path = &plan.directory;
     let dir = Dir::create(dir_path, 0o755).map_err(|e| path_error(dir_path, e))?;
     let current = current_name(certificate);
     let data = data_name(certificate, version);
-    let link_target = |name: &str| Path::new(&current).join(name);
     // Stable names must be free or already our links.
     for file in &plan.files {
         match dir
@@ -455,33 +493,76 @@ fn write_dir(
             written.push((created, path));
         }
     }
-    for (file, path) in &written {
-        file.sync_all().map_err(|e| path_error(path, e))?;
-    }
-    data_dir
-        .sync()
-        .map_err(|e| path_error(data_dir.path(), e))?;
-    if !traverse.is_empty() {
-        grant_traverse(dir_path, &traverse)?;
-    }
-    // Test builds only: a kill here leaves a complete set that is not current yet.
-    test_delay::pause();
-    // 2. One rename switches the whole set.
-    dir.replace_symlink(&current, Path::new(&data))
-        .map_err(|e| path_error(&dir_path.join(&current), e))?;
-    // 3. Stable links (made once; they point through `current`).
-    for file in &plan.files {
-        let target = link_target(&file.name);
-        if dir.read_link(&file.name).ok().as_deref() != Some(target.as_path()) {
-            dir.replace_symlink(&file.name, &target)
-                .map_err(|e| path_error(&dir_path.join(&file.name), e))?;
+    // Known from now on, so that a set abandoned here (the store refused the version) is
+    // pruned like any other.
+    remember(&dir, &stem(certificate), &data, &[]).map_err(|e| path_error(dir_path, e))?;
+    Ok(PreparedDir {
+        plan,
+        dir,
+        data,
+        data_dir,
+        traverse,
+        written,
+    })
+}
+
+impl Prepared<'_> {
+    /// Makes every prepared set durable and current, then prunes past `keep`.
+    pub fn finish(self, keep: &[&str]) -> Result<(), OutputError> {
+        for prepared in self.dirs {
+            prepared.finish(self.certificate, &self.version, keep)?;
         }
+        Ok(())
     }
-    dir.sync().map_err(|e| path_error(dir_path, e))?;
-    let links: Vec<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
-    remember(&dir, &stem(certificate), &data, &links).map_err(|e| path_error(dir_path, e))?;
-    // 4. Old versions and links of files no longer configured.
-    prune_dir(&dir, certificate, plan, version, keep)
+}
+
+impl PreparedDir<'_> {
+    fn finish(
+        self,
+        certificate: &ObservedCertificate,
+        version: &str,
+        keep: &[&str],
+    ) -> Result<(), OutputError> {
+        let PreparedDir {
+            plan,
+            dir,
+            data,
+            data_dir,
+            traverse,
+            written,
+        } = self;
+        let dir_path = &plan.directory;
+        let current = current_name(certificate);
+        let link_target = |name: &str| Path::new(&current).join(name);
+        for (file, path) in &written {
+            file.sync_all().map_err(|e| path_error(path, e))?;
+        }
+        drop(written);
+        data_dir
+            .sync()
+            .map_err(|e| path_error(data_dir.path(), e))?;
+        if !traverse.is_empty() {
+            grant_traverse(dir_path, &traverse)?;
+        }
+        // Test builds only: a kill here leaves a complete set that is not current yet.
+        test_delay::pause();
+        // 2. One rename switches the whole set.
+        dir.replace_symlink(&current, Path::new(&data))
+            .map_err(|e| path_error(&dir_path.join(&current), e))?;
+        // 3. Stable links (made once; they point through `current`).
+        for file in &plan.files {
+            let target = link_target(&file.name);
+            if dir.read_link(&file.name).ok().as_deref() != Some(target.as_path()) {
+                dir.replace_symlink(&file.name, &target)
+                    .map_err(|e| path_error(&dir_path.join(&file.name), e))?;
+            }
+        }
+        dir.sync().map_err(|e| path_error(dir_path, e))?;
+        let links: Vec<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
+        remember(&dir, &stem(certificate), &data, &links).map_err(|e| path_error(dir_path, e))?;
+        // 4. Old versions and links of files no longer configured.
+        prune_dir(&dir, certificate, plan, version, keep)
+    }
 }
 
 #[cfg(not(unix))]

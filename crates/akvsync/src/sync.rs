@@ -650,35 +650,41 @@ impl Engine {
             tokio::task::spawn_blocking(move || -> Result<_, Failure> {
                 let bundle = decode::decode_secret(content_type.as_deref(), &value)
                     .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
+                // The outputs' files are written before the store installs and made current
+                // after it: the store's fsyncs carry them (fewer journal commits), the store
+                // leads, and an output failure never holds the store back.
+                let prepared = (!outputs_current).then(|| {
+                    outputs::prepare(
+                        &settings,
+                        &certificate_owned,
+                        &plans,
+                        &version,
+                        &bundle,
+                        &passwords,
+                    )
+                });
                 if install {
                     store
                         .install(&certificate_owned, &version, &bundle)
                         .map_err(|e| Failure::new(FetchErrorKind::Store, e.to_string()))?;
                 }
-                // After the store: an output failure never holds the store back.
                 let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
                 let mut prune_error = None;
-                let outputs_result = if outputs_current {
-                    // Current but not recorded (a crash after the switch): what the crash
-                    // kept the write from pruning.
-                    if !plans.is_empty() {
-                        prune_error =
-                            outputs::prune(&certificate_owned, &plans, &version, &keep).err();
+                let outputs_result = match prepared {
+                    Some(prepared) => Some(
+                        prepared
+                            .and_then(|prepared| prepared.finish(&keep))
+                            .map_err(|e| e.to_string()),
+                    ),
+                    None => {
+                        // Current but not recorded (a crash after the switch): what the
+                        // crash kept the write from pruning.
+                        if !plans.is_empty() {
+                            prune_error =
+                                outputs::prune(&certificate_owned, &plans, &version, &keep).err();
+                        }
+                        None
                     }
-                    None
-                } else {
-                    Some(
-                        outputs::write(
-                            &settings,
-                            &certificate_owned,
-                            &plans,
-                            &version,
-                            &bundle,
-                            &passwords,
-                            &keep,
-                        )
-                        .map_err(|e| e.to_string()),
-                    )
                 };
                 Ok((bundle, outputs_result, prune_error))
             })
