@@ -317,22 +317,6 @@ fn file_spec(set_index: usize, set: &OutputSet) -> Result<FileSpec, OutputError>
     })
 }
 
-/// Writes the certificate's outputs for `version` in every directory of `plans` and makes
-/// them current, then removes data directories of versions not in `keep`.
-/// Writes the certificate's outputs for `version` in every directory of `plans` and makes
-/// them current, then removes data directories of versions not in `keep`.
-pub fn write(
-    settings: &Settings,
-    certificate: &ObservedCertificate,
-    plans: &[DirPlan],
-    version: &str,
-    bundle: &Bundle,
-    passwords: &Passwords,
-    keep: &[&str],
-) -> Result<(), OutputError> {
-    prepare(settings, certificate, plans, version, bundle, passwords)?.finish(keep)
-}
-
 /// A new version's output sets, written but not yet made durable nor current: the caller
 /// may install the store in between, whose fsyncs then carry these files too (fewer journal
 /// commits per certificate), before [`Prepared::finish`] fsyncs them (cheap by then) and

@@ -368,7 +368,6 @@ impl Engine {
                     self.count_failure(FetchErrorKind::Store);
                     let message = format!("installed, but outputs not written: {error}");
                     entry.last_error = Some(message.clone());
-                    entry.last_success = None.or(entry.last_success);
                     report.result = SyncResult::Failed(message);
                 }
                 report
@@ -503,20 +502,21 @@ impl Engine {
     /// The versions to keep after installing `version`: it and the newest others recorded,
     /// `retainVersions` in all.
     fn keep_with(&self, previous: Option<&TargetState>, version: &str) -> Vec<String> {
+        let mut owned: Vec<String> = previous.map_or_else(Vec::new, |p| p.owned_versions.clone());
+        owned.retain(|v| v != version);
+        owned.push(version.to_owned());
+        self.keep(&owned).into_iter().map(str::to_owned).collect()
+    }
+
+    /// The newest `retainVersions` of `owned` (oldest first): what pruning keeps.
+    fn keep<'a>(&self, owned: &'a [String]) -> Vec<&'a str> {
         let retain = self.settings.akvsync.retain_versions as usize;
-        let mut keep: Vec<String> = previous
-            .map(|p| {
-                p.owned_versions
-                    .iter()
-                    .rev()
-                    .filter(|v| *v != version)
-                    .take(retain.saturating_sub(1))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        keep.push(version.to_owned());
-        keep
+        owned
+            .iter()
+            .rev()
+            .take(retain)
+            .map(String::as_str)
+            .collect()
     }
 
     /// Records the target's current custom link, and removes those akvsync made that the
@@ -559,14 +559,7 @@ impl Engine {
         entry: &mut TargetState,
         report: &mut Report,
     ) {
-        let retain = self.settings.akvsync.retain_versions as usize;
-        let keep: Vec<&str> = entry
-            .owned_versions
-            .iter()
-            .rev()
-            .take(retain)
-            .map(String::as_str)
-            .collect();
+        let keep = self.keep(&entry.owned_versions);
         match store.prune(certificate, &entry.owned_versions, &keep) {
             Ok(removed) => entry.owned_versions.retain(|v| !removed.contains(v)),
             Err(e) => report
@@ -611,13 +604,17 @@ impl Engine {
             not_after: previous.and_then(|p| p.not_after),
             warnings: Vec::new(),
             expiry_warning: None,
-            outputs: output_paths(&self.settings, certificate),
+            outputs: Vec::new(),
             outputs_error: None,
         };
+        let plans = outputs::plan(&self.settings, certificate);
+        report.outputs = outputs::paths(&plans)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let installed = store.current_version(certificate);
         let recorded = previous.and_then(|p| p.installed_version.as_deref());
         let already_installed = installed.as_deref() == Some(secret.version.as_str());
-        let plans = outputs::plan(&self.settings, certificate);
         let outputs_current = plans.is_empty()
             || outputs::current_version(&plans, certificate).as_deref()
                 == Some(secret.version.as_str());
