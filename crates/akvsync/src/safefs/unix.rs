@@ -77,6 +77,24 @@ fn open_path(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -> nix::Result<Owne
     )
 }
 
+/// Creates directory `name` in `parent` with exactly `mode` (whatever the umask; nothing is
+/// in it yet, so no window); an existing one is left as it is (the caller checks it).
+fn make_dir(parent: BorrowedFd<'_>, name: &std::ffi::OsStr, mode: u32) -> nix::Result<()> {
+    match mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) => {
+            let fd = openat(
+                parent,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            fchmod(&fd, Mode::from_bits_truncate(mode))
+        }
+        Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Walks `path` from `/`, creating missing directories with `create` (their mode, exactly),
 /// judging every component with [`trust::judge`].
 fn walk(path: &Path, create: Option<u32>) -> io::Result<Dir> {
@@ -123,36 +141,12 @@ fn walk(path: &Path, create: Option<u32>) -> io::Result<Dir> {
             Err(Errno::ENOENT) if create.is_some() && created_attempts < 8 => {
                 created_attempts += 1;
                 let mode = create.unwrap_or(0o700);
-                match mkdirat(
-                    parent.as_fd(),
-                    name.as_os_str(),
-                    Mode::from_bits_truncate(0o700),
-                ) {
-                    Ok(()) => {
-                        // Exactly `mode`, whatever the umask; nothing is in it yet.
-                        let fd = openat(
-                            parent.as_fd(),
-                            name.as_os_str(),
-                            OFlag::O_RDONLY
-                                | OFlag::O_DIRECTORY
-                                | OFlag::O_NOFOLLOW
-                                | OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(errno)?;
-                        let stat = fstat(&fd).map_err(errno)?;
-                        if stat.st_uid == euid {
-                            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(errno)?;
-                        }
-                    }
-                    Err(Errno::EEXIST) => {}
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            errno(e).kind(),
-                            format!("cannot create directory {}: {e}", here.display()),
-                        ));
-                    }
-                }
+                make_dir(parent.as_fd(), &name, mode).map_err(|e| {
+                    io::Error::new(
+                        errno(e).kind(),
+                        format!("cannot create directory {}: {e}", here.display()),
+                    )
+                })?;
                 pending.push_front(name);
             }
             Err(Errno::ENOTDIR | Errno::ELOOP) => {
@@ -242,24 +236,12 @@ impl Dir {
                     };
                 }
                 Err(Errno::ENOENT) if create.is_some() => {
-                    match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o700)) {
-                        Ok(()) => {
-                            let fd = openat(
-                                self.fd.as_fd(),
-                                name,
-                                OFlag::O_RDONLY
-                                    | OFlag::O_DIRECTORY
-                                    | OFlag::O_NOFOLLOW
-                                    | OFlag::O_CLOEXEC,
-                                Mode::empty(),
-                            )
-                            .map_err(errno)?;
-                            let mode = create.unwrap_or(0o700);
-                            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(errno)?;
-                        }
-                        Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(errno(e)),
-                    }
+                    make_dir(
+                        self.fd.as_fd(),
+                        std::ffi::OsStr::new(name),
+                        create.unwrap_or(0o700),
+                    )
+                    .map_err(errno)?;
                 }
                 Err(Errno::ENOTDIR | Errno::ELOOP) => {
                     return Err(refused(&path, trust::Refusal::NotADirectory));
