@@ -109,7 +109,14 @@ async fn run_inner(hook: &Hook, context: &HookContext) -> Result<(), (String, Op
     let Some((program, args)) = hook.command.split_first() else {
         return Err(("empty command".to_owned(), None));
     };
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    // A hook never inherits a capability the service holds (least privilege, issue 16).
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure makes one async-signal-safe call (prctl) between fork and exec.
+    unsafe {
+        command.pre_exec(crate::privilege::caps::clear_ambient);
+    }
+    let mut child = command
         .args(args)
         .envs(context.environment())
         .stdin(Stdio::null())

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod outputs;
+pub mod privilege;
 pub mod safefs;
 pub mod schedule;
 pub mod service;

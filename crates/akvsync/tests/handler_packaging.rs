@@ -50,9 +50,10 @@ fn manifest_commands_exist() {
     }
 }
 
-/// `systemd-analyze verify` on `unit` (with its ExecStart binary present), if installed.
+/// `systemd-analyze verify` on `unit` (with its ExecStart binary present) and its drop-in,
+/// if installed.
 #[cfg(target_os = "linux")]
-fn verify(name: &str, unit: &str) {
+fn verify(name: &str, unit: &str, dropin: Option<&str>) {
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -66,9 +67,20 @@ fn verify(name: &str, unit: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("akvsync.service");
     std::fs::write(&path, unit).unwrap();
+    if let Some(dropin) = dropin {
+        std::fs::create_dir(dir.join("akvsync.service.d")).unwrap();
+        std::fs::write(
+            dir.join("akvsync.service.d/50-akvsync-settings.conf"),
+            dropin,
+        )
+        .unwrap();
+    }
+    // By name, with the unit's directory first in the search path: only then are its
+    // drop-ins read.
     let out = Command::new("systemd-analyze")
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
         .arg("verify")
-        .arg(&path)
+        .arg("akvsync.service")
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -90,15 +102,29 @@ fn units_verify() {
             PathBuf::from("/var/lib/waagent/Microsoft.Azure.KeyVault.Store"),
             PathBuf::from("/etc/my certs"),
         ],
+        Some(&["CAP_CHOWN"]),
     );
-    verify("generated", &generated);
+    verify("generated", &generated, None);
     let plain = std::fs::read_to_string(repo().join("packaging/linux/akvsync.service")).unwrap();
-    assert!(
-        plain
-            .contains("ExecStart=/usr/local/bin/akvsync run --settings /etc/akvsync/settings.json")
+    assert!(plain.contains(
+        "ExecStart=/usr/bin/akvsync run --settings /etc/akvsync/settings.json --state-dir /var/lib/akvsync"
+    ));
+    assert!(plain.contains("\nUser=akvsync\n") && plain.contains("\nCapabilityBoundingSet=\n"));
+    // With the drop-in `akvsync service install` writes for settings that need CAP_CHOWN.
+    let plan = akvsync::privilege::Plan {
+        writable: vec!["/etc/nginx/tls".into(), "/srv/my certs".into()],
+        capabilities: vec![(akvsync::privilege::Capability::Chown, "why".into())],
+        ..Default::default()
+    };
+    let dropin = akvsync::privilege::dropin(
+        &plan,
+        "akvsync",
+        "/etc/akvsync/settings.json",
+        "/var/lib/akvsync",
     );
     verify(
         "plain",
-        &plain.replace("/usr/local/bin/akvsync", &exe.display().to_string()),
+        &plain.replace("/usr/bin/akvsync", &exe.display().to_string()),
+        Some(&dropin),
     );
 }

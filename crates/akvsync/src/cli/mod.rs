@@ -4,6 +4,7 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod handler;
+mod service;
 mod status;
 mod sync_verbs;
 mod table;
@@ -66,24 +67,10 @@ enum Command {
     Demo,
     /// The Azure VM extension commands (run by the guest agent in the handler directory).
     Handler(handler::HandlerArgs),
-    /// The Windows service: install, uninstall, or run (what the service control manager starts).
-    Service(ServiceArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServiceArgs {
-    #[command(subcommand)]
-    action: ServiceAction,
-}
-
-#[derive(Debug, Subcommand)]
-enum ServiceAction {
-    /// Register the `akvsync` service (automatic start) to run with these settings.
-    Install(SyncArgs),
-    /// Stop and remove the `akvsync` service.
-    Uninstall,
-    /// Run under the service control manager (refused from a console: use `run`).
-    Run(SyncArgs),
+    /// The service: on Linux, prepare the machine to run the systemd unit as its own account
+    /// (`install`, again after editing the settings) or undo that (`uninstall`); on Windows,
+    /// register, remove or run (what the service control manager starts) the Windows service.
+    Service(service::ServiceArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,7 +133,7 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         #[cfg(feature = "demo")]
         Command::Demo => demo::demo(),
         Command::Handler(args) => handler::handler(&args),
-        Command::Service(args) => service(args),
+        Command::Service(args) => service::service(args),
     }
 }
 
@@ -188,70 +175,6 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         Err(error @ SettingsError::Io { .. }) => {
             let _ = writeln!(stderr, "error: {error}");
             ExitCode::from(exit::INVALID)
-        }
-    }
-}
-
-/// `akvsync service install|uninstall|run` (Windows only).
-#[cfg(not(windows))]
-fn service(_: ServiceArgs) -> ExitCode {
-    eprintln!("error: the Windows service exists only on Windows (on Linux: the systemd unit)");
-    ExitCode::from(exit::INVALID)
-}
-
-/// `akvsync service install|uninstall|run` (Windows only).
-#[cfg(windows)]
-fn service(args: ServiceArgs) -> ExitCode {
-    use crate::winservice;
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        eprintln!("error: {what}: {e}");
-        ExitCode::from(exit::FAILURE)
-    };
-    match args.action {
-        ServiceAction::Install(sync) => {
-            let settings = match std::fs::canonicalize(&sync.settings) {
-                Ok(path) => path,
-                Err(e) => return failed(&format!("{}", sync.settings.display()), &e),
-            };
-            let exe = match std::env::current_exe() {
-                Ok(exe) => exe,
-                Err(e) => return failed("finding akvsync.exe", &e),
-            };
-            let arguments = winservice::service_arguments(&settings, sync.state_dir.as_deref());
-            match winservice::install(&exe, arguments) {
-                Ok(()) => {
-                    println!("installed service {}", winservice::SERVICE_NAME);
-                    ExitCode::from(exit::OK)
-                }
-                Err(e) => failed("installing the service", &e),
-            }
-        }
-        ServiceAction::Uninstall => match winservice::uninstall() {
-            Ok(()) => {
-                println!("removed service {}", winservice::SERVICE_NAME);
-                ExitCode::from(exit::OK)
-            }
-            Err(e) => failed("removing the service", &e),
-        },
-        ServiceAction::Run(sync) => {
-            if winservice::is_console() {
-                eprintln!(
-                    "error: `akvsync service run` is started by the service control manager; from a console use `akvsync run`"
-                );
-                return ExitCode::from(exit::INVALID);
-            }
-            winservice::init_file_logging(&winservice::log_path(&winservice::program_data()));
-            let runner: winservice::Runner = Box::new(move |stop| {
-                if sync_verbs::run_until(&sync, stop) == ExitCode::from(exit::OK) {
-                    exit::OK
-                } else {
-                    exit::FAILURE
-                }
-            });
-            match winservice::run_dispatcher(runner) {
-                Ok(()) => ExitCode::from(exit::OK),
-                Err(e) => failed("starting the service dispatcher", &e),
-            }
         }
     }
 }

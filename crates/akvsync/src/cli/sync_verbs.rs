@@ -114,6 +114,12 @@ fn engine_logged(
 /// the engine (exit 1), and the settings remembered for `status`.
 fn start_engine(args: &SyncArgs, logged: bool) -> Result<Arc<Engine>, ExitCode> {
     let validated = load_settings(&args.settings, logged)?;
+    // Least privilege (issue 16): before any network input, a service account keeps only
+    // the capabilities these settings need.
+    #[cfg(target_os = "linux")]
+    for warning in crate::privilege::caps::narrow_for(&validated.settings) {
+        warn(logged, &warning);
+    }
     let state_dir = open_state(args.state_dir.as_ref(), logged)?;
     let engine = engine_logged(validated.settings, state_dir, logged).map_err(|message| {
         fail(logged, &message);

@@ -211,10 +211,12 @@ pub fn enable(ctx: &Context) -> ExitCode {
     }
     let started = (|| {
         if ctx.manager == Manager::Systemd {
+            let bound = capability_bound(&validated.settings);
             let unit = manager::unit_file(
                 &ctx.exe,
                 &ctx.state_dir,
                 &writable_paths(ctx, &validated.settings),
+                bound.as_deref(),
             );
             if manager::install_unit(&unit)? {
                 // A changed unit (new binary or paths) needs a restart, not a reload.
@@ -253,6 +255,25 @@ fn write_seqno(ctx: &Context, seq: u64) -> Result<(), String> {
     {
         seqno::write_mrseq(&ctx.handler_dir, seq).map_err(|e| e.to_string())
     }
+}
+
+/// The capabilities the service (root, under the guest agent) keeps: what the settings need
+/// as root; `None` (no bound) when a `command` hook may need anything.
+#[cfg(target_os = "linux")]
+fn capability_bound(settings: &settings::Settings) -> Option<Vec<&'static str>> {
+    use crate::privilege::{self, Account};
+    let root = Account {
+        name: "root".to_owned(),
+        uid: 0,
+        gids: vec![0],
+    };
+    let plan = privilege::plan(settings, &root, &privilege::caps::Nss);
+    (plan.command_hooks == 0).then(|| plan.capabilities.iter().map(|(c, _)| c.name()).collect())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn capability_bound(_: &settings::Settings) -> Option<Vec<&'static str>> {
+    None
 }
 
 /// What the service writes under `ProtectSystem=strict`.

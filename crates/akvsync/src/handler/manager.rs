@@ -45,8 +45,16 @@ impl Manager {
 }
 
 /// The systemd unit for `exe` with `state_dir`, able to write `writable` (the store
-/// directories, the status and log folders) under `ProtectSystem=strict`.
-pub fn unit_file(exe: &Path, state_dir: &Path, writable: &[PathBuf]) -> String {
+/// directories, the status and log folders) under `ProtectSystem=strict`. The guest agent
+/// runs the handler as root; the service still drops what it does not need (issue 16):
+/// `bound` is the capability bounding set the settings need (`None` when a `command` hook
+/// may need anything root can do; then the system-call filter is left off too).
+pub fn unit_file(
+    exe: &Path,
+    state_dir: &Path,
+    writable: &[PathBuf],
+    bound: Option<&[&str]>,
+) -> String {
     let mut paths: Vec<String> = vec![state_dir.display().to_string()];
     for path in writable {
         let path = path.display().to_string();
@@ -55,6 +63,12 @@ pub fn unit_file(exe: &Path, state_dir: &Path, writable: &[PathBuf]) -> String {
         }
     }
     let rw: String = paths.iter().map(|p| format!(" -{}", quote(p))).collect();
+    let confined = bound.map_or_else(String::new, |caps| {
+        format!(
+            "CapabilityBoundingSet={}\nSystemCallFilter=@system-service\nSystemCallErrorNumber=EPERM\n",
+            caps.join(" ")
+        )
+    });
     format!(
         "# Written by `akvsync handler enable`; rewritten at every enable.\n\
 [Unit]\n\
@@ -78,23 +92,28 @@ ProtectKernelModules=yes\n\
 ProtectControlGroups=yes\n\
 RestrictSUIDSGID=yes\n\
 LockPersonality=yes\n\
-ReadWritePaths={}\n\
+PrivateDevices=yes\n\
+ProtectKernelLogs=yes\n\
+ProtectClock=yes\n\
+ProtectHostname=yes\n\
+RestrictNamespaces=yes\n\
+RestrictRealtime=yes\n\
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+SystemCallArchitectures=native\n\
+{}ReadWritePaths={}\n\
 \n\
 [Install]\n\
 WantedBy=multi-user.target\n",
         quote(&exe.display().to_string()),
         quote(&state_dir.display().to_string()),
+        confined,
         rw.trim_start(),
     )
 }
 
 /// systemd's quoting for a path with spaces.
 fn quote(path: &str) -> String {
-    if path.contains([' ', '"', '\\']) {
-        format!("\"{}\"", path.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        path.to_owned()
-    }
+    crate::privilege::unit_word(path)
 }
 
 fn systemctl(args: &[&str]) -> Result<(), String> {
@@ -360,7 +379,13 @@ mod tests {
                 PathBuf::from("/etc/my certs"),
                 PathBuf::from("/var/lib/akvsync"),
             ],
+            Some(&["CAP_CHOWN"]),
         );
+        assert!(
+            unit.contains("\nCapabilityBoundingSet=CAP_CHOWN\nSystemCallFilter=@system-service\n")
+        );
+        let open = unit_file(Path::new("/a"), Path::new("/s"), &[], None);
+        assert!(!open.contains("CapabilityBoundingSet") && !open.contains("SystemCallFilter"));
         assert!(unit.contains("Type=notify\n"));
         assert!(unit.contains("ExecStart=/var/lib/waagent/Akvsync-1.0/bin/akvsync handler service --state-dir /var/lib/akvsync\n"));
         assert!(unit.contains("ProtectSystem=strict\n"));

@@ -31,7 +31,7 @@ mod unix;
 #[cfg(windows)]
 pub use other::{Dir, TempFile};
 #[cfg(unix)]
-pub use unix::{Dir, TempFile};
+pub use unix::{Dir, Prepared, TempFile, prepare_for_account};
 
 use std::path::{Path, PathBuf};
 

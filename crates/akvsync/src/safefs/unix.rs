@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -15,6 +16,134 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, symlinkat, unlinkat};
 
 use super::trust::{self, Kind, Meta, Verdict};
 use super::{Entry, FileSpec, TEMP_PREFIX, check_name, temp_name};
+
+/// What [`prepare_for_account`] did to a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    Created,
+    /// The account owned it already.
+    Owned,
+    /// Root owned it; it (and akvsync's own entries in it) now belong to the account.
+    TookOver,
+}
+
+/// Root, preparing a directory for the service account (`akvsync service install`, issue
+/// 16): walks to its parent like [`Dir::create`] but trusting directories owned by root or
+/// `uid` (missing parents are created root-owned, 0755), then creates the directory owned by
+/// `uid:gid` with exactly `mode`, keeps it when `uid` owns it, or hands a root-owned one to
+/// the account together with the entries in it whose names `take` accepts (recursively, links
+/// themselves, never their targets). A symlink, a directory another account owns and one
+/// that others may write are refused.
+pub fn prepare_for_account(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    take: &dyn Fn(&str) -> bool,
+) -> io::Result<Prepared> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a directory below /", path.display()),
+        ));
+    };
+    let parent = walk_trusting(parent, Some(0o755), uid)?;
+    let refusal = |r: trust::Refusal| refused(path, r);
+    let (fd, prepared) = match open_path(parent.fd.as_fd(), name) {
+        Ok(fd) => {
+            let meta = meta_of(&fstat(&fd).map_err(errno)?);
+            if meta.uid != 0 && meta.uid != uid {
+                return Err(refusal(trust::Refusal::ForeignOwner { uid: meta.uid }));
+            }
+            if meta.mode & 0o022 != 0 {
+                return Err(refusal(trust::Refusal::WritableByOthers {
+                    mode: meta.mode,
+                }));
+            }
+            if meta.uid == uid {
+                (fd, Prepared::Owned)
+            } else {
+                chown_entries(fd.as_fd(), uid, gid, take)?;
+                chown_self(fd.as_fd(), uid, gid)?;
+                (fd, Prepared::TookOver)
+            }
+        }
+        Err(Errno::ENOENT) => {
+            mkdirat(parent.fd.as_fd(), name, Mode::from_bits_truncate(0o700)).map_err(errno)?;
+            let fd = open_path(parent.fd.as_fd(), name).map_err(errno)?;
+            chown_self(fd.as_fd(), uid, gid)?;
+            let readable = openat(
+                fd.as_fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            fchmod(&readable, Mode::from_bits_truncate(mode & 0o7777)).map_err(errno)?;
+            (fd, Prepared::Created)
+        }
+        Err(Errno::ENOTDIR | Errno::ELOOP) => {
+            return Err(refusal(trust::Refusal::NotADirectory));
+        }
+        Err(e) => return Err(errno(e)),
+    };
+    drop(fd);
+    Ok(prepared)
+}
+
+fn chown_self(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    nix::unistd::fchownat(
+        fd,
+        "",
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_EMPTY_PATH,
+    )
+    .map_err(errno)
+}
+
+/// Hands the entries of `dir` that `take` accepts to `uid:gid`, the whole tree below the
+/// accepted directories, without following a link.
+fn chown_entries(
+    dir: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+    take: &dyn Fn(&str) -> bool,
+) -> io::Result<()> {
+    let readable = openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let mut listing = nix::dir::Dir::from_fd(readable).map_err(errno)?;
+    let mut names = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(errno)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if std::str::from_utf8(name).is_ok_and(take) {
+            names.push(entry.file_name().to_owned());
+        }
+    }
+    for name in names {
+        nix::unistd::fchownat(
+            dir,
+            name.as_c_str(),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)?;
+        if let Ok(sub) = open_path(dir, std::ffi::OsStr::from_bytes(name.to_bytes())) {
+            chown_entries(sub.as_fd(), uid, gid, &|_| true)?;
+        }
+    }
+    Ok(())
+}
 
 /// Symlinks followed in one walk before giving up (the kernel's own limit).
 const MAX_LINKS: usize = 40;
@@ -98,12 +227,17 @@ fn make_dir(parent: BorrowedFd<'_>, name: &std::ffi::OsStr, mode: u32) -> nix::R
 /// Walks `path` from `/`, creating missing directories with `create` (their mode, exactly),
 /// judging every component with [`trust::judge`].
 fn walk(path: &Path, create: Option<u32>) -> io::Result<Dir> {
+    walk_trusting(path, create, Uid::effective().as_raw())
+}
+
+/// [`walk`], trusting directories owned by root or by `euid` (the account a root process
+/// prepares directories for, or this process's own).
+fn walk_trusting(path: &Path, create: Option<u32>, euid: u32) -> io::Result<Dir> {
     let absolute = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir()?.join(path)
     };
-    let euid = Uid::effective().as_raw();
     let root = open_path(nix::fcntl::AT_FDCWD, std::ffi::OsStr::new("/")).map_err(errno)?;
     let root_meta = meta_of(&fstat(&root).map_err(errno)?);
     let shared = match trust::judge(root_meta, euid, false) {
@@ -289,6 +423,9 @@ impl Dir {
             let _ = unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir);
             errno(e)
         };
+        // Mode first: after handing the file to another owner, a service account without
+        // CAP_FOWNER could no longer set it (least privilege, src/privilege).
+        fchmod(&file, Mode::from_bits_truncate(spec.mode & 0o7777)).map_err(cleanup)?;
         if spec.owner.is_some() || spec.group.is_some() {
             fchown(
                 &file,
@@ -297,7 +434,6 @@ impl Dir {
             )
             .map_err(cleanup)?;
         }
-        fchmod(&file, Mode::from_bits_truncate(spec.mode & 0o7777)).map_err(cleanup)?;
         Ok(file)
     }
 

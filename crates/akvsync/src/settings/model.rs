@@ -77,8 +77,9 @@ pub struct Settings {
 
 impl Settings {
     /// Every directory the agent writes in for these settings (Linux store directories,
-    /// the metrics textfile's directory), sorted and without repeats: what a sandbox such as
-    /// systemd's `ProtectSystem=strict` must leave writable (issue 16, finding 10).
+    /// output directories, the metrics textfile's directory), sorted and without repeats:
+    /// what a sandbox such as systemd's `ProtectSystem=strict` must leave writable (issue
+    /// 16, finding 10) and what the service account must own.
     pub fn written_directories(&self) -> Vec<String> {
         let mut dirs: Vec<String> = self
             .certificates
@@ -88,6 +89,14 @@ impl Settings {
                 Target::WindowsStore(_) => None,
             })
             .collect();
+        // An output set without a directory writes in each certificate's store directory,
+        // already listed.
+        dirs.extend(
+            self.akvsync
+                .outputs
+                .iter()
+                .filter_map(|set| set.directory.clone()),
+        );
         if let Some(parent) = self
             .akvsync
             .metrics

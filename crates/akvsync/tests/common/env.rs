@@ -140,6 +140,31 @@ impl Env {
     }
 }
 
+impl Env {
+    /// `akvsync run --settings <file> --state-dir <state>` with the clean environment, for
+    /// [`super::service::Service::spawn`] (or to be wrapped, e.g. by `setpriv`: `prefix`
+    /// is the program and arguments that run it).
+    pub fn run_command(&self, prefix: &[String]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_akvsync");
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command
+            .arg("run")
+            .arg("--settings")
+            .arg(self.settings_file())
+            .arg("--state-dir")
+            .arg(self.scratch.state());
+        clean(&mut command);
+        command
+    }
+}
+
 /// The environment a command of the binary sees: nothing inherited from the machine but
 /// `PATH` (no `AKVSYNC_*`, proxy or guest-agent variables).
 pub fn clean(command: &mut Command) -> &mut Command {

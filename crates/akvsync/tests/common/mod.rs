@@ -1,10 +1,12 @@
 //! The integration tests' harness (each test binary includes it with `mod common;`):
 //! scratch directories that clean up after themselves ([`Scratch`]), an emulator with a
-//! settings file and must-run commands of the real binary ([`env`]), real users and
+//! settings file and must-run commands of the real binary ([`env`]), long-running processes
+//! killed on drop ([`service`]), real users and
 //! dropped privileges ([`users`]), and polling with a named limit ([`wait_until`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod env;
+pub mod service;
 #[cfg(unix)]
 pub mod users;
 

@@ -1,0 +1,101 @@
+//! A long-running process of the real binary (`akvsync run`, possibly wrapped by `setpriv`):
+//! its stderr is collected for [`Service::wait_log`], it is stopped with SIGTERM by
+//! [`Service::stop`] and killed when dropped, so no test leaves one behind.
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Service {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Starts `command` (with the harness's clean environment applied by the caller).
+    pub fn spawn(mut command: Command) -> Service {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Service { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until its log contains `text` (panics with the log otherwise, or when the
+    /// process ended first).
+    pub fn wait_log(&mut self, text: &str, limit: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            if self.log().contains(text) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("exited ({status}) before logging {text:?}:\n{}", self.log());
+            }
+            if started.elapsed() > limit {
+                panic!("no {text:?} in the log within {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal (`nix::sys::signal::Signal::SIGHUP`, …).
+    #[cfg(unix)]
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit (at most 30 s, then kills).
+    pub fn stop(mut self) -> ExitStatus {
+        #[cfg(unix)]
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        #[cfg(not(unix))]
+        let _ = self.child.kill();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("did not stop within 30 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
