@@ -258,6 +258,32 @@ fn capabilities_the_settings_do_not_need_are_dropped_at_start() {
 }
 
 #[test]
+fn hook_units_get_an_exact_polkit_rule_that_goes_when_the_hooks_go() {
+    if skip_unless_root("least_privilege") {
+        return;
+    }
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        akvsync: Some(serde_json::json!({"hooks": [{"reloadUnit": "nginx"},
+                                                   {"restartUnit": "app@blue.service"}]})),
+        ..Default::default()
+    });
+    let sysroot = env.scratch.path("sysroot");
+    service_install(&env, &sysroot);
+    let rule_path = sysroot.join("etc/polkit-1/rules.d/50-akvsync.rules");
+    let rule = fs::read_to_string(&rule_path).unwrap();
+    assert!(rule.contains("subject.user == \"akvsync-lp\""), "{rule}");
+    assert!(rule.contains("(unit == \"nginx.service\" && verb == \"reload\")"), "{rule}");
+    assert!(rule.contains("(unit == \"app@blue.service\" && verb == \"restart\")"), "{rule}");
+    assert_eq!(rule.matches("polkit.Result.YES").count(), 1);
+    let mut settings = env.settings_json();
+    settings["akvsync"].as_object_mut().unwrap().remove("hooks");
+    env.write_settings(&settings);
+    service_install(&env, &sysroot);
+    assert!(!rule_path.exists(), "no unit hook left, no rule left");
+}
+
+#[test]
 fn install_refuses_directories_it_must_not_hand_to_the_account() {
     if skip_unless_root("least_privilege") {
         return;
@@ -300,4 +326,45 @@ fn install_refuses_directories_it_must_not_hand_to_the_account() {
         .stderr_has("/etc: a system directory")
         .run();
     assert_eq!(fs::metadata("/etc").unwrap().uid(), 0);
+}
+
+#[test]
+fn a_capability_the_settings_need_and_the_process_lacks_is_named_and_nothing_is_lost() {
+    if skip_unless_root("least_privilege") {
+        return;
+    }
+    ensure_user(APP);
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        akvsync: Some(serde_json::json!({"outputs": [{"files": {"key": "{secret}.key"},
+                                                      "owner": APP, "mode": "0600"}]})),
+        ..Default::default()
+    });
+    let sysroot = env.scratch.path("sysroot");
+    let dropin = service_install(&env, &sysroot);
+    assert!(dropin.contains("\nAmbientCapabilities=CAP_CHOWN\n"), "{dropin}");
+    // Started without the drop-in's grant (an old unit): `once` names what is missing,
+    // the certificate is still installed in the store, the output fails by name.
+    let without: Vec<String> = as_systemd_would("", &[]);
+    let (program, args) = without.split_first().unwrap();
+    let mut command = std::process::Command::new(program);
+    command.args(args).arg(env!("CARGO_BIN_EXE_akvsync"));
+    let output = common::env::Cmd::new(command)
+        .arg("once")
+        .arg("--settings")
+        .arg(env.settings_file())
+        .arg("--state-dir")
+        .arg(env.scratch.state())
+        .code(1)
+        .stderr_has("the settings need CAP_CHOWN (akvsync.outputs[0].owner = akvsync-lp-app)")
+        .stderr_has("akvsync service install")
+        .run();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("web"), "{stdout}");
+    let pem = fs::canonicalize(env.scratch.store().join(format!("{VAULT}.web"))).unwrap();
+    assert!(fs::read_to_string(pem).unwrap().contains("PRIVATE KEY"));
+    assert!(stdout.contains("FAILED") && stdout.contains("Operation not permitted"), "{stdout}");
+    // No key file handed out with the wrong owner: the set was refused as a whole.
+    let key = env.scratch.store().join("web.key");
+    assert!(fs::symlink_metadata(&key).is_err(), "{} exists", key.display());
 }

@@ -213,6 +213,12 @@ pub(crate) fn run_until(args: &SyncArgs, stop: impl std::future::Future<Output =
         Err(code) => return code,
     };
     let rebuild = |current: &Engine, settings: settings::Settings| -> Result<Engine, String> {
+        // Reloaded settings: what they no longer need is dropped too; what they need and
+        // the process gave up at start is named (only a restart grants it again).
+        #[cfg(target_os = "linux")]
+        for warning in crate::privilege::caps::narrow_for(&settings) {
+            tracing::warn!("{warning}");
+        }
         let vault = crate::vault::client_for(&settings)?;
         Ok(current.reconfigured(settings, vault))
     };
