@@ -106,8 +106,22 @@ fn as_its_own_account_the_service_installs_rotates_writes_owned_outputs_and_runs
         ..Default::default()
     });
     let sysroot = outside.path("sysroot");
+    // A private ancestor (as /var/lib/waagent is on Azure images): install lets the account
+    // through it with a named `--x` entry and nothing more.
+    fs::set_permissions(&outside.0, fs::Permissions::from_mode(0o700)).unwrap();
     let dropin = service_install(&env, &sysroot);
     let account = ensure_user(ACCOUNT);
+    let acl = std::process::Command::new("getfacl")
+        .args(["--omit-header", "--numeric"])
+        .arg(&outside.0)
+        .output()
+        .unwrap();
+    let acl = String::from_utf8_lossy(&acl.stdout);
+    assert!(acl.contains(&format!("user:{}:--x", account.uid)), "{acl}");
+    assert!(
+        acl.contains("group::---") && acl.contains("other::---"),
+        "{acl}"
+    );
 
     // What install prepared: the drop-in grants exactly CAP_CHOWN (the outputs' owner) and
     // makes exactly the settings' directories writable; the account owns them.
@@ -273,8 +287,14 @@ fn hook_units_get_an_exact_polkit_rule_that_goes_when_the_hooks_go() {
     let rule_path = sysroot.join("etc/polkit-1/rules.d/50-akvsync.rules");
     let rule = fs::read_to_string(&rule_path).unwrap();
     assert!(rule.contains("subject.user == \"akvsync-lp\""), "{rule}");
-    assert!(rule.contains("(unit == \"nginx.service\" && verb == \"reload\")"), "{rule}");
-    assert!(rule.contains("(unit == \"app@blue.service\" && verb == \"restart\")"), "{rule}");
+    assert!(
+        rule.contains("(unit == \"nginx.service\" && verb == \"reload\")"),
+        "{rule}"
+    );
+    assert!(
+        rule.contains("(unit == \"app@blue.service\" && verb == \"restart\")"),
+        "{rule}"
+    );
     assert_eq!(rule.matches("polkit.Result.YES").count(), 1);
     let mut settings = env.settings_json();
     settings["akvsync"].as_object_mut().unwrap().remove("hooks");
@@ -336,13 +356,18 @@ fn a_capability_the_settings_need_and_the_process_lacks_is_named_and_nothing_is_
     ensure_user(APP);
     let env = Env::start(EnvConfig {
         certificates: &["web"],
-        akvsync: Some(serde_json::json!({"outputs": [{"files": {"key": "{secret}.key"},
-                                                      "owner": APP, "mode": "0600"}]})),
+        akvsync: Some(
+            serde_json::json!({"outputs": [{"files": {"key": "{secret}.key"},
+                                                      "owner": APP, "mode": "0600"}]}),
+        ),
         ..Default::default()
     });
     let sysroot = env.scratch.path("sysroot");
     let dropin = service_install(&env, &sysroot);
-    assert!(dropin.contains("\nAmbientCapabilities=CAP_CHOWN\n"), "{dropin}");
+    assert!(
+        dropin.contains("\nAmbientCapabilities=CAP_CHOWN\n"),
+        "{dropin}"
+    );
     // Started without the drop-in's grant (an old unit): `once` names what is missing,
     // the certificate is still installed in the store, the output fails by name.
     let without: Vec<String> = as_systemd_would("", &[]);
@@ -363,8 +388,15 @@ fn a_capability_the_settings_need_and_the_process_lacks_is_named_and_nothing_is_
     assert!(stdout.contains("web"), "{stdout}");
     let pem = fs::canonicalize(env.scratch.store().join(format!("{VAULT}.web"))).unwrap();
     assert!(fs::read_to_string(pem).unwrap().contains("PRIVATE KEY"));
-    assert!(stdout.contains("FAILED") && stdout.contains("Operation not permitted"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("Operation not permitted"),
+        "{stdout}"
+    );
     // No key file handed out with the wrong owner: the set was refused as a whole.
     let key = env.scratch.store().join("web.key");
-    assert!(fs::symlink_metadata(&key).is_err(), "{} exists", key.display());
+    assert!(
+        fs::symlink_metadata(&key).is_err(),
+        "{} exists",
+        key.display()
+    );
 }

@@ -16,6 +16,7 @@ use nix::unistd::{Group, User, getgrouplist};
 use super::{Account, caps::Nss};
 use crate::safefs::{self, FileSpec, Prepared};
 use crate::settings::Settings;
+use crate::store::linux::acl;
 
 /// The shipped unit, written to `/etc/systemd/system` when no package installed one.
 const SHIPPED_UNIT: &str = include_str!("../../../../packaging/linux/akvsync.service");
@@ -57,11 +58,18 @@ pub fn install(settings: &Settings, options: &Options) -> Result<Vec<String>, St
         &|_| true,
         &mut report,
     )?;
+    search_ancestors(&options.state_dir, &account, &mut report)?;
     let plan = super::plan(settings, &account, &Nss);
     for dir in &plan.writable {
         refuse_system_directory(dir)?;
         let ours = |name: &str| name.starts_with(".akvsync-");
-        prepare(Path::new(dir), &account, gid, 0o755, &ours, &mut report)?;
+        // The store's own mode for a store directory (KeyVaultForLinux's 0700), 0755 else.
+        let store = settings.certificates.iter().any(|c| {
+            matches!(&c.target, crate::settings::Target::LinuxDirectory(t) if t.directory == *dir)
+        });
+        let mode = if store { 0o700 } else { 0o755 };
+        prepare(Path::new(dir), &account, gid, mode, &ours, &mut report)?;
+        search_ancestors(Path::new(dir), &account, &mut report)?;
     }
     let settings_path = options.settings_path.display().to_string();
     let dropin = super::dropin(&plan, &account.name, &settings_path, &state);
@@ -194,6 +202,39 @@ fn prepare(
             account.name
         )),
         Err(e) => return Err(format!("{}: {e}", dir.display())),
+    }
+    Ok(())
+}
+
+/// Gives the account search (`--x`, a named ACL entry) on every ancestor of `dir` it could
+/// not otherwise traverse (e.g. `/var/lib/waagent`, 0700 on Azure images).
+fn search_ancestors(dir: &Path, account: &Account, report: &mut Vec<String>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let grants = acl::Grants {
+        users: vec![account.uid],
+        groups: Vec::new(),
+    };
+    let ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    for ancestor in ancestors.into_iter().rev() {
+        let meta = std::fs::symlink_metadata(ancestor)
+            .map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let mode = meta.mode();
+        let searchable = mode & 0o001 != 0
+            || (meta.uid() == account.uid && mode & 0o100 != 0)
+            || (account.gids.contains(&meta.gid()) && mode & 0o010 != 0);
+        if searchable || !meta.is_dir() {
+            continue;
+        }
+        let handle = safefs::open_read_nofollow(ancestor)
+            .map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        acl::add_to(&handle, &grants, acl::EXECUTE)
+            .map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        report.push(format!(
+            "{}: {} may now traverse it (ACL user:{}:--x)",
+            ancestor.display(),
+            account.name,
+            account.name
+        ));
     }
     Ok(())
 }
