@@ -223,6 +223,17 @@ fn is_our_service(pid: u32) -> bool {
     }) && !is_zombie(pid)
 }
 
+/// Whether `pid` still names a process that has not exited (a zombie has).
+#[cfg(target_os = "linux")]
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn process_exists(_pid: u32) -> bool {
+    false
+}
+
 #[cfg(target_os = "linux")]
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -332,7 +343,9 @@ fn stop_process(state_dir: &Path) -> Result<bool, String> {
     };
     signal(pid, nix::libc::SIGTERM)?;
     let started = Instant::now();
-    while running_pid(state_dir) == Some(pid) {
+    // Stopped means gone, not only its lock released: the process still tears its runtime
+    // down after that, and a caller (disable, update) may count on it having exited.
+    while running_pid(state_dir) == Some(pid) || process_exists(pid) {
         if started.elapsed() > STOP_TIMEOUT {
             return Err(format!("the service (pid {pid}) did not stop in time"));
         }
