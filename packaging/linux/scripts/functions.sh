@@ -47,7 +47,7 @@ akvsync_fix_permissions() {
     chown root:akvsync /etc/akvsync/settings.json
     chmod 0640 /etc/akvsync/settings.json
   fi
-  if [ -e /etc/systemd/system/akvsync.service ]; then
+  if [ -f /etc/systemd/system/akvsync.service ] && [ ! -L /etc/systemd/system/akvsync.service ]; then
     akvsync_warn "/etc/systemd/system/akvsync.service (the Azure VM extension's unit?) overrides this package's unit"
   fi
 }
