@@ -3,13 +3,16 @@
 #   .deb: dpkg -i on this machine, what it installed (files, modes, the account, the state
 #         directory, the unit under systemd-analyze, the agent from PATH as its account), an
 #         edit of the settings, an upgrade to the same files at a higher version (built by
-#         `cargo xtask dist --only deb --package-version`) that keeps the edit, then
-#         dpkg --purge: nothing of the package left but the account, the certificate store kept;
-#   .rpm: header, file list, modes, %config(noreplace), scriptlets (sh -n), and the files
+#         `cargo xtask dist --only deb --package-version`) that keeps the edit, dpkg --remove
+#         and a reinstall (settings kept, enabled again), then dpkg --purge: nothing of the
+#         package left but the account, the certificate store kept;
+#   .rpm: header, file list, modes, %config(noreplace), scriptlets (sh -n), the files
 #         installed into a scratch root (--noscripts: the scriptlets need a real system with
-#         useradd and the account, which an empty root does not have).
-# Needs root (or sudo) on a throwaway Debian/Ubuntu machine; systemd need not run. It leaves
-# the system account `akvsync` behind (as a purge does). Usage: scripts/packages-check.sh DIST
+#         useradd and the account, which an empty root does not have), then rpm -i on this
+#         machine with the scriptlets (--nodeps), an edit, rpm -U, rpm -e.
+# Needs root (or sudo) on a throwaway Debian/Ubuntu machine; systemd need not run. The
+# account `akvsync` stays after the .deb's purge (Debian policy), then is removed again if
+# this check created it. Usage: scripts/packages-check.sh DIST
 set -euo pipefail
 dist="$(realpath "${1:?usage: scripts/packages-check.sh DIST_DIR}")"
 cd "$(dirname "$0")/.."
@@ -48,6 +51,10 @@ cleanup() {
     echo "packages-check: purging akvsync after a failure"
     $SUDO dpkg --purge akvsync >/dev/null 2>&1 || true
   fi
+  if rpm -q akvsync >/dev/null 2>&1; then
+    echo "packages-check: erasing the akvsync rpm after a failure"
+    $SUDO rpm -e akvsync >/dev/null 2>&1 || true
+  fi
   for ((i = ${#created[@]} - 1; i >= 0; i--)); do
     $SUDO rm -f "${created[i]}" 2>/dev/null || $SUDO rmdir "${created[i]}" 2>/dev/null || true
   done
@@ -68,6 +75,9 @@ dpkg-deb --info "$deb"
 dpkg-deb --contents "$deb"
 rpm -qplv "$rpm"
 
+account_existed=no
+if getent passwd akvsync >/dev/null; then account_existed=yes; fi
+if rpm -q akvsync >/dev/null 2>&1; then fail "akvsync is installed here by rpm; this check erases it"; fi
 if dpkg-query -W -f='${db:Status-Abbrev}' akvsync 2>/dev/null | grep -q '^[ir]'; then
   fail "akvsync is already installed here; this check installs and purges it (use a throwaway machine)"
 fi
@@ -75,13 +85,14 @@ for path in /etc/akvsync /var/lib/akvsync; do
   [ ! -e "$path" ] || fail "$path exists already; this check would remove it"
 done
 
-section ".deb: the upgrade package (same files, higher version)"
+section "the upgrade packages (same files, higher version)"
 version="$(dpkg-deb --field "$deb" Version)"
 upgrade_version="${version}+ci1"
-cargo xtask dist --only deb --package-version "$upgrade_version" >"$work/xtask.log" ||
-  { cat "$work/xtask.log"; fail "cargo xtask dist --only deb"; }
-mv "dist/akvsync_${upgrade_version}_amd64.deb" "$work/"
+cargo xtask dist --only deb,rpm --package-version "$upgrade_version" >"$work/xtask.log" ||
+  { cat "$work/xtask.log"; fail "cargo xtask dist --only deb,rpm"; }
+mv "dist/akvsync_${upgrade_version}_amd64.deb" "dist/akvsync-${upgrade_version}-1.x86_64.rpm" "$work/"
 upgrade="$work/akvsync_${upgrade_version}_amd64.deb"
+rpm_upgrade="$work/akvsync-${upgrade_version}-1.x86_64.rpm"
 dpkg-deb --contents "$deb" | awk '{print $1, $2, $6}' >"$work/contents.1"
 dpkg-deb --contents "$upgrade" | awk '{print $1, $2, $6}' >"$work/contents.2"
 diff "$work/contents.1" "$work/contents.2" || fail "the upgrade package has other files or modes"
@@ -155,6 +166,22 @@ verify="$($SUDO dpkg --verify akvsync || true)"
 [ "$(echo "$verify" | awk '{print $NF}')" = /etc/akvsync/settings.json ] ||
   fail "dpkg --verify after the edit: $verify"
 ok "dpkg --verify: only the edited conffile differs"
+
+section ".deb: remove, then install again"
+$SUDO dpkg --remove akvsync
+status="$(dpkg-query -W -f='${Status}' akvsync)"
+[ "$status" = "deinstall ok config-files" ] || fail "after dpkg --remove: $status"
+if [ -e /usr/bin/akvsync ] || [ -e "$unit" ]; then fail "dpkg --remove left the program or unit"; fi
+grep -q '"7200"' /etc/akvsync/settings.json || fail "dpkg --remove lost the settings"
+$SUDO test -s /var/lib/akvsync/state.json || fail "dpkg --remove lost the state"
+[ "$(readlink /etc/systemd/system/akvsync.service)" = /dev/null ] || fail "not masked"
+ok "removed: program and unit gone, unit masked, settings and state kept"
+$SUDO dpkg -i "$upgrade" 2>&1 | tee "$work/reinstall.log"
+if grep -q 'overrides this package' "$work/reinstall.log"; then fail "a mask taken for another unit"; fi
+[ ! -e /etc/systemd/system/akvsync.service ] || fail "still masked"
+[ -L /etc/systemd/system/multi-user.target.wants/akvsync.service ] || fail "not enabled again"
+grep -q '"7200"' /etc/akvsync/settings.json || fail "the reinstall lost the settings"
+ok "installed again: unmasked, enabled, edited settings kept"
 
 section ".deb: purge"
 make_dir "$STORE"
@@ -248,5 +275,53 @@ ok "every file of rpm --list is in $scratch"
 "$scratch/usr/bin/akvsync" validate "$scratch/etc/akvsync/settings.json" >/dev/null || fail "validate"
 ok "its akvsync validates its settings"
 $SUDO rm -rf "$scratch"
+
+section ".rpm: install on this machine with its scriptlets, edit, upgrade, erase"
+# --nodeps: Debian's rpm database knows no package providing /bin/sh, getent or useradd.
+if [ "$account_existed" = no ]; then
+  # The .deb's account, removed so that %pre creates it again.
+  $SUDO userdel akvsync
+  if getent group akvsync >/dev/null; then $SUDO groupdel akvsync; fi
+else
+  echo "  (the account akvsync existed before this check: %pre finds it)"
+fi
+$SUDO rpm -i --nodeps --force-debian "$rpm"
+$SUDO rpm -q akvsync >/dev/null || fail "rpm -q akvsync"
+getent passwd akvsync >/dev/null || fail "%pre created no account"
+ok "installed, account akvsync"
+expect_stat /usr/bin/akvsync "755 root:root"
+expect_stat /usr/lib/systemd/system/akvsync.service "644 root:root"
+expect_stat /etc/akvsync/settings.json "640 root:akvsync"
+expect_stat /var/lib/akvsync "700 akvsync:akvsync"
+[ -L /etc/systemd/system/multi-user.target.wants/akvsync.service ] || fail "not enabled"
+ok "enabled (multi-user.target.wants), offline"
+verify="$($SUDO rpm -V --nodeps akvsync || true)"
+[ -z "$verify" ] || fail "rpm -V: $verify"
+ok "rpm -V: every file, mode and owner as packaged"
+$SUDO runuser -u akvsync -- /usr/bin/akvsync once --settings /etc/akvsync/settings.json \
+  --state-dir /var/lib/akvsync >/dev/null
+$SUDO sed -i 's/"3600"/"7200"/' /etc/akvsync/settings.json
+$SUDO rpm -U --nodeps --force-debian "$rpm_upgrade"
+[ "$(rpm -q --qf '%{VERSION}' akvsync)" = "$upgrade_version" ] || fail "not upgraded"
+grep -q '"7200"' /etc/akvsync/settings.json || fail "the upgrade lost the edited settings"
+$SUDO test -s /var/lib/akvsync/state.json || fail "the upgrade lost the state"
+ok "upgraded to $upgrade_version: edited settings and state kept"
+$SUDO rpm -e akvsync
+if rpm -q akvsync >/dev/null 2>&1; then fail "still installed"; fi
+while read -r path; do
+  case "$path" in /etc/akvsync | /etc/akvsync/settings.json) continue ;; esac
+  if [ -e "$path" ]; then fail "$path is still there after rpm -e"; fi
+done <"$work/rpm.list"
+for path in /var/lib/akvsync /etc/systemd/system/multi-user.target.wants/akvsync.service; do
+  if [ -e "$path" ] || [ -L "$path" ]; then fail "$path is still there after rpm -e"; fi
+done
+[ "$(ls /etc/akvsync)" = settings.json.rpmsave ] || fail "/etc/akvsync holds: $(ls /etc/akvsync)"
+ok "erased: files, state and enablement gone; the edited settings kept as settings.json.rpmsave"
+$SUDO rm -r /etc/akvsync
+if [ "$account_existed" = no ]; then
+  $SUDO userdel akvsync
+  if getent group akvsync >/dev/null; then $SUDO groupdel akvsync; fi
+  ok "the account akvsync removed again (it did not exist before this check)"
+fi
 
 section "packages-check: all checks passed"
