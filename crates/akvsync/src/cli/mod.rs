@@ -34,14 +34,28 @@ pub mod exit {
 #[command(
     name = "akvsync",
     version,
-    about = "Keeps Azure Key Vault certificates installed and current",
-    after_help = "Where to start:\n  \
+    about = "Keeps Azure Key Vault certificates installed and current"
+)]
+#[cfg_attr(
+    feature = "demo",
+    command(after_help = "Where to start:\n  \
       1. akvsync demo                          the whole job against a built-in Key Vault emulator\n  \
       2. akvsync validate settings.json        check your settings (the KeyVaultForLinux/Windows JSON)\n  \
       3. akvsync once --settings settings.json install every certificate once\n  \
       then run it as a service (`akvsync run`), and check it with `akvsync status` or\n  \
       `akvsync wait` (exit 0 once every certificate is installed, its outputs written and\n  \
-      its hooks succeeded)."
+      its hooks succeeded).")
+)]
+#[cfg_attr(
+    not(feature = "demo"),
+    command(after_help = "Where to start (the packaged service):\n  \
+      1. edit /etc/akvsync/settings.json (the KeyVaultForLinux/Windows JSON), then\n     \
+         akvsync validate /etc/akvsync/settings.json\n  \
+      2. sudo akvsync service install     (Linux: the service account, its directories and\n     \
+         privileges; again after every settings edit), then sudo systemctl restart akvsync\n  \
+      3. akvsync wait --settings /etc/akvsync/settings.json --timeout 5m\n     \
+         (exit 0 once every certificate is installed, its outputs written and its hooks\n     \
+         succeeded); akvsync status --settings … shows each certificate.")
 )]
 struct Cli {
     #[command(subcommand)]
