@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of modules.
 
 pub mod backoff;
+pub mod chain;
 pub mod cli;
 pub mod decode;
 pub mod handler;

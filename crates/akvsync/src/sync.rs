@@ -647,6 +647,12 @@ impl Engine {
             tokio::task::spawn_blocking(move || -> Result<_, Failure> {
                 let bundle = decode::decode_secret(content_type.as_deref(), &value)
                     .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
+                // Before anything is written: a version whose chain the settings' policy
+                // refuses is never installed; the installed one stays (issue 15).
+                if install || !outputs_current {
+                    crate::chain::check(settings.chain_validation(), &bundle)
+                        .map_err(|e| Failure::new(FetchErrorKind::Chain, e))?;
+                }
                 // The outputs' files are written before the store installs and made current
                 // after it: the store's fsyncs carry them (fewer journal commits), the store
                 // leads, and an output failure never holds the store back.

@@ -2,7 +2,8 @@
 //! `akvsync.exe once` runs as a second Wine process against it over loopback HTTPS, and
 //! installs RSA certificates into `LocalMachine` and `CurrentUser` stores; a rotation with
 //! `linkOnRenewal` sets the renewal property on the old certificate; a third process
-//! (`akvsync.exe status --json`) sees what is installed.
+//! (`akvsync.exe status --json`) sees what is installed. Chain validation: refused while the
+//! emulator's root is not in `LocalMachine\\Root`, installed once it is.
 #![cfg(windows)]
 
 use std::fs;
@@ -13,6 +14,7 @@ use akvsync::settings::StoreLocation;
 use akvsync::store::windows::plan;
 use akvsync::store::windows::sys::Store;
 use kvemu::{Config, Emulator};
+use windows_sys::Win32::Security::Cryptography::CERT_STORE_ADD_REPLACE_EXISTING;
 
 const VAULT: &str = "winkv";
 
@@ -112,6 +114,22 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
         command.output()
     };
 
+    // Chain validation (issue 15; `serverAuth` by default on Windows, as in
+    // KeyVaultForWindows 4.0): while the emulator's root is not in the machine's Root store,
+    // its TLS server certificates are refused by name and nothing is installed.
+    let root_der = emu.test_pki().unwrap().root_der().to_vec();
+    let out = run(&["once"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("untrusted chain"), "{text}");
+    assert!(read_store(StoreLocation::LocalMachine, "AkvsyncE2E").is_empty());
+    // Trusted once the root is in LocalMachine\Root (read through CryptoAPI).
+    let roots = Store::open_system(StoreLocation::LocalMachine, "Root", true).unwrap();
+    let trusted_root = roots
+        .add_encoded(&root_der, CERT_STORE_ADD_REPLACE_EXISTING)
+        .unwrap();
+    roots.commit().unwrap();
+
     let out = run(&["once"]).await.unwrap();
     let text = format!(
         "{}{}",
@@ -163,6 +181,8 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
         .collect();
     assert!(thumbprints.contains(&second.thumbprint.as_str()), "{json}");
     assert!(thumbprints.contains(&user.thumbprint.as_str()), "{json}");
+    trusted_root.delete().unwrap();
+    roots.commit().unwrap();
     emu.shutdown().await;
     let _ = fs::remove_dir_all(&dir);
 }

@@ -121,6 +121,11 @@ impl TestPki {
         })
     }
 
+    /// The root's certificate (DER): what a machine that trusts this PKI has in its roots.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
     /// Issues a TLS server leaf for `dns_names` valid for `days`.
     pub fn issue(
         &self,

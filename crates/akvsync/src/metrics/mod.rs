@@ -35,6 +35,8 @@ pub enum FetchErrorKind {
     SecretState,
     /// The secret is not a certificate akvsync can decode.
     Decode,
+    /// The chain validation the settings ask for refused the certificate.
+    Chain,
     /// The store refused the certificate (write, ACL, import).
     Store,
     /// Everything else (client setup, an internal failure).
@@ -42,7 +44,7 @@ pub enum FetchErrorKind {
 }
 
 impl FetchErrorKind {
-    pub const ALL: [FetchErrorKind; 13] = [
+    pub const ALL: [FetchErrorKind; 14] = [
         FetchErrorKind::Identity,
         FetchErrorKind::Throttled,
         FetchErrorKind::Timeout,
@@ -54,6 +56,7 @@ impl FetchErrorKind {
         FetchErrorKind::Response,
         FetchErrorKind::SecretState,
         FetchErrorKind::Decode,
+        FetchErrorKind::Chain,
         FetchErrorKind::Store,
         FetchErrorKind::Other,
     ];
@@ -71,6 +74,7 @@ impl FetchErrorKind {
             FetchErrorKind::Response => "response",
             FetchErrorKind::SecretState => "secret_state",
             FetchErrorKind::Decode => "decode",
+            FetchErrorKind::Chain => "chain",
             FetchErrorKind::Store => "store",
             FetchErrorKind::Other => "other",
         }

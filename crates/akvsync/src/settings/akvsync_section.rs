@@ -7,8 +7,8 @@ use super::diag::{Diagnostics, JsonPath};
 use super::fields::{self, ObjectReader, quote};
 use super::json::Json;
 use super::model::{
-    AkvsyncSettings, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_EXPIRY_WARNING_DAYS, MAX_POLLING_INTERVAL_S,
-    MetricsSettings, TestingOverrides,
+    AkvsyncSettings, ChainValidation, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_EXPIRY_WARNING_DAYS,
+    MAX_POLLING_INTERVAL_S, MetricsSettings, TestingOverrides, WindowsOptions,
 };
 use super::vault_url;
 
@@ -50,11 +50,54 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
     if let Some((value, path)) = reader.take("outputs", diags) {
         settings.outputs = super::outputs::parse(value, &path, diags);
     }
+    if let Some((value, path)) = reader.take("chainValidation", diags)
+        && let Some(text) = fields::nonblank_string(value, &path, diags)
+    {
+        settings.chain_validation = match text.trim().to_ascii_lowercase().as_str() {
+            "serverauth" => Some(ChainValidation::ServerAuth),
+            "all" => Some(ChainValidation::All),
+            "off" => Some(ChainValidation::Off),
+            _ => {
+                diags.error(
+                    &path,
+                    format!(
+                        "expected \"serverAuth\", \"all\" or \"off\", found {}",
+                        quote(text)
+                    ),
+                );
+                None
+            }
+        };
+    }
+    if let Some((value, path)) = reader.take("windows", diags) {
+        settings.windows = windows(value, &path, diags);
+    }
     if let Some((value, path)) = reader.take("testing", diags) {
         settings.testing = testing(value, &path, diags);
     }
     reader.finish(diags);
     settings
+}
+
+/// `akvsync.windows`: `lifecycleNotifications` (default true), `updateHttpSysBindings`
+/// (default false). The platform check (a warning on Linux) is the schema's.
+fn windows(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> WindowsOptions {
+    let mut options = WindowsOptions::default();
+    let Some(mut reader) = ObjectReader::new(value, path, diags) else {
+        return options;
+    };
+    if let Some((value, path)) = reader.take("lifecycleNotifications", diags)
+        && let Some(on) = fields::boolean(value, &path, diags)
+    {
+        options.lifecycle_notifications = on;
+    }
+    if let Some((value, path)) = reader.take("updateHttpSysBindings", diags)
+        && let Some(on) = fields::boolean(value, &path, diags)
+    {
+        options.update_http_sys_bindings = on;
+    }
+    reader.finish(diags);
+    options
 }
 
 /// `expiryWarningDays`: a whole number of days in `0..=3650`, as a number or a string of

@@ -111,6 +111,17 @@ impl Settings {
         dirs
     }
 
+    /// The chain validation in force: the settings' choice, else `serverAuth` on Windows
+    /// (KeyVaultForWindows 4.0) and `off` on Linux (KeyVaultForLinux does not validate).
+    pub fn chain_validation(&self) -> ChainValidation {
+        self.akvsync
+            .chain_validation
+            .unwrap_or(match self.platform {
+                Platform::Windows => ChainValidation::ServerAuth,
+                Platform::Linux => ChainValidation::Off,
+            })
+    }
+
     /// Settings that observe nothing, as an empty settings file means.
     pub fn empty(platform: Platform, form: Option<SettingsForm>) -> Self {
         Settings {
@@ -256,6 +267,10 @@ pub struct AkvsyncSettings {
     pub metrics: MetricsSettings,
     /// Files in the forms applications read (`akvsync.outputs`), besides the store.
     pub outputs: Vec<OutputSet>,
+    /// `akvsync.chainValidation`; `None`: the platform's default ([`Settings::chain_validation`]).
+    pub chain_validation: Option<ChainValidation>,
+    /// `akvsync.windows`: what happens around a Windows install.
+    pub windows: WindowsOptions,
     pub testing: TestingOverrides,
 }
 
@@ -371,6 +386,38 @@ impl MetricsSettings {
     }
 }
 
+/// Which certificates have their chain validated before they are installed (issue 15, the
+/// rule of KeyVaultForWindows 4.0): a failure keeps the previous version and names the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChainValidation {
+    /// Certificates with the TLS Server Authentication EKU (1.3.6.1.5.5.7.3.1).
+    ServerAuth,
+    /// Every certificate.
+    All,
+    Off,
+}
+
+/// `akvsync.windows`: the renewal's reach beyond the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsOptions {
+    /// Raise the certificate lifecycle *replace* notification (event 1001) when a version
+    /// replaces an older certificate with a DNS name in common (default on, as in 4.0).
+    pub lifecycle_notifications: bool,
+    /// Re-point HTTP.sys SSL bindings of a replaced certificate at the new one.
+    pub update_http_sys_bindings: bool,
+}
+
+impl Default for WindowsOptions {
+    fn default() -> Self {
+        WindowsOptions {
+            lifecycle_notifications: true,
+            update_http_sys_bindings: false,
+        }
+    }
+}
+
 /// A post-install hook (`akvsync.hooks[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -414,6 +461,8 @@ impl Default for AkvsyncSettings {
             expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
             metrics: MetricsSettings::default(),
             outputs: Vec::new(),
+            chain_validation: None,
+            windows: WindowsOptions::default(),
             testing: TestingOverrides::default(),
         }
     }

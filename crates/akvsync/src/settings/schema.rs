@@ -126,6 +126,14 @@ fn read_public(
     }
     if let Some((value, path)) = top.take("akvsync", diags) {
         settings.akvsync = akvsync_section::parse(value, &path, diags);
+        if platform == Platform::Linux
+            && let Json::Object(members) = value
+            && let Some((key, _)) = members
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("windows"))
+        {
+            diags.warn(&path.field(key), "not used on linux; ignored");
+        }
     }
     top.finish(diags);
 
