@@ -2,8 +2,9 @@
 //! `akvsync.exe once` runs as a second Wine process against it over loopback HTTPS, and
 //! installs RSA certificates into `LocalMachine` and `CurrentUser` stores; a rotation with
 //! `linkOnRenewal` sets the renewal property on the old certificate; a third process
-//! (`akvsync.exe status --json`) sees what is installed. Chain validation: refused while the
-//! emulator's root is not in `LocalMachine\\Root`, installed once it is.
+//! (`akvsync.exe status --json`) sees what is installed. Chain validation: refused against
+//! Wine's `Root` store (the emulator's root is not in it), installed once the roots file
+//! (`SSL_CERT_FILE`) holds that root.
 #![cfg(windows)]
 
 use std::fs;
@@ -14,7 +15,6 @@ use akvsync::settings::StoreLocation;
 use akvsync::store::windows::plan;
 use akvsync::store::windows::sys::Store;
 use kvemu::{Config, Emulator};
-use windows_sys::Win32::Security::Cryptography::CERT_STORE_ADD_REPLACE_EXISTING;
 
 const VAULT: &str = "winkv";
 
@@ -103,6 +103,11 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
     let settings_file = dir.join("settings.json");
     fs::write(&settings_file, settings(&emu).to_string()).unwrap();
     let state = dir.join("state");
+    // The machine's roots for chain validation: Wine's `Root` store is built from the host's
+    // CA bundle and cannot take the emulator's root, so the runs after the refusal name a
+    // roots file (`SSL_CERT_FILE`, read by the same loader on every platform).
+    let roots_file = dir.join("roots.pem");
+    let roots: std::cell::Cell<Option<&std::path::Path>> = std::cell::Cell::new(None);
     let run = |args: &'static [&'static str]| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
         command
@@ -111,24 +116,27 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
             .arg(&settings_file)
             .arg("--state-dir")
             .arg(&state);
+        match roots.get() {
+            Some(file) => command.env("SSL_CERT_FILE", file),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
         command.output()
     };
 
     // Chain validation (issue 15; `serverAuth` by default on Windows, as in
-    // KeyVaultForWindows 4.0): while the emulator's root is not in the machine's Root store,
-    // its TLS server certificates are refused by name and nothing is installed.
-    let root_der = emu.test_pki().unwrap().root_der().to_vec();
+    // KeyVaultForWindows 4.0): the emulator's root is not among the machine's roots (Wine's
+    // `Root` store, read through CryptoAPI), so its TLS server certificates are refused by
+    // name and nothing is installed.
     let out = run(&["once"]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("untrusted chain"), "{text}");
     assert!(read_store(StoreLocation::LocalMachine, "AkvsyncE2E").is_empty());
-    // Trusted once the root is in LocalMachine\Root (read through CryptoAPI).
-    let roots = Store::open_system(StoreLocation::LocalMachine, "Root", true).unwrap();
-    let trusted_root = roots
-        .add_encoded(&root_der, CERT_STORE_ADD_REPLACE_EXISTING)
-        .unwrap();
-    roots.commit().unwrap();
+    let root = emu.test_pki().unwrap().root_der().to_vec();
+    let pem =
+        pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &root).unwrap();
+    fs::write(&roots_file, pem).unwrap();
+    roots.set(Some(&roots_file));
 
     let out = run(&["once"]).await.unwrap();
     let text = format!(
@@ -181,8 +189,6 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
         .collect();
     assert!(thumbprints.contains(&second.thumbprint.as_str()), "{json}");
     assert!(thumbprints.contains(&user.thumbprint.as_str()), "{json}");
-    trusted_root.delete().unwrap();
-    roots.commit().unwrap();
     emu.shutdown().await;
     let _ = fs::remove_dir_all(&dir);
 }

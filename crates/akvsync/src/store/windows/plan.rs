@@ -1,7 +1,8 @@
 //! The pure decisions of the Windows store (SPEC §5.1), compiled and unit-tested on every
 //! platform: import flags per location and provider, friendly names, which installed
 //! certificate is current, which older certificates get `CERT_RENEWAL_PROP_ID`, which
-//! HTTP.sys bindings move, and the private-key DACL as SDDL. The Win32 calls that act on
+//! HTTP.sys bindings move (with every parameter kept) and which stay in use, the lifecycle
+//! notification's script, and the private-key DACL as SDDL. The Win32 calls that act on
 //! these decisions live in `sys` (`cfg(windows)`).
 
 use crate::settings::StoreLocation;
@@ -134,34 +135,146 @@ pub fn renewal_targets(new: &Found, store: &[Found]) -> Vec<usize> {
         .collect()
 }
 
-/// An HTTP.sys SSL binding (`netsh http show sslcert`): its endpoint and certificate hash.
+/// Which kind of HTTP.sys SSL record a binding is (`netsh http show sslcert`). Central
+/// certificate store records (`ccs=`) carry no hash: IIS picks the certificate from the
+/// central store by host name, so they never move.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    /// `ip:port` or `hostname:port`.
-    pub endpoint: String,
-    pub thumbprint: String,
-    /// The store name the binding reads the certificate from (`MY` when unset).
-    pub store_name: String,
+pub enum BindingKey {
+    /// `ipport=0.0.0.0:443` (`HttpServiceConfigSSLCertInfo`).
+    IpPort(std::net::SocketAddr),
+    /// `hostnameport=www.example.com:443` (`HttpServiceConfigSslSniCertInfo`).
+    HostnamePort { host: String, port: u16 },
 }
 
-/// The optional HTTP.sys binding move: bindings that reference one of the `replaced`
-/// thumbprints from the same store move to `new_thumbprint`; others are untouched.
-pub fn bindings_to_move<'a>(
-    bindings: &'a [Binding],
+impl std::fmt::Display for BindingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindingKey::IpPort(address) => write!(f, "ipport={address}"),
+            BindingKey::HostnamePort { host, port } => write!(f, "hostnameport={host}:{port}"),
+        }
+    }
+}
+
+/// Every parameter of an HTTP.sys SSL record (`HTTP_SERVICE_CONFIG_SSL_PARAM`): moving a
+/// binding changes the hash and keeps each of the others exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub key: BindingKey,
+    /// The certificate's SHA-1, 40 uppercase hex digits.
+    pub thumbprint: String,
+    /// The application that registered it (IIS: `{4dc3e181-e14b-4a21-b022-59fc669b0914}`).
+    pub app_id: [u8; 16],
+    /// The store the certificate is read from; `None` is HTTP.sys's default, `MY`.
+    pub store_name: Option<String>,
+    pub cert_check_mode: u32,
+    pub revocation_freshness_time: u32,
+    pub revocation_url_retrieval_timeout: u32,
+    pub ctl_identifier: Option<String>,
+    pub ctl_store_name: Option<String>,
+    pub flags: u32,
+}
+
+impl Binding {
+    /// The store it reads from, as HTTP.sys resolves it.
+    pub fn store(&self) -> &str {
+        self.store_name.as_deref().unwrap_or("MY")
+    }
+}
+
+/// The optional HTTP.sys binding move (`akvsync.windows.updateHttpSysBindings`): each
+/// binding whose certificate is one of the `replaced` thumbprints and is read from the same
+/// store (names compared case-insensitively, unset = `MY`) becomes the same record with
+/// `new_thumbprint`; every other field is kept. Bindings of other certificates or stores
+/// are not touched. Returns `(old record, new record)` pairs.
+pub fn bindings_to_move(
+    bindings: &[Binding],
     replaced: &[&str],
     store_name: &str,
     new_thumbprint: &str,
-) -> Vec<&'a Binding> {
+) -> Vec<(Binding, Binding)> {
     bindings
         .iter()
         .filter(|b| {
-            b.store_name.eq_ignore_ascii_case(store_name)
+            b.store().eq_ignore_ascii_case(store_name)
                 && !b.thumbprint.eq_ignore_ascii_case(new_thumbprint)
                 && replaced
                     .iter()
                     .any(|t| t.eq_ignore_ascii_case(&b.thumbprint))
         })
+        .map(|b| {
+            let moved = Binding {
+                thumbprint: new_thumbprint.to_ascii_uppercase(),
+                ..b.clone()
+            };
+            (b.clone(), moved)
+        })
         .collect()
+}
+
+/// The thumbprints among `candidates` that an HTTP.sys binding still serves from
+/// `store_name`: pruning keeps those certificates installed (a binding to a deleted
+/// certificate fails every TLS handshake).
+pub fn still_bound<'a>(
+    candidates: &[&'a str],
+    bindings: &[Binding],
+    store_name: &str,
+) -> Vec<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .filter(|t| {
+            bindings.iter().any(|b| {
+                b.store().eq_ignore_ascii_case(store_name) && b.thumbprint.eq_ignore_ascii_case(t)
+            })
+        })
+        .collect()
+}
+
+/// The certificate lifecycle *replace* notification (event 1001 in
+/// `Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational`, what IIS's
+/// `IIS-AutoCertRebind` task and other subscribers react to). Windows has no documented API
+/// that raises it; `Switch-Certificate -NotifyOnly` of the PKI module is the documented way,
+/// so akvsync runs that, one call per replaced certificate. The script names both
+/// certificates by store path; it is passed as `-EncodedCommand` (UTF-16LE, base64), so no
+/// store name can break out of its quoting.
+pub fn lifecycle_script(
+    location: crate::settings::StoreLocation,
+    store_name: &str,
+    old_thumbprint: &str,
+    new_thumbprint: &str,
+) -> String {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let path = |thumbprint: &str| {
+        quote(&format!(
+            "Cert:\\{}\\{}\\{}",
+            location.name(),
+            store_name,
+            thumbprint.to_ascii_uppercase()
+        ))
+    };
+    format!(
+        "$ErrorActionPreference = 'Stop'\n\
+         Import-Module PKI\n\
+         $old = Get-Item -LiteralPath {}\n\
+         $new = Get-Item -LiteralPath {}\n\
+         Switch-Certificate -OldCert $old -NewCert $new -NotifyOnly -Confirm:$false\n",
+        path(old_thumbprint),
+        path(new_thumbprint)
+    )
+}
+
+/// `powershell.exe` arguments running `script` (`-EncodedCommand`: base64 of UTF-16LE).
+pub fn powershell_arguments(script: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    vec![
+        "-NoProfile".to_owned(),
+        "-NonInteractive".to_owned(),
+        "-ExecutionPolicy".to_owned(),
+        "Bypass".to_owned(),
+        "-EncodedCommand".to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(utf16),
+    ]
 }
 
 /// A well-known account, built with `CreateWellKnownSid` because its name is localised.
@@ -383,25 +496,93 @@ mod tests {
         assert_eq!(renewal_targets(&new, &store), vec![0, 4]);
     }
 
+    fn binding(key: &str, thumbprint: &str, store: Option<&str>) -> Binding {
+        Binding {
+            key: match key.parse() {
+                Ok(address) => BindingKey::IpPort(address),
+                Err(_) => {
+                    let (host, port) = key.rsplit_once(':').unwrap();
+                    BindingKey::HostnamePort {
+                        host: host.into(),
+                        port: port.parse().unwrap(),
+                    }
+                }
+            },
+            thumbprint: thumbprint.into(),
+            app_id: [0x4d; 16],
+            store_name: store.map(Into::into),
+            cert_check_mode: 1,
+            revocation_freshness_time: 3600,
+            revocation_url_retrieval_timeout: 15_000,
+            ctl_identifier: Some("ctl".into()),
+            ctl_store_name: Some("CtlStore".into()),
+            flags: 0x4,
+        }
+    }
+
     #[test]
-    fn only_bindings_of_replaced_certificates_in_the_same_store_move() {
-        let b = |e: &str, t: &str, s: &str| Binding {
-            endpoint: e.into(),
-            thumbprint: t.into(),
-            store_name: s.into(),
-        };
+    fn only_bindings_of_replaced_certificates_in_the_same_store_move_with_every_field_kept() {
         let bindings = vec![
-            b("0.0.0.0:443", "OLD", "MY"),
-            b("www:443", "old", "my"),
-            b("api:443", "OTHER", "MY"),
-            b("x:443", "OLD", "WebHosting"),
-            b("y:443", "NEW", "MY"),
+            binding("0.0.0.0:443", "OLD", Some("MY")),
+            binding("www.example.com:443", "old", None), // unset store = MY
+            binding("api.example.com:443", "OTHER", Some("MY")),
+            binding("x.example.com:443", "OLD", Some("WebHosting")),
+            binding("[::]:8443", "NEW", Some("my")),
         ];
-        let moved: Vec<&str> = bindings_to_move(&bindings, &["OLD"], "MY", "NEW")
-            .iter()
-            .map(|b| b.endpoint.as_str())
+        let moves = bindings_to_move(&bindings, &["OLD"], "My", "new");
+        let keys: Vec<String> = moves.iter().map(|(old, _)| old.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            vec!["ipport=0.0.0.0:443", "hostnameport=www.example.com:443"]
+        );
+        for (old, new) in &moves {
+            assert_eq!(new.thumbprint, "NEW");
+            // Everything but the hash is the old record's.
+            assert_eq!(
+                &Binding {
+                    thumbprint: old.thumbprint.clone(),
+                    ..new.clone()
+                },
+                old
+            );
+        }
+        assert_eq!(moves[1].1.store_name, None, "an unset store stays unset");
+    }
+
+    #[test]
+    fn certificates_a_binding_still_serves_are_kept() {
+        let bindings = vec![
+            binding("0.0.0.0:443", "A", None),
+            binding("b.example.com:443", "B", Some("WebHosting")),
+        ];
+        assert_eq!(still_bound(&["A", "B", "C"], &bindings, "MY"), vec!["A"]);
+        assert_eq!(still_bound(&["a", "b"], &bindings, "webhosting"), vec!["b"]);
+    }
+
+    #[test]
+    fn the_lifecycle_notification_names_both_certificates_and_cannot_be_escaped() {
+        let script = lifecycle_script(
+            crate::settings::StoreLocation::LocalMachine,
+            "Web'Hosting",
+            "ab12",
+            "cd34",
+        );
+        assert!(script.contains("Get-Item -LiteralPath 'Cert:\\LocalMachine\\Web''Hosting\\AB12'"));
+        assert!(script.contains("Get-Item -LiteralPath 'Cert:\\LocalMachine\\Web''Hosting\\CD34'"));
+        assert!(script.contains(
+            "Switch-Certificate -OldCert $old -NewCert $new -NotifyOnly -Confirm:$false"
+        ));
+        let args = powershell_arguments(&script);
+        assert_eq!(args[4], "-EncodedCommand");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&args[5])
+            .unwrap();
+        let units: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
-        assert_eq!(moved, vec!["0.0.0.0:443", "www:443"]);
+        assert_eq!(String::from_utf16(&units).unwrap(), script);
     }
 
     #[test]

@@ -17,13 +17,12 @@ use windows_sys::Win32::Security::Cryptography::{
     CERT_STORE_OPEN_EXISTING_FLAG, CERT_STORE_PROV_SYSTEM_W, CERT_SYSTEM_STORE_CURRENT_USER,
     CERT_SYSTEM_STORE_LOCAL_MACHINE, CRYPT_ACQUIRE_ALLOW_NCRYPT_KEY_FLAG,
     CRYPT_ACQUIRE_SILENT_FLAG, CRYPT_INTEGER_BLOB, CertAddCertificateContextToStore,
-    CertAddEncodedCertificateToStore, CertCloseStore, CertControlStore,
-    CertDeleteCertificateFromStore, CertDuplicateCertificateContext, CertEnumCertificatesInStore,
-    CertFreeCertificateContext, CertGetCertificateContextProperty, CertOpenStore,
-    CertSetCertificateContextProperty, CryptAcquireCertificatePrivateKey, CryptGetProvParam,
-    CryptReleaseContext, CryptSetProvParam, HCERTSTORE, NCRYPT_SECURITY_DESCR_PROPERTY,
-    NCryptFreeObject, NCryptGetProperty, NCryptSetProperty, PFXImportCertStore,
-    PKCS_7_ASN_ENCODING, PP_KEYSET_SEC_DESCR, X509_ASN_ENCODING,
+    CertCloseStore, CertControlStore, CertDeleteCertificateFromStore,
+    CertDuplicateCertificateContext, CertEnumCertificatesInStore, CertFreeCertificateContext,
+    CertGetCertificateContextProperty, CertOpenStore, CertSetCertificateContextProperty,
+    CryptAcquireCertificatePrivateKey, CryptGetProvParam, CryptReleaseContext, CryptSetProvParam,
+    HCERTSTORE, NCRYPT_SECURITY_DESCR_PROPERTY, NCryptFreeObject, NCryptGetProperty,
+    NCryptSetProperty, PFXImportCertStore, PP_KEYSET_SEC_DESCR,
 };
 use windows_sys::Win32::Security::{
     CreateWellKnownSid, DACL_SECURITY_INFORMATION, LookupAccountNameW, PSECURITY_DESCRIPTOR,
@@ -212,32 +211,6 @@ impl Store {
             unsafe { CertAddCertificateContextToStore(self.0, cert.0, disposition, &mut added) };
         if ok == 0 || added.is_null() {
             return Err(last_error("adding the certificate to the store"));
-        }
-        Ok(Cert(added))
-    }
-
-    /// Adds the DER certificate `der` (no properties) with the given `CERT_STORE_ADD_*`
-    /// disposition; returns the context in this store.
-    pub fn add_encoded(&self, der: &[u8], disposition: u32) -> Result<Cert, Win32Error> {
-        let len = u32::try_from(der.len()).map_err(|_| Win32Error {
-            what: "certificate too large".into(),
-            code: 0,
-        })?;
-        let mut added: *mut CERT_CONTEXT = ptr::null_mut();
-        // SAFETY: the store is open; `der` is alive and only read for the call; `added`
-        // receives a new reference that we own.
-        let ok = unsafe {
-            CertAddEncodedCertificateToStore(
-                self.0,
-                X509_ASN_ENCODING | PKCS_7_ASN_ENCODING,
-                der.as_ptr(),
-                len,
-                disposition,
-                &mut added,
-            )
-        };
-        if ok == 0 || added.is_null() {
-            return Err(last_error("adding the encoded certificate to the store"));
         }
         Ok(Cert(added))
     }
