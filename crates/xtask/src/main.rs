@@ -12,6 +12,8 @@ use std::process::{Command, ExitCode};
 
 use zip::write::SimpleFileOptions;
 
+mod msi;
+
 struct Package {
     zip_name: &'static str,
     manifest: &'static str,
@@ -37,8 +39,8 @@ const PACKAGES: [Package; 2] = [
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("dist") => dist(),
-        _ => Err("usage: cargo xtask dist".to_owned()),
+        Some("dist") => package_version(&args[1..]).and_then(|version| dist(&version)),
+        _ => Err(USAGE.to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,12 +51,28 @@ fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: cargo xtask dist [--package-version X.Y.Z]";
+
+/// `--package-version X.Y.Z`, or the workspace's version.
+fn package_version(args: &[String]) -> Result<String, String> {
+    match args {
+        [] => Ok(env!("CARGO_PKG_VERSION").to_owned()),
+        [flag, version] if flag == "--package-version" => Ok(version.clone()),
+        [flag] => flag
+            .strip_prefix("--package-version=")
+            .map(str::to_owned)
+            .ok_or_else(|| USAGE.to_owned()),
+        _ => Err(USAGE.to_owned()),
+    }
+}
+
 fn workspace_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.canonicalize().unwrap_or(root)
 }
 
-fn dist() -> Result<(), String> {
+fn dist(version: &str) -> Result<(), String> {
+    msi::check(version)?;
     let root = workspace_root();
     let dist = root.join("dist");
     fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
@@ -71,6 +89,7 @@ fn dist() -> Result<(), String> {
         println!("{}", zip_path.display());
         list(&zip_path).map_err(|e| format!("{}: {e}", zip_path.display()))?;
     }
+    msi::build(&root, &dist, version)?;
     Ok(())
 }
 
