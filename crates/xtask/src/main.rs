@@ -8,10 +8,12 @@
 //! `dist/akvsync-<version>-1.x86_64.rpm` (`rpm`), the plain-service packages
 //! (`linux_layout`). `--only deb,rpm,linux-zip,windows-zip` builds some of them,
 //! `--package-version V` overrides the workspace version the packages carry. Prerequisites
-//! are checked first (`prereq`).
+//! are checked first (`prereq`). And the Windows installer `dist/akvsync-<version>-x64.msi`
+//! (`msi`: msitools' wixl, `packaging/windows/akvsync.wxs`) around the Windows binary.
 
 mod deb;
 mod linux_layout;
+mod msi;
 mod options;
 mod prereq;
 mod rpm;
@@ -68,6 +70,8 @@ fn main() -> ExitCode {
 
 /// The target of the Linux binary, which the .deb and the .rpm package too.
 const LINUX_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The target of the Windows binary, which the MSI packages too.
+const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 
 fn workspace_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -83,9 +87,16 @@ fn dist(options: &Options) -> Result<(), String> {
     let root = workspace_root();
     let version = linux_layout::package_version(options.package_version.as_deref())?;
     let linux_packages = options.wants("deb") || options.wants("rpm");
-    // The Linux binary is built for its zip or for the .deb/.rpm.
+    let msi = options.wants("msi");
+    if msi {
+        msi::check(&version)?;
+    }
+    // The Linux binary is built for its zip or for the .deb/.rpm, the Windows one for its
+    // zip or for the MSI.
     let needed = |package: &Package| {
-        options.wants(package.artifact) || (linux_packages && package.target == Some(LINUX_TARGET))
+        options.wants(package.artifact)
+            || (linux_packages && package.target == Some(LINUX_TARGET))
+            || (msi && package.target == Some(WINDOWS_TARGET))
     };
     let mut needs = Vec::new();
     for package in PACKAGES.iter().filter(|p| needed(p)) {
@@ -105,6 +116,10 @@ fn dist(options: &Options) -> Result<(), String> {
         let binary = build(&root, package)?;
         if linux_packages && package.target == Some(LINUX_TARGET) {
             build_linux_packages(&root, &binary, &version, &dist, options)?;
+        }
+        if msi && package.target == Some(WINDOWS_TARGET) {
+            let built = msi::build(&root, &binary, &dist, &version)?;
+            println!("{}", built.display());
         }
         if !options.wants(package.artifact) {
             continue;

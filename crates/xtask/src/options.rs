@@ -1,11 +1,10 @@
 //! The options of `cargo xtask dist`: `--only A,B` (some of the artifacts) and
-//! `--package-version V` (the version the .deb and .rpm carry instead of the workspace's).
+//! `--package-version V` (the version the .deb, .rpm and MSI carry instead of the workspace's).
 
 /// What `--only` can name.
-const ARTIFACTS: [&str; 4] = ["linux-zip", "windows-zip", "deb", "rpm"];
+const ARTIFACTS: [&str; 5] = ["linux-zip", "windows-zip", "deb", "rpm", "msi"];
 
-pub const USAGE: &str =
-    "usage: cargo xtask dist [--only linux-zip,windows-zip,deb,rpm] [--package-version VERSION]";
+pub const USAGE: &str = "usage: cargo xtask dist [--only linux-zip,windows-zip,deb,rpm,msi] [--package-version VERSION]";
 
 /// `dist`'s options: the artifacts to build (all by default) and the packages' version.
 #[derive(Debug, Default)]
