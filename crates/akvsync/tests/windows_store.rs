@@ -99,6 +99,7 @@ fn compat() {
     win::set_options(Options {
         link_on_renewal: false,
         import_compat: true,
+        ..Options::default()
     });
 }
 
@@ -328,10 +329,13 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     use windows_cert_props::*;
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     wine_user_keyset();
-    win::set_options(Options {
+    let options = Options {
         link_on_renewal: true,
         import_compat: true,
-    });
+        lifecycle_notifications: true,
+        update_http_sys_bindings: true,
+    };
+    win::set_options(options);
     let lm = settings::StoreLocation::LocalMachine;
     clear(lm, "AkvsyncRenew");
     let pki = kvemu::seed::TestPki::generate().unwrap();
@@ -366,7 +370,23 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     let c = observed("web", "LocalMachine", "AkvsyncRenew", &READERS, false);
     let store = store::for_target(&c.target).unwrap();
     store.install(&c, V1, &old).unwrap();
-    store.install(&c, V2, &new).unwrap();
+    let settings::Target::WindowsStore(target) = &c.target else {
+        unreachable!()
+    };
+    // The renewal's reach (issue 15): it replaces our old version and the foreign one with
+    // the same SAN; a lifecycle notification per replaced certificate (Wine's powershell.exe
+    // runs and exits 0); no HTTP.sys binding moves (Wine's HTTP.sys has none).
+    let reach = win::install_version(target, &c, V2, &new, options).unwrap();
+    let mut replaced = reach.replaced.clone();
+    replaced.sort();
+    let mut expected = vec![old.leaf.thumbprint.clone(), foreign.leaf.thumbprint.clone()];
+    expected.sort();
+    assert_eq!(replaced, expected);
+    assert_eq!(reach.notified, reach.replaced, "{:?}", reach.problems);
+    assert!(
+        reach.moved.is_empty() && reach.problems.is_empty(),
+        "{reach:?}"
+    );
     assert_eq!(store.current_version(&c).as_deref(), Some(V2));
     assert_eq!(
         store.installed(&c).unwrap().unwrap().leaf.thumbprint,

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 pub use akvsync_pkcs12::MAX_ITERATIONS;
 pub use certificate::CertificateInfo;
-pub use hex::upper as hex_upper;
+pub use hex::{decode as hex_decode, upper as hex_upper};
 pub use key::PrivateKey;
 
 /// Largest secret value decoded: Key Vault's own limit on a secret is 25 KiB; the HTTP

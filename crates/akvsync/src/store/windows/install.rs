@@ -2,7 +2,9 @@
 //! SPEC §5.1 gives: resolve accounts (refuse before anything changes) → build the PFX in
 //! memory → import into a temporary memory store → classify leaf/intermediates/roots →
 //! private-key DACL → add the leaf (friendly name, akvsync's owner mark) → intermediates to
-//! `CA` → `linkOnRenewal` → commit.
+//! `CA` → `linkOnRenewal` → commit; then the renewal's reach ([`Reach`]): the lifecycle
+//! notification and HTTP.sys binding moves (issue 15). Pruning keeps a version an HTTP.sys
+//! binding still uses.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -112,6 +114,18 @@ fn found(cert: &Cert) -> Option<(Found, CertificateInfo)> {
     ))
 }
 
+/// What a new version did beyond its own store entry (issue 15): the older certificates it
+/// replaces (a DNS name in common, same store: `linkOnRenewal`'s rule), the lifecycle
+/// notifications raised for them, the HTTP.sys bindings moved to it, and what failed there
+/// (the certificate is installed either way; each problem is logged as a warning).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub replaced: Vec<String>,
+    pub notified: Vec<String>,
+    pub moved: Vec<String>,
+    pub problems: Vec<String>,
+}
+
 /// Installs `bundle` as `version` of `certificate` into `target`.
 pub fn install(
     target: &WindowsTarget,
@@ -119,7 +133,7 @@ pub fn install(
     version: &str,
     bundle: &Bundle,
     options: Options,
-) -> Result<(), WindowsStoreError> {
+) -> Result<Reach, WindowsStoreError> {
     // Everything that can be refused is refused before the store changes.
     let readers = resolve_accounts(&target.accounts)?;
     let sddl = plan::key_dacl_sddl(&readers);
@@ -195,8 +209,9 @@ pub fn install(
         let _ = store.commit();
         return Err(e.into());
     }
+    let replaced = replaced_by(&store, &stored);
     if options.link_on_renewal {
-        link_on_renewal(&store, &stored)?;
+        link_on_renewal(&store, &stored, &replaced)?;
     }
     store.commit()?;
     tracing::info!(
@@ -206,7 +221,65 @@ pub fn install(
         intermediates = intermediate_count,
         "installed into the Windows certificate store"
     );
-    Ok(())
+    drop(store);
+    Ok(reach(target, &leaf_info.thumbprint, replaced, options))
+}
+
+/// The lifecycle notification and the HTTP.sys binding moves for a new certificate that
+/// replaces `replaced` (thumbprints) in `target`'s store.
+fn reach(target: &WindowsTarget, new: &str, replaced: Vec<String>, options: Options) -> Reach {
+    let mut reach = Reach {
+        replaced,
+        ..Reach::default()
+    };
+    if reach.replaced.is_empty() {
+        return reach;
+    }
+    if options.lifecycle_notifications {
+        for old in &reach.replaced {
+            match super::lifecycle::notify_replace(
+                target.store_location,
+                &target.store_name,
+                old,
+                new,
+            ) {
+                Ok(()) => reach.notified.push(old.clone()),
+                Err(e) => reach
+                    .problems
+                    .push(format!("lifecycle notification {old} -> {new}: {e}")),
+            }
+        }
+        if !reach.notified.is_empty() {
+            tracing::info!(new, old = ?reach.notified, "certificate lifecycle notification (replace) raised");
+        }
+    }
+    if options.update_http_sys_bindings {
+        match super::httpsys::bindings() {
+            Ok(bindings) => {
+                let replaced: Vec<&str> = reach.replaced.iter().map(String::as_str).collect();
+                for (old, moved) in
+                    plan::bindings_to_move(&bindings, &replaced, &target.store_name, new)
+                {
+                    match super::httpsys::replace(&old, &moved) {
+                        Ok(()) => {
+                            tracing::info!(binding = %old.key, old = %old.thumbprint, new, "HTTP.sys binding moved");
+                            reach.moved.push(old.key.to_string());
+                        }
+                        Err(e) => reach
+                            .problems
+                            .push(format!("HTTP.sys binding {}: {e}", old.key)),
+                    }
+                }
+            }
+            Err(e) => reach
+                .problems
+                .push(format!("reading the HTTP.sys bindings: {e}")),
+        }
+    }
+    for problem in &reach.problems {
+        tracing::warn!("{problem}");
+    }
+    reach
 }
 
 /// Read-modify-write of the key's DACL: written only when its access-allowed entries differ
@@ -223,31 +296,45 @@ fn apply_key_dacl(cert: &Cert, sddl: &str) -> Result<(), Win32Error> {
     cert.set_key_dacl(sddl)
 }
 
-/// Sets `CERT_RENEWAL_PROP_ID` (the new certificate's SHA-1) on each older certificate in
-/// `store` with a DNS name in common; returns their thumbprints.
-fn link_on_renewal(store: &Store, new: &Cert) -> Result<Vec<String>, WindowsStoreError> {
-    let Some((new_found, new_info)) = found(new) else {
-        return Ok(Vec::new());
+/// The thumbprints of the older certificates in `store` that `new` replaces: a DNS name in
+/// common, issued earlier ([`plan::renewal_targets`]).
+fn replaced_by(store: &Store, new: &Cert) -> Vec<String> {
+    let Some((new_found, _)) = found(new) else {
+        return Vec::new();
     };
-    let certs: Vec<(Cert, Found)> = store
+    let list: Vec<Found> = store
         .certificates()
-        .into_iter()
-        .filter_map(|c| {
-            let (f, _) = found(&c)?;
-            Some((c, f))
-        })
+        .iter()
+        .filter_map(|c| found(c).map(|(f, _)| f))
         .collect();
-    let list: Vec<Found> = certs.iter().map(|(_, f)| f.clone()).collect();
-    let hash = <sha1::Sha1 as sha1::Digest>::digest(&new_info.der);
-    let mut linked = Vec::new();
-    for i in plan::renewal_targets(&new_found, &list) {
-        certs[i].0.set_property(CERT_RENEWAL_PROP_ID, &hash)?;
-        linked.push(list[i].thumbprint.clone());
+    plan::renewal_targets(&new_found, &list)
+        .into_iter()
+        .map(|i| list[i].thumbprint.clone())
+        .collect()
+}
+
+/// Sets `CERT_RENEWAL_PROP_ID` (the new certificate's SHA-1) on each certificate in `store`
+/// that it replaces.
+fn link_on_renewal(
+    store: &Store,
+    new: &Cert,
+    replaced: &[String],
+) -> Result<(), WindowsStoreError> {
+    if replaced.is_empty() {
+        return Ok(());
     }
-    if !linked.is_empty() {
-        tracing::info!(new = %new_found.thumbprint, old = ?linked, "linkOnRenewal: renewal property set");
+    let hash = <sha1::Sha1 as sha1::Digest>::digest(new.der());
+    for cert in store.certificates() {
+        if let Some((f, _)) = found(&cert)
+            && replaced
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&f.thumbprint))
+        {
+            cert.set_property(CERT_RENEWAL_PROP_ID, &hash)?;
+        }
     }
-    Ok(linked)
+    tracing::info!(old = ?replaced, "linkOnRenewal: renewal property set");
+    Ok(())
 }
 
 /// Every certificate in `target`'s store with what the store says about it (tests, status).
@@ -345,13 +432,35 @@ pub fn prune(
     let mut removed = Vec::new();
     let mut deleted_any = false;
     let mine = ours(&store, certificate);
-    for version in owned.iter().filter(|v| !keep.contains(&v.as_str())) {
-        for (cert, f, _) in &mine {
-            if plan::version_in_friendly_name(&f.friendly_name, secret) == Some(version.as_str()) {
-                // Deleting consumes a reference; take a fresh one for it.
-                sys::duplicate(cert).delete()?;
-                deleted_any = true;
+    // A certificate an HTTP.sys binding still serves stays until no binding uses it.
+    let candidates: Vec<&str> = mine.iter().map(|(_, f, _)| f.thumbprint.as_str()).collect();
+    let bound: Vec<String> = match super::httpsys::bindings() {
+        Ok(bindings) => plan::still_bound(&candidates, &bindings, &target.store_name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "HTTP.sys bindings not readable; pruning without them");
+            Vec::new()
+        }
+    };
+    'versions: for version in owned.iter().filter(|v| !keep.contains(&v.as_str())) {
+        let of_version: Vec<&(Cert, Found, CertificateInfo)> = mine
+            .iter()
+            .filter(|(_, f, _)| {
+                plan::version_in_friendly_name(&f.friendly_name, secret) == Some(version.as_str())
+            })
+            .collect();
+        for (_, f, _) in &of_version {
+            if bound.iter().any(|t| t.eq_ignore_ascii_case(&f.thumbprint)) {
+                tracing::info!(version, thumbprint = %f.thumbprint, "kept: an HTTP.sys binding still uses it");
+                continue 'versions;
             }
+        }
+        for (cert, _, _) in of_version {
+            // Deleting consumes a reference; take a fresh one for it.
+            sys::duplicate(cert).delete()?;
+            deleted_any = true;
         }
         removed.push(version.clone());
     }

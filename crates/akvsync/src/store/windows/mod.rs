@@ -8,6 +8,10 @@
 //! (`linkOnRenewal`, `akvsync.testing.windowsImportCompat`) are set once per settings load
 //! with [`configure`].
 
+#[cfg(windows)]
+pub mod httpsys;
+#[cfg(windows)]
+pub mod lifecycle;
 pub mod plan;
 #[cfg(windows)]
 pub mod sys;
@@ -23,11 +27,17 @@ pub struct Options {
     pub link_on_renewal: bool,
     /// `akvsync.testing.windowsImportCompat`: import with only the flags Wine implements.
     pub import_compat: bool,
+    /// `akvsync.windows.lifecycleNotifications`: event 1001 for each replaced certificate.
+    pub lifecycle_notifications: bool,
+    /// `akvsync.windows.updateHttpSysBindings`: move HTTP.sys bindings to the new version.
+    pub update_http_sys_bindings: bool,
 }
 
 static OPTIONS: RwLock<Options> = RwLock::new(Options {
     link_on_renewal: false,
     import_compat: false,
+    lifecycle_notifications: true,
+    update_http_sys_bindings: false,
 });
 
 /// Takes the store options from `settings`; called by the engine for every settings load.
@@ -35,6 +45,8 @@ pub fn configure(settings: &Settings) {
     set_options(Options {
         link_on_renewal: settings.link_on_renewal,
         import_compat: settings.akvsync.testing.windows_import_compat,
+        lifecycle_notifications: settings.akvsync.windows.lifecycle_notifications,
+        update_http_sys_bindings: settings.akvsync.windows.update_http_sys_bindings,
     });
 }
 
@@ -89,7 +101,10 @@ pub fn target_key(certificate: &ObservedCertificate) -> String {
 #[cfg(windows)]
 mod install;
 #[cfg(windows)]
-pub use install::{WindowsStoreError, installed_in, key_dacl_of, pfx_for, resolve_accounts};
+pub use install::{
+    Reach, WindowsStoreError, install as install_version, installed_in, key_dacl_of, pfx_for,
+    resolve_accounts,
+};
 
 #[cfg(windows)]
 impl super::CertificateStore for SystemStore {
