@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Windows service under Wine's service control manager (issue 6): `akvsync.exe service
-# install`, `sc start`, `sc stop` (must stop within seconds), the log under %ProgramData%,
-# `service uninstall`. Run after scripts/wine/setup.sh's environment is in place:
+# install` (with the event log source, issue 15), `sc start`, `sc stop` (must stop within
+# seconds), the log under %ProgramData%, `service uninstall` (source removed too); then the
+# event log reports of `akvsync.exe run` (Wine's ReportEventW stores nothing but prints each
+# call and its text on its debug channels). Run after scripts/wine/setup.sh's environment is in place:
 #   scripts/wine/service-check.sh target/x86_64-pc-windows-gnu/debug/akvsync.exe
 set -euo pipefail
 exe="${1:?usage: service-check.sh akvsync.exe}"
@@ -16,6 +18,11 @@ JSON
 "$wine" "$exe" service uninstall >/dev/null 2>&1 || true
 "$wine" "$exe" service install --settings 'C:\akvsync-service-check\settings.json' \
   --state-dir 'C:\akvsync-service-check\state'
+source_key='HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\akvsync'
+"$wine" reg query "$source_key" 2>/dev/null \
+  | grep -Eq 'EventMessageFile +REG_EXPAND_SZ +%SystemRoot%\\System32\\EventCreate.exe' \
+  || { echo "service install registered no event log source"; "$wine" reg query "$source_key" || true; exit 1; }
+echo "event log source registered (EventCreate.exe renders its events)"
 "$wine" sc start akvsync >/dev/null
 running=""
 for _ in $(seq 1 40); do
@@ -39,3 +46,27 @@ log="$(find "$WINEPREFIX/drive_c" -path '*akvsync/akvsync.log' -size +0 | head -
   || { echo "no stop request in the service log"; exit 1; }
 echo "service log: ${log#"$WINEPREFIX/"}"
 "$wine" "$exe" service uninstall
+if "$wine" reg query "$source_key" >/dev/null 2>&1 \
+  && "$wine" reg query "$source_key" 2>/dev/null | grep -q EventMessageFile; then
+  echo "service uninstall left the event log source"; exit 1
+fi
+echo "service uninstall removed the event log source"
+
+# Warnings and errors of the service go to the event log: the certificate cannot get a token
+# (nothing listens at the identity endpoint), so event 100 (a certificate is not current).
+events="$work/events.log"
+WINEDEBUG="-all,warn+eventlog,err+eventlog,fixme+advapi" AKVSYNC_LOG=warn \
+  "$wine" "$exe" run --settings 'C:\akvsync-service-check\settings.json' \
+  --state-dir 'C:\akvsync-service-check\run-state' 2>"$events" &
+runner=$!
+reported=""
+for _ in $(seq 1 240); do
+  if grep -q 'ReportEventW.*,0x00000064,' "$events" 2>/dev/null; then reported=yes; break; fi
+  sleep 0.25
+done
+kill "$runner" 2>/dev/null || true
+wait "$runner" 2>/dev/null || true
+[ -n "$reported" ] || { echo "no event 100 reported within 60 s:"; tail -20 "$events"; exit 1; }
+grep -m1 'ReportEventW.*,0x00000064,' "$events"
+grep -m1 'eventlog:ReportEventW L"not current' "$events" \
+  || { echo "event 100 without its text"; exit 1; }

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod chain;
 pub mod cli;
 pub mod decode;
+pub mod eventlog;
 pub mod handler;
 pub mod health;
 pub mod hooks;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::eventlog::ids;
 use crate::metrics::Exporter;
 use crate::notify::notify;
 use crate::schedule;
@@ -188,19 +189,19 @@ fn reload_settings(engine: &Engine, path: &std::path::Path, rebuild: &Rebuild) -
                     Some(new)
                 }
                 Err(error) => {
-                    tracing::error!(%error, "reload failed; keeping the last good settings");
+                    tracing::error!(event_id = ids::SETTINGS, %error, "reload failed; keeping the last good settings");
                     None
                 }
             }
         }
         Err(SettingsError::Invalid(diags)) => {
             for error in &diags.errors {
-                tracing::error!(%error, "new settings are invalid; keeping the last good settings");
+                tracing::error!(event_id = ids::SETTINGS, %error, "new settings are invalid; keeping the last good settings");
             }
             None
         }
         Err(error) => {
-            tracing::error!(%error, "keeping the last good settings");
+            tracing::error!(event_id = ids::SETTINGS, %error, "keeping the last good settings");
             None
         }
     }
@@ -264,17 +265,27 @@ fn log_reports(reports: &[Report], expiry_log: &mut ExpiryLog, now: u64) {
                 tracing::debug!(certificate = %report.name, version, "current")
             }
             SyncResult::Failed(error) => {
-                tracing::warn!(certificate = %report.name, %error, "not current")
+                let event_id = if error.starts_with("chain validation") {
+                    ids::CHAIN_REFUSED
+                } else {
+                    ids::CERTIFICATE_FAILED
+                };
+                tracing::warn!(event_id, certificate = %report.name, %error, "not current")
             }
         }
         for warning in &report.warnings {
-            tracing::warn!(certificate = %report.name, %warning);
+            let event_id = if warning.starts_with("hook failed") {
+                ids::HOOK_FAILED
+            } else {
+                ids::OTHER_WARNING
+            };
+            tracing::warn!(event_id, certificate = %report.name, %warning);
         }
         if expiry_log.due(report, now)
             && let Some(warning) = &report.expiry_warning
         {
             let not_after = report.not_after.unwrap_or_default();
-            tracing::warn!(certificate = %report.name, not_after, %warning, "certificate expiry");
+            tracing::warn!(event_id = ids::EXPIRY, certificate = %report.name, not_after, %warning, "certificate expiry");
         }
     }
 }

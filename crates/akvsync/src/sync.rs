@@ -437,6 +437,7 @@ impl Engine {
                 ),
                 // Logged once per change of outcome; repeats at debug.
                 Some(failure) if !failed_before => tracing::warn!(
+                    event_id = crate::eventlog::ids::HOOK_FAILED,
                     certificate = %report.name,
                     hook = %run.program,
                     %failure,

@@ -168,6 +168,13 @@ pub(super) fn service(args: ServiceArgs) -> ExitCode {
             match winservice::install(&exe, arguments) {
                 Ok(()) => {
                     println!("installed service {}", winservice::SERVICE_NAME);
+                    match crate::eventlog::register_source() {
+                        Ok(()) => println!(
+                            "registered event log source {} (Application log)",
+                            crate::eventlog::SOURCE
+                        ),
+                        Err(e) => eprintln!("warning: event log source: {e}"),
+                    }
                     ExitCode::from(exit::OK)
                 }
                 Err(e) => failed("installing the service", &e),
@@ -176,6 +183,9 @@ pub(super) fn service(args: ServiceArgs) -> ExitCode {
         ServiceAction::Uninstall(_) => match winservice::uninstall() {
             Ok(()) => {
                 println!("removed service {}", winservice::SERVICE_NAME);
+                if let Err(e) = crate::eventlog::remove_source() {
+                    eprintln!("warning: event log source: {e}");
+                }
                 ExitCode::from(exit::OK)
             }
             Err(e) => failed("removing the service", &e),

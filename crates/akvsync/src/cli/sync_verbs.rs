@@ -190,15 +190,14 @@ pub(crate) fn sync_table(reports: &[Report]) -> String {
 /// `AKVSYNC_LOG_FORMAT=json`; level from `AKVSYNC_LOG` (error, warn, info, debug, trace).
 fn init_logging() {
     let level = crate::logging::level_from_env();
-    let builder = tracing_subscriber::fmt()
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_max_level(level);
-    let _ = if std::env::var("AKVSYNC_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().try_init()
+        .with_target(false);
+    if std::env::var("AKVSYNC_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        crate::logging::init(layer.json(), level);
     } else {
-        builder.with_ansi(false).try_init()
-    };
+        crate::logging::init(layer.with_ansi(false), level);
+    }
 }
 
 pub(crate) fn run(args: &SyncArgs) -> ExitCode {

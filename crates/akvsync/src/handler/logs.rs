@@ -95,12 +95,13 @@ pub fn init(log_folder: &Path, file_name: &str) {
         log_folder.join(file_name),
         MAX_FILE_BYTES,
     ));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_target(false)
-        .with_max_level(level)
-        .try_init();
+    crate::logging::init(
+        tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_target(false),
+        level,
+    );
 }
 
 #[cfg(test)]

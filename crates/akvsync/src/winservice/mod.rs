@@ -89,11 +89,12 @@ pub fn init_file_logging(log: &Path) {
     };
     rotate(log);
     if let Ok(file) = dir.open_append(name, crate::safefs::FileSpec::PUBLIC) {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .try_init();
+        crate::logging::init(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false),
+            tracing::Level::INFO,
+        );
     }
 }
 

@@ -277,7 +277,7 @@ fn reach(target: &WindowsTarget, new: &str, replaced: Vec<String>, options: Opti
         }
     }
     for problem in &reach.problems {
-        tracing::warn!("{problem}");
+        tracing::warn!(event_id = crate::eventlog::ids::RENEWAL_REACH, "{problem}");
     }
     reach
 }
