@@ -408,10 +408,41 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     assert_eq!(renewal.get(&unrelated.leaf.thumbprint), Some(&None));
     assert_eq!(renewal.get(&new.leaf.thumbprint), Some(&None));
 
+    // Key cleanup (issue 15): Wine keeps every imported key in one container, which V2
+    // still uses, so V1's own key is made a dedicated container first: pruning V1 must
+    // delete that one and leave the shared one (V2 keeps its private key).
+    keys::create_container(keys::PRUNE_CONTAINER);
+    assert!(keys::container_exists(keys::PRUNE_CONTAINER));
+    let renew_store = Store::open_system(lm, "AkvsyncRenew", false).unwrap();
+    let v1_cert = renew_store
+        .certificates()
+        .into_iter()
+        .find(|cert| cert.der() == old.leaf.der)
+        .unwrap();
+    v1_cert
+        .set_key_prov_info(&akvsync::store::windows::sys::KeyProvInfo {
+            container: keys::PRUNE_CONTAINER.to_owned(),
+            provider: keys::PROVIDER.to_owned(),
+            provider_type: 1, // PROV_RSA_FULL
+            flags: 0x20,      // CRYPT_MACHINE_KEYSET
+            key_spec: 1,      // AT_KEYEXCHANGE
+        })
+        .unwrap();
+    drop(v1_cert);
+    renew_store.commit().unwrap();
+    drop(renew_store);
     let removed = store
         .prune(&c, &[V1.to_owned(), V2.to_owned()], &[V2])
         .unwrap();
     assert_eq!(removed, vec![V1.to_owned()]);
+    assert!(
+        !keys::container_exists(keys::PRUNE_CONTAINER),
+        "the pruned version's own key container is deleted"
+    );
+    assert!(
+        store.installed(&c).unwrap().unwrap().has_private_key,
+        "the shared key the current version uses is kept"
+    );
     let left = thumbprints_in(lm, "AkvsyncRenew");
     assert!(!left.contains(&old.leaf.thumbprint));
     for kept in [&new, &foreign, &unrelated] {
@@ -449,5 +480,52 @@ mod windows_cert_props {
                 )
             })
             .collect()
+    }
+}
+
+/// Dedicated CAPI key containers in Wine's machine keyset (its `HKLM\Software\Wine\Crypto\RSA`).
+mod keys {
+    use windows_sys::Win32::Security::Cryptography::{CryptAcquireContextW, CryptReleaseContext};
+
+    pub const PRUNE_CONTAINER: &str = "akvsync-prune-test";
+    pub const PROVIDER: &str = "Microsoft Enhanced Cryptographic Provider v1.0";
+    const PROV_RSA_FULL: u32 = 1;
+    const CRYPT_NEWKEYSET: u32 = 0x8;
+    const CRYPT_MACHINE_KEYSET: u32 = 0x20;
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    fn acquire(name: &str, flags: u32) -> bool {
+        let (name, provider) = (wide(name), wide(PROVIDER));
+        let mut handle = 0usize;
+        // SAFETY: NUL-terminated names; the handle is released when acquired.
+        unsafe {
+            let ok = CryptAcquireContextW(
+                &mut handle,
+                name.as_ptr(),
+                provider.as_ptr(),
+                PROV_RSA_FULL,
+                flags | CRYPT_MACHINE_KEYSET,
+            );
+            if ok != 0 {
+                CryptReleaseContext(handle, 0);
+            }
+            ok != 0
+        }
+    }
+
+    pub fn create_container(name: &str) {
+        if !container_exists(name) {
+            assert!(
+                acquire(name, CRYPT_NEWKEYSET),
+                "creating key container {name}"
+            );
+        }
+    }
+
+    pub fn container_exists(name: &str) -> bool {
+        acquire(name, 0)
     }
 }

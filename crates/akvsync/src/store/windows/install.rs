@@ -4,7 +4,8 @@
 //! private-key DACL → add the leaf (friendly name, akvsync's owner mark) → intermediates to
 //! `CA` → `linkOnRenewal` → commit; then the renewal's reach ([`Reach`]): the lifecycle
 //! notification and HTTP.sys binding moves (issue 15). Pruning keeps a version an HTTP.sys
-//! binding still uses.
+//! binding still uses, and deletes the private keys of what it prunes when no remaining
+//! certificate references them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -431,6 +432,7 @@ pub fn prune(
     let secret = &certificate.secret.secret_name;
     let mut removed = Vec::new();
     let mut deleted_any = false;
+    let mut pruned_keys = Vec::new();
     let mine = ours(&store, certificate);
     // A certificate an HTTP.sys binding still serves stays until no binding uses it.
     let candidates: Vec<&str> = mine.iter().map(|(_, f, _)| f.thumbprint.as_str()).collect();
@@ -458,6 +460,9 @@ pub fn prune(
             }
         }
         for (cert, _, _) in of_version {
+            if let Some(info) = cert.key_prov_info() {
+                pruned_keys.push(info.key_ref());
+            }
             // Deleting consumes a reference; take a fresh one for it.
             sys::duplicate(cert).delete()?;
             deleted_any = true;
@@ -467,5 +472,45 @@ pub fn prune(
     if deleted_any {
         store.commit()?;
     }
+    drop(mine);
+    drop(store);
+    delete_unused_keys(target, &pruned_keys);
     Ok(removed)
+}
+
+/// Deletes the private keys of pruned certificates that no certificate left in any store of
+/// the location references ([`plan::keys_to_delete`]); a failure is logged, never fatal (the
+/// certificates are gone either way).
+fn delete_unused_keys(target: &WindowsTarget, pruned: &[plan::KeyRef]) {
+    if pruned.is_empty() {
+        return;
+    }
+    let stores = match sys::system_store_names(target.store_location) {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(error = %e, "keys of pruned certificates kept: the stores cannot be listed");
+            return;
+        }
+    };
+    let mut remaining = Vec::new();
+    for name in stores {
+        if let Ok(store) = Store::open_system(target.store_location, &name, false) {
+            remaining.extend(
+                store
+                    .certificates()
+                    .iter()
+                    .filter_map(|c| c.key_prov_info().map(|i| i.key_ref())),
+            );
+        }
+    }
+    for key in plan::keys_to_delete(pruned, &remaining) {
+        match sys::delete_key(&key) {
+            Ok(()) => {
+                tracing::info!(container = %key.container, provider = %key.provider, "private key of a pruned certificate deleted")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, container = %key.container, "private key of a pruned certificate not deleted")
+            }
+        }
+    }
 }

@@ -277,6 +277,44 @@ pub fn powershell_arguments(script: &str) -> Vec<String> {
     ]
 }
 
+/// A private key as a certificate references it (`CERT_KEY_PROV_INFO_PROP_ID`): provider
+/// and container name identify it; type 0 is a CNG key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    pub provider: String,
+    pub container: String,
+    pub provider_type: u32,
+    /// `CRYPT_MACHINE_KEYSET` (= `NCRYPT_MACHINE_KEY_FLAG`) when a machine key.
+    pub machine: bool,
+}
+
+impl KeyRef {
+    fn same_key(&self, other: &KeyRef) -> bool {
+        self.provider.eq_ignore_ascii_case(&other.provider)
+            && self.container.eq_ignore_ascii_case(&other.container)
+            && self.machine == other.machine
+    }
+}
+
+/// The keys of pruned certificates that may be deleted: each one no remaining certificate
+/// (in any store of the location) references, once. Keys are only ever those of
+/// certificates akvsync installed and pruned; a key another certificate still uses (Wine
+/// keeps every imported key in one container; an administrator may have copied the
+/// certificate to another store) stays.
+pub fn keys_to_delete(pruned: &[KeyRef], remaining: &[KeyRef]) -> Vec<KeyRef> {
+    let mut out: Vec<KeyRef> = Vec::new();
+    for key in pruned {
+        if key.container.is_empty()
+            || remaining.iter().any(|r| r.same_key(key))
+            || out.iter().any(|o| o.same_key(key))
+        {
+            continue;
+        }
+        out.push(key.clone());
+    }
+    out
+}
+
 /// A well-known account, built with `CreateWellKnownSid` because its name is localised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WellKnown {
@@ -583,6 +621,27 @@ mod tests {
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
         assert_eq!(String::from_utf16(&units).unwrap(), script);
+    }
+
+    #[test]
+    fn a_pruned_key_is_deleted_only_when_nothing_else_references_it() {
+        let key = |container: &str, machine: bool| KeyRef {
+            provider: "Microsoft Software Key Storage Provider".into(),
+            container: container.into(),
+            provider_type: 0,
+            machine,
+        };
+        let pruned = vec![
+            key("old", true),
+            key("shared", true),
+            key("OLD", true),
+            key("", true),
+        ];
+        let remaining = vec![key("SHARED", true), key("old", false), key("new", true)];
+        // `old` once (case-insensitive), not `shared` (still used), not the nameless one; a
+        // user key named `old` is another key.
+        assert_eq!(keys_to_delete(&pruned, &remaining), vec![key("old", true)]);
+        assert!(keys_to_delete(&[], &remaining).is_empty());
     }
 
     #[test]

@@ -386,6 +386,40 @@ impl Cert {
         }
     }
 
+    /// Sets the key association (`CERT_KEY_PROV_INFO_PROP_ID`) to `info`.
+    pub fn set_key_prov_info(&self, info: &KeyProvInfo) -> Result<(), Win32Error> {
+        use windows_sys::Win32::Security::Cryptography::CRYPT_KEY_PROV_INFO;
+        let mut container = wide(&info.container);
+        let mut provider = wide(&info.provider);
+        let raw = CRYPT_KEY_PROV_INFO {
+            pwszContainerName: container.as_mut_ptr(),
+            pwszProvName: if info.provider.is_empty() {
+                ptr::null_mut()
+            } else {
+                provider.as_mut_ptr()
+            },
+            dwProvType: info.provider_type,
+            dwFlags: info.flags,
+            cProvParam: 0,
+            rgProvParam: ptr::null_mut(),
+            dwKeySpec: info.key_spec,
+        };
+        // SAFETY: the context is valid; crypt32 copies the structure and its strings, which
+        // are alive for the call.
+        let ok = unsafe {
+            CertSetCertificateContextProperty(
+                self.0,
+                CERT_KEY_PROV_INFO_PROP_ID,
+                0,
+                ptr::from_ref(&raw).cast(),
+            )
+        };
+        if ok == 0 {
+            return Err(last_error("setting the key association"));
+        }
+        Ok(())
+    }
+
     /// Whether the certificate has an associated private key (`CERT_KEY_PROV_INFO_PROP_ID`).
     pub fn has_key_info(&self) -> bool {
         self.property(CERT_KEY_PROV_INFO_PROP_ID).is_some()
@@ -624,4 +658,141 @@ pub fn lookup_account(name: &str) -> Result<String, Win32Error> {
         return Err(last_error(format!("resolving account {name:?}")));
     }
     sid_to_string(sid.as_mut_ptr().cast())
+}
+
+impl KeyProvInfo {
+    /// The key it names, for [`super::plan::keys_to_delete`].
+    pub fn key_ref(&self) -> super::plan::KeyRef {
+        super::plan::KeyRef {
+            provider: self.provider.clone(),
+            container: self.container.clone(),
+            provider_type: self.provider_type,
+            machine: self.flags & CRYPT_MACHINE_KEYSET_FLAG != 0,
+        }
+    }
+}
+
+/// `CRYPT_MACHINE_KEYSET` and `NCRYPT_MACHINE_KEY_FLAG` (the same bit).
+const CRYPT_MACHINE_KEYSET_FLAG: u32 = 0x20;
+
+/// The names of every system store of `location` (`CertEnumSystemStore`).
+pub fn system_store_names(location: StoreLocation) -> Result<Vec<String>, Win32Error> {
+    use windows_sys::Win32::Security::Cryptography::{CERT_SYSTEM_STORE_INFO, CertEnumSystemStore};
+    unsafe extern "system" fn collect(
+        name: *const c_void,
+        _flags: u32,
+        _info: *const CERT_SYSTEM_STORE_INFO,
+        _reserved: *const c_void,
+        arg: *mut c_void,
+    ) -> windows_sys::core::BOOL {
+        // SAFETY: `arg` is the Vec passed below, alive for the enumeration; `name` is the
+        // store's NUL-terminated UTF-16 name.
+        unsafe {
+            let names = &mut *arg.cast::<Vec<String>>();
+            names.push(from_wide_ptr(name.cast()));
+        }
+        1
+    }
+    let mut names: Vec<String> = Vec::new();
+    // SAFETY: the callback matches PFN_CERT_ENUM_SYSTEM_STORE and only touches `names`.
+    let ok = unsafe {
+        CertEnumSystemStore(
+            location_flag(location),
+            ptr::null(),
+            ptr::from_mut(&mut names).cast(),
+            Some(collect),
+        )
+    };
+    if ok == 0 {
+        return Err(last_error(format!(
+            "enumerating the {} system stores",
+            location.name()
+        )));
+    }
+    Ok(names)
+}
+
+/// Deletes a private key: a CAPI key container (`CRYPT_DELETEKEYSET`) or a CNG key
+/// (`NCryptDeleteKey`).
+pub fn delete_key(key: &super::plan::KeyRef) -> Result<(), Win32Error> {
+    use windows_sys::Win32::Security::Cryptography::{
+        CRYPT_DELETEKEYSET, CryptAcquireContextW, NCRYPT_KEY_HANDLE, NCRYPT_PROV_HANDLE,
+        NCRYPT_SILENT_FLAG, NCryptDeleteKey, NCryptOpenKey, NCryptOpenStorageProvider,
+    };
+    let container = wide(&key.container);
+    let provider = wide(&key.provider);
+    // An empty provider name means the default provider: null, not "".
+    let provider_ptr = if key.provider.is_empty() {
+        ptr::null()
+    } else {
+        provider.as_ptr()
+    };
+    let machine = if key.machine {
+        CRYPT_MACHINE_KEYSET_FLAG
+    } else {
+        0
+    };
+    if key.provider_type != 0 {
+        let mut handle = 0usize;
+        // SAFETY: NUL-terminated names alive for the call; DELETEKEYSET returns no handle.
+        let ok = unsafe {
+            CryptAcquireContextW(
+                &mut handle,
+                container.as_ptr(),
+                provider_ptr,
+                key.provider_type,
+                CRYPT_DELETEKEYSET | machine,
+            )
+        };
+        if ok == 0 {
+            return Err(last_error(format!(
+                "deleting key container {}",
+                key.container
+            )));
+        }
+        return Ok(());
+    }
+    let mut storage: NCRYPT_PROV_HANDLE = 0;
+    // SAFETY: the provider name is NUL-terminated; the handle is freed below.
+    let rc = unsafe { NCryptOpenStorageProvider(&mut storage, provider_ptr, 0) };
+    if rc != 0 {
+        return Err(Win32Error {
+            what: format!("opening key storage provider {}", key.provider),
+            code: rc as u32,
+        });
+    }
+    let mut handle: NCRYPT_KEY_HANDLE = 0;
+    // SAFETY: `storage` is open; the key name is NUL-terminated.
+    let rc = unsafe {
+        NCryptOpenKey(
+            storage,
+            &mut handle,
+            container.as_ptr(),
+            0,
+            machine | NCRYPT_SILENT_FLAG,
+        )
+    };
+    let result = if rc != 0 {
+        Err(Win32Error {
+            what: format!("opening CNG key {}", key.container),
+            code: rc as u32,
+        })
+    } else {
+        // SAFETY: `handle` is an open key; NCryptDeleteKey frees it when it succeeds (and
+        // only then: it is freed here on failure).
+        let rc = unsafe { NCryptDeleteKey(handle, 0) };
+        if rc != 0 {
+            // SAFETY: the key handle is still ours after a failed delete.
+            unsafe { NCryptFreeObject(handle) };
+            Err(Win32Error {
+                what: format!("deleting CNG key {}", key.container),
+                code: rc as u32,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: the provider handle opened above, freed once.
+    unsafe { NCryptFreeObject(storage) };
+    result
 }
