@@ -14,8 +14,9 @@
 //! byte is written, are fsynced and renamed into place; links are replaced by rename;
 //! removals never follow a link.
 //!
-//! On Windows the same interface works on paths (create-new temporaries, rename); the
-//! directory DACL of `%ProgramData%\akvsync` belongs to the Windows issue.
+//! On Windows the same interface works on paths (create-new temporaries, rename); private
+//! directories (`%ProgramData%\akvsync`, the state) get a protected SYSTEM/Administrators
+//! DACL and an existing one owned by another account is refused (`windows_dacl`).
 //!
 //! Grep-able invariant (tests/write_paths.rs): outside this module, no code under `src/`
 //! opens a file for writing, creates, renames or removes a file system entry, or sets
@@ -27,6 +28,8 @@ pub mod test_delay;
 pub mod trust;
 #[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+pub mod windows_dacl;
 
 #[cfg(windows)]
 pub use other::{Dir, TempFile};

@@ -1,7 +1,8 @@
 //! [`Dir`] where there are no descriptor-relative calls (Windows): the same interface on
 //! paths. Temporaries are created exclusively at fresh random names and renamed over the
-//! target (`MoveFileEx` with replace); the directory's DACL is set by the Windows issue's
-//! work, not here.
+//! target (`MoveFileEx` with replace). A directory created with a private mode (no group or
+//! other bits: the state directory, `%ProgramData%\akvsync`) gets a protected DACL and an
+//! existing one must be owned by SYSTEM, Administrators or us (`windows_dacl`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -30,9 +31,17 @@ impl Dir {
         }
     }
 
-    /// Opens a directory, creating it and its parents if missing (`mode` is Unix's).
-    pub fn create(path: &Path, _mode: u32) -> io::Result<Dir> {
-        fs::create_dir_all(path)?;
+    /// Opens a directory, creating it and its parents if missing; a private `mode` (Unix
+    /// bits without group or other access) makes it a protected Windows directory.
+    pub fn create(path: &Path, mode: u32) -> io::Result<Dir> {
+        if mode & 0o077 == 0 {
+            #[cfg(windows)]
+            super::windows_dacl::create_private(path)?;
+            #[cfg(not(windows))]
+            fs::create_dir_all(path)?;
+        } else {
+            fs::create_dir_all(path)?;
+        }
         Dir::open(path)
     }
 

@@ -105,9 +105,46 @@ pub fn judge(meta: Meta, euid: u32, parent_shared: bool) -> Result<Verdict, Refu
     }
 }
 
+/// Windows: the DACL of a private directory akvsync creates (`%ProgramData%\\akvsync`):
+/// protected (nothing inherited from `%ProgramData%`, which lets Users create files), SYSTEM
+/// and Administrators full control, for the directory and everything below it.
+pub const WINDOWS_PRIVATE_DACL: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+
+/// Windows: may akvsync use an existing private directory owned by `owner` (a SID string)?
+/// Only when SYSTEM, Administrators or the account akvsync runs as owns it: a directory
+/// another account created first could redirect akvsync's writes (junctions, links).
+pub fn windows_owner_trusted(owner: &str, this_account: Option<&str>) -> bool {
+    const SYSTEM: &str = "S-1-5-18";
+    const ADMINISTRATORS: &str = "S-1-5-32-544";
+    owner.eq_ignore_ascii_case(SYSTEM)
+        || owner.eq_ignore_ascii_case(ADMINISTRATORS)
+        || this_account.is_some_and(|me| owner.eq_ignore_ascii_case(me))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_private_directories_trust_system_administrators_and_us_only() {
+        assert!(windows_owner_trusted("S-1-5-18", None));
+        assert!(windows_owner_trusted("s-1-5-32-544", None));
+        assert!(windows_owner_trusted(
+            "S-1-5-21-1-2-3-1000",
+            Some("S-1-5-21-1-2-3-1000")
+        ));
+        // Users, Authenticated Users, another account: refused.
+        assert!(!windows_owner_trusted("S-1-5-32-545", None));
+        assert!(!windows_owner_trusted("S-1-5-11", Some("S-1-5-18")));
+        assert!(!windows_owner_trusted(
+            "S-1-5-21-1-2-3-1001",
+            Some("S-1-5-21-1-2-3-1000")
+        ));
+        assert!(
+            WINDOWS_PRIVATE_DACL.starts_with("D:P("),
+            "protected: nothing inherited"
+        );
+    }
 
     fn dir(uid: u32, mode: u32) -> Meta {
         Meta {
