@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::model::{
+    ChainValidation, Platform, WindowsOptions,
     AclEntry, DEFAULT_EXPIRY_WARNING_DAYS, ObservedCertificate, Settings, SettingsForm, Target,
 };
 use super::{Diagnostic, Validated};
@@ -49,6 +50,30 @@ pub fn report(validated: &Validated) -> String {
             match ours.expiry_warning_days {
                 0 => "only once a certificate has expired".to_owned(),
                 days => format!("{days} days ahead"),
+            }
+        );
+    }
+    if ours.chain_validation.is_some() {
+        let _ = writeln!(
+            out,
+            "chain validation: {}",
+            match settings.chain_validation() {
+                ChainValidation::ServerAuth =>
+                    "certificates with the TLS server EKU, against the machine's roots",
+                ChainValidation::All => "every certificate, against the machine's roots",
+                ChainValidation::Off => "off",
+            }
+        );
+    }
+    if ours.windows != WindowsOptions::default() && settings.platform == Platform::Windows {
+        let _ = writeln!(
+            out,
+            "renewals: lifecycle notification (event 1001) {}, HTTP.sys bindings {}",
+            on_off(ours.windows.lifecycle_notifications),
+            if ours.windows.update_http_sys_bindings {
+                "moved to the new certificate"
+            } else {
+                "left as they are"
             }
         );
     }
