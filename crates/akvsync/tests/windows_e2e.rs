@@ -67,7 +67,8 @@ fn settings(emu: &Emulator) -> serde_json::Value {
         "akvsync": {"testing": {
             "caFile": emu.ca_file().to_str().unwrap(),
             "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
-            "windowsImportCompat": true,
+            // Wine's import flags, except on a real Windows (the workflow).
+            "windowsImportCompat": std::env::var_os("AKVSYNC_REAL_WINDOWS").is_none(),
         }},
     })
 }

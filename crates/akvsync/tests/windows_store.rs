@@ -95,10 +95,16 @@ fn thumbprints_in(location: settings::StoreLocation, name: &str) -> Vec<String> 
     }
 }
 
+/// Wine's import flags, except on a real Windows (the workflow sets `AKVSYNC_REAL_WINDOWS`):
+/// there the real CNG import runs.
+fn wine_compat() -> bool {
+    std::env::var_os("AKVSYNC_REAL_WINDOWS").is_none()
+}
+
 fn compat() {
     win::set_options(Options {
         link_on_renewal: false,
-        import_compat: true,
+        import_compat: wine_compat(),
         ..Options::default()
     });
 }
@@ -331,7 +337,7 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     wine_user_keyset();
     let options = Options {
         link_on_renewal: true,
-        import_compat: true,
+        import_compat: wine_compat(),
         lifecycle_notifications: true,
         update_http_sys_bindings: true,
     };

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::model::{
-    ChainValidation, Platform, WindowsOptions,
-    AclEntry, DEFAULT_EXPIRY_WARNING_DAYS, ObservedCertificate, Settings, SettingsForm, Target,
+    AclEntry, ChainValidation, DEFAULT_EXPIRY_WARNING_DAYS, ObservedCertificate, Platform,
+    Settings, SettingsForm, Target, WindowsOptions,
 };
 use super::{Diagnostic, Validated};
 
