@@ -288,7 +288,7 @@ fn hook_units_get_an_exact_polkit_rule_that_goes_when_the_hooks_go() {
     let rule = fs::read_to_string(&rule_path).unwrap();
     assert!(rule.contains("subject.user == \"akvsync-lp\""), "{rule}");
     assert!(
-        rule.contains("(unit == \"nginx.service\" && verb == \"reload\")"),
+        rule.contains("(unit == \"nginx.service\" && verb == \"reload-or-try-restart\")"),
         "{rule}"
     );
     assert!(

@@ -75,7 +75,8 @@ pub struct Plan {
     pub writable: Vec<String>,
     /// Capabilities, each with the first setting that needs it.
     pub capabilities: Vec<(Capability, String)>,
-    /// `(unit, verb)` for `reloadUnit`/`restartUnit` hooks (`nginx.service`, `reload`).
+    /// `(unit, polkit verb)` for `reloadUnit`/`restartUnit` hooks (`nginx.service`,
+    /// `reload-or-try-restart`).
     pub units: Vec<(String, &'static str)>,
     /// Number of `command` hooks (they run as the account, without capabilities).
     pub command_hooks: usize,
@@ -133,8 +134,10 @@ pub fn plan(settings: &Settings, account: &Account, resolve: &dyn Resolve) -> Pl
     for hook in &settings.akvsync.hooks {
         match (hook.kind, hook.command.as_slice()) {
             ("reloadUnit" | "restartUnit", [_, verb, unit]) => {
-                let verb = if verb == "reload" {
-                    "reload"
+                // The verb polkit sees (systemd: "reload-or-" + the job type for the
+                // reload-if-possible methods).
+                let verb = if verb == "try-reload-or-restart" {
+                    "reload-or-try-restart"
                 } else {
                     "restart"
                 };
@@ -378,14 +381,14 @@ mod tests {
             plan.units,
             vec![
                 ("app@1.service".to_owned(), "restart"),
-                ("nginx.service".to_owned(), "reload")
+                ("nginx.service".to_owned(), "reload-or-try-restart")
             ]
         );
         assert_eq!(plan.command_hooks, 1);
         let rule = polkit_rule(&plan, "akvsync", "/etc/akvsync/settings.json").unwrap();
         assert!(rule.contains("subject.user == \"akvsync\""));
         assert!(rule.contains(
-            "(unit == \"app@1.service\" && verb == \"restart\") ||\n            (unit == \"nginx.service\" && verb == \"reload\")"
+            "(unit == \"app@1.service\" && verb == \"restart\") ||\n            (unit == \"nginx.service\" && verb == \"reload-or-try-restart\")"
         ));
         assert!(polkit_rule(&Plan::default(), "akvsync", "x").is_none());
     }

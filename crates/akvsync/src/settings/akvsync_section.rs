@@ -259,7 +259,12 @@ fn hook(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<Hook> 
             ),
         }
     }
-    for (field, verb) in [("reloadUnit", "reload"), ("restartUnit", "restart")] {
+    // `reloadUnit` reloads a running unit and leaves a stopped one alone (nothing serves the old
+    // certificate; a first boot starts the server after `akvsync wait`).
+    for (field, verb) in [
+        ("reloadUnit", "try-reload-or-restart"),
+        ("restartUnit", "restart"),
+    ] {
         let Some((value, path)) = reader.take(field, diags) else {
             continue;
         };
