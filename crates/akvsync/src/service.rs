@@ -117,7 +117,7 @@ pub async fn run_observed(
         exporter
             .configure(&engine.settings().akvsync.metrics, engine.metrics())
             .await;
-        release_freed_memory();
+        crate::memory::release_freed_memory();
         phase = next_phase(
             phase,
             &reports,
@@ -204,19 +204,6 @@ fn reload_settings(engine: &Engine, path: &std::path::Path, rebuild: &Rebuild) -
             tracing::error!(event_id = ids::SETTINGS, %error, "keeping the last good settings");
             None
         }
-    }
-}
-
-/// Hands memory freed by a sync round back to the OS. The round's decode and store work
-/// runs on blocking threads, each with its own glibc arena; without a trim the freed pages
-/// stay resident for the whole polling interval. The metrics endpoint calls it after a
-/// scrape, whose text buffer would otherwise stay resident until the next one.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own heap structures under their locks; it
-    // takes no pointers from us and is safe to call at any time from any thread.
-    unsafe {
-        nix::libc::malloc_trim(0);
     }
 }
 

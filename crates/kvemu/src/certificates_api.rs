@@ -1,13 +1,13 @@
 //! The certificates operations: import (PFX or PEM; creates a certificate
 //! version and its managed secret with the same version), get, list, list versions.
 
+use crate::api_shared::{Ctx, bad, insert_secret, json_body, paged, parse_meta};
 use crate::certparse::{self, KeyMaterial};
 use crate::ids::now_unix;
 use crate::pfx::{self, PfxForm};
 use crate::respond::{Reply, kv_error};
 use crate::state::{Shared, lock};
 use crate::store::{CertVersion, Entry, SecretVersion, cert_bundle, cert_item};
-use crate::vault_api::{Ctx, bad, insert_secret, json_body, paged, parse_meta};
 use crate::vault_host::VaultHost;
 use axum::http::StatusCode;
 use base64::Engine as _;

@@ -1,10 +1,10 @@
 //! Soft delete of secrets: deleted secrets stay recoverable or purgeable
 //! (`/deletedsecrets`), and their names cannot be reused meanwhile.
 
+use crate::api_shared::{Ctx, paged};
 use crate::respond::{Reply, kv_error};
 use crate::state::{Shared, lock};
 use crate::store::{self, Entry, SecretVersion, secret_bundle};
-use crate::vault_api::{Ctx, paged};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod api_shared;
 mod api_version;
 mod auth;
 mod certificates_api;

@@ -7,7 +7,7 @@ use crate::seed::{self, LeafKey, TestPki, Upload};
 use crate::state::{Shared, lock};
 use crate::store::{self, SecretVersion};
 use crate::vault_host::{self, VaultHost};
-use crate::{Error, SecretRef, SecretSpec, ids, vault_api};
+use crate::{Error, SecretRef, SecretSpec, ids};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ pub fn set_secret_with(
         managed: false,
         previous_version: None,
     };
-    let stored = vault_api::insert_secret(sh, &host.name, name, sv);
+    let stored = crate::api_shared::insert_secret(sh, &host.name, name, sv);
     Ok(SecretRef {
         id: format!("https://{}/secrets/{stored}/{version}", host.host()),
         version,

@@ -318,17 +318,6 @@ pub(crate) fn is_single_sequence(data: &[u8]) -> bool {
     matches!(parse_single(data, "decrypted content"), Ok(t) if t.tag == tag::SEQUENCE)
 }
 
-/// Printable form of OID content octets for error messages.
-pub(crate) fn oid_to_string(content: &[u8]) -> String {
-    match ObjectIdentifier::from_bytes(content) {
-        Ok(oid) => oid.to_string(),
-        Err(_) => {
-            let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
-            format!("<invalid OID {hex}>")
-        }
-    }
-}
-
 /// Whether OID content octets are `oid`.
 pub(crate) fn is_oid(content: &[u8], oid: &ObjectIdentifier) -> bool {
     content == oid.as_bytes()
@@ -493,6 +482,7 @@ mod tests {
 
     #[test]
     fn oid_strings() {
+        use crate::error::oid_to_string;
         assert_eq!(oid_to_string(oid::SHA1.as_bytes()), "1.3.14.3.2.26");
         assert!(oid_to_string(&[0x80]).starts_with("<invalid OID"));
     }

@@ -2,6 +2,18 @@
 //! whether a different password could help; they never contain key material
 //! or passwords.
 
+/// Printable form of OID content octets for error messages (here, not in `asn1`, so that the
+/// reader can use this error type without a cycle between the two).
+pub(crate) fn oid_to_string(content: &[u8]) -> String {
+    match der::asn1::ObjectIdentifier::from_bytes(content) {
+        Ok(oid) => oid.to_string(),
+        Err(_) => {
+            let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+            format!("<invalid OID {hex}>")
+        }
+    }
+}
+
 /// Why a PFX could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -93,7 +105,7 @@ impl Error {
     pub(crate) fn unsupported(what: &'static str, oid_content: &[u8]) -> Self {
         Self::UnsupportedAlgorithm {
             what,
-            oid: crate::asn1::oid_to_string(oid_content),
+            oid: oid_to_string(oid_content),
         }
     }
 

@@ -18,17 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::settings::{self, Platform, SettingsError, render};
 
-/// Exit codes shared by every verb (SPEC §10).
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// A certificate is not current, or another runtime failure.
-    pub const FAILURE: u8 = 1;
-    /// Invalid settings or usage.
-    pub const INVALID: u8 = 2;
-    /// Another process holds the state directory's lock.
-    pub const LOCKED: u8 = 3;
-}
+/// Exit codes shared by every verb (SPEC §10); they live below `cli` and `handler` alike.
+pub use crate::exit;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -20,7 +20,7 @@ use super::environment::{self, HandlerEnvironment};
 use super::manager::{self, Manager};
 use super::seqno;
 use super::status::{self, Status, StatusReport};
-use crate::cli::exit;
+use crate::exit;
 use crate::settings::{self, Platform, SettingsError, render};
 use crate::state;
 

@@ -13,7 +13,7 @@ use super::config;
 use super::manager::PidClaim;
 use super::reporter::Reporter;
 use super::status::{Status, StatusReport};
-use crate::cli::exit;
+use crate::exit;
 use crate::settings::{self, Platform, SettingsError, render};
 use crate::state::{StateDir, StateError};
 use crate::sync::Engine;

@@ -146,7 +146,7 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .active
                 .retain(|(other, _)| *other != id);
-            crate::service::release_freed_memory();
+            crate::memory::release_freed_memory();
         });
         guard.active.push_back((id, task.abort_handle()));
     }
