@@ -68,7 +68,9 @@ impl AccessToken {
     /// tokens shorter than 10 minutes.
     fn is_fresh(&self, now: u64) -> bool {
         let lifetime = self.expires_on.saturating_sub(self.obtained_at);
-        let margin = (lifetime / 2).min(300);
+        let margin =
+            crate::schedule::token_refresh_margin(std::time::Duration::from_secs(lifetime))
+                .as_secs();
         now + margin < self.expires_on
     }
 

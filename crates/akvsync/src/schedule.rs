@@ -1,8 +1,9 @@
 //! When to poll (SPEC §6, §10): the polling interval with ±10 % jitter so that a scale set
 //! does not hit its vault in lock-step, and the initial-sync retry delays (from 5 s, doubling,
 //! capped at min(pollingIntervalInS, 300 s)) used while `requireInitialSync` waits for every
-//! certificate. Pure functions of their inputs, so that the fleet simulation can run them
-//! with a virtual clock.
+//! certificate, the service's phase after a round, and when a cached token stops being
+//! fresh. Pure functions of their inputs, so that the fleet simulation runs the very same
+//! rules with a virtual clock.
 
 use std::time::Duration;
 
@@ -40,6 +41,50 @@ pub fn initial_retry_bounds(attempt: u32, interval: Duration) -> (Duration, Dura
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
         .min(cap);
     (base.mul_f64(0.8).min(cap), base)
+}
+
+/// Where the service is in its start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `requireInitialSync`: not every certificate has been installed yet.
+    InitialSync { attempt: u32 },
+    /// Polling (READY has been sent).
+    Polling,
+}
+
+/// How a round ended the initial sync (the caller logs it and sends READY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialSyncEnd {
+    /// Every certificate is installed, after this many attempts.
+    Complete { attempts: u32 },
+    /// `initialSyncMaxAttempts` reached; polling goes on.
+    GaveUp { attempts: u32 },
+}
+
+/// The phase after a round: an initial sync ends when every certificate is current or the
+/// attempt limit is reached; polling stays polling.
+pub fn next_phase(
+    phase: Phase,
+    all_current: bool,
+    max_attempts: Option<u32>,
+) -> (Phase, Option<InitialSyncEnd>) {
+    let Phase::InitialSync { attempt } = phase else {
+        return (Phase::Polling, None);
+    };
+    let attempts = attempt + 1;
+    if all_current {
+        (Phase::Polling, Some(InitialSyncEnd::Complete { attempts }))
+    } else if max_attempts.is_some_and(|max| attempts >= max) {
+        (Phase::Polling, Some(InitialSyncEnd::GaveUp { attempts }))
+    } else {
+        (Phase::InitialSync { attempt: attempts }, None)
+    }
+}
+
+/// How long before its expiry a token of `lifetime` is refreshed: 5 minutes, or half its
+/// life for tokens shorter than 10 minutes.
+pub fn token_refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 2).min(Duration::from_secs(300))
 }
 
 #[cfg(test)]

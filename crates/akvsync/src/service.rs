@@ -16,6 +16,7 @@ use crate::eventlog::ids;
 use crate::metrics::Exporter;
 use crate::notify::notify;
 use crate::schedule;
+use crate::schedule::InitialSyncEnd;
 use crate::settings::{self, Platform, SettingsError};
 use crate::sync::{Engine, Report, SyncResult};
 
@@ -51,14 +52,7 @@ fn one_malloc_arena() {
 /// Builds an engine for new settings sharing the running engine's state (used on reload).
 pub type Rebuild = dyn Fn(&Engine, settings::Settings) -> Result<Engine, String> + Send + Sync;
 
-/// Where the service is in its start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// `requireInitialSync`: not every certificate has been installed yet.
-    InitialSync { attempt: u32 },
-    /// Polling (READY has been sent).
-    Polling,
-}
+pub use crate::schedule::Phase;
 
 /// Told about every sync round and reload; the extension handler writes its status
 /// files from these (`handler::reporter`). Plain `run` observes nothing.
@@ -153,27 +147,23 @@ pub async fn run_observed(
 
 /// The phase after a sync round; sends READY when the initial sync completes or gives up.
 fn next_phase(phase: Phase, reports: &[Report], max_attempts: Option<u32>) -> Phase {
-    let Phase::InitialSync { attempt } = phase else {
-        return Phase::Polling;
-    };
-    let attempt = attempt + 1;
-    if reports.iter().all(Report::is_current) {
-        tracing::info!(
-            attempts = attempt,
-            "initial sync complete: every certificate is installed"
-        );
-        notify("READY=1\nSTATUS=polling");
-        Phase::Polling
-    } else if max_attempts.is_some_and(|max| attempt >= max) {
-        tracing::error!(
-            attempts = attempt,
-            "initial sync gave up; polling continues"
-        );
-        notify("READY=1\nSTATUS=initial sync failed; polling");
-        Phase::Polling
-    } else {
-        Phase::InitialSync { attempt }
+    let all_current = reports.iter().all(Report::is_current);
+    let (next, ended) = crate::schedule::next_phase(phase, all_current, max_attempts);
+    match ended {
+        Some(InitialSyncEnd::Complete { attempts }) => {
+            tracing::info!(
+                attempts,
+                "initial sync complete: every certificate is installed"
+            );
+            notify("READY=1\nSTATUS=polling");
+        }
+        Some(InitialSyncEnd::GaveUp { attempts }) => {
+            tracing::error!(attempts, "initial sync gave up; polling continues");
+            notify("READY=1\nSTATUS=initial sync failed; polling");
+        }
+        None => {}
     }
+    next
 }
 
 fn reload_settings(engine: &Engine, path: &std::path::Path, rebuild: &Rebuild) -> Option<Engine> {

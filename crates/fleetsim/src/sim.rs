@@ -17,7 +17,7 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use akvsync::backoff::{self, Backoff, Retry};
-use akvsync::schedule;
+use akvsync::schedule::{self, Phase};
 use akvsync::sync::CONCURRENCY;
 
 use crate::kvemu_config::ThrottleConfig;
@@ -26,6 +26,7 @@ use crate::throttle::Throttle;
 /// Virtual time in microseconds since the simulation started.
 pub type Micros = u64;
 
+#[cfg(test)]
 const SECOND: Micros = 1_000_000;
 /// One GET's round trip (the answer arrives this long after the vault counted it).
 const GET_LATENCY: Micros = 20_000;
@@ -156,12 +157,6 @@ enum Event {
     Done { agent: u32, cert: u32, ok: bool },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    InitialSync { attempt: u32 },
-    Polling,
-}
-
 #[derive(Debug)]
 struct Agent {
     phase: Phase,
@@ -213,13 +208,11 @@ pub fn peak_in_window(times: &[Micros], width: Duration, from: Micros) -> u64 {
     window.peak
 }
 
-/// The token-freshness rule of `identity::AccessToken::is_fresh` (refresh 5 minutes before
-/// expiry, or at half-life for short tokens), as the instant a token obtained at `now`
-/// stops being fresh.
+/// The agent's token-freshness rule (`schedule::token_refresh_margin`, which
+/// `identity::AccessToken::is_fresh` uses), as the instant a token obtained at `now` stops
+/// being fresh.
 fn token_refresh_at(now: Micros, lifetime: Duration) -> Micros {
-    let lifetime = micros(lifetime);
-    let margin = (lifetime / 2).min(300 * SECOND);
-    now + lifetime - margin
+    now + micros(lifetime) - micros(schedule::token_refresh_margin(lifetime))
 }
 
 /// The emulator's `Retry-After` for a bucket that is `wait` from its next token
@@ -407,12 +400,9 @@ impl Sim<'_> {
                 if a.round_ok && a.first_success.is_none() {
                     a.first_success = Some(now);
                 }
-                a.phase = match a.phase {
-                    Phase::InitialSync { attempt } if !a.round_ok => Phase::InitialSync {
-                        attempt: attempt + 1,
-                    },
-                    _ => Phase::Polling,
-                };
+                // The agent's own rule (`schedule::next_phase`); the simulated agents have
+                // no attempt limit.
+                a.phase = schedule::next_phase(a.phase, a.round_ok, None).0;
                 let phase = a.phase;
                 let delay = match phase {
                     Phase::InitialSync { attempt } => self.initial_retry_delay(attempt),
