@@ -4,7 +4,8 @@
 //! `linkOnRenewal` sets the renewal property on the old certificate; a third process
 //! (`akvsync.exe status --json`) sees what is installed. Chain validation: refused against
 //! Wine's `Root` store (the emulator's root is not in it), installed once the roots file
-//! (`SSL_CERT_FILE`) holds that root.
+//! (`SSL_CERT_FILE`) holds that root. A `restartService` hook restarts the akvsync service
+//! under Wine's service control manager after the first install.
 #![cfg(windows)]
 
 use std::fs;
@@ -64,7 +65,11 @@ fn settings(emu: &Emulator) -> serde_json::Value {
             ],
         },
         "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": {"testing": {
+        "akvsync": {
+          // The `restartService` hook (issue 14) against Wine's service control manager: the
+          // akvsync service itself, registered by the test, is stopped and started again.
+          "hooks": [{"restartService": "akvsync", "certificates": ["winkv/iis"], "timeoutInS": 60}],
+          "testing": {
             "caFile": emu.ca_file().to_str().unwrap(),
             "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
             // Wine's import flags, except on a real Windows (the workflow).
@@ -139,6 +144,66 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
     fs::write(&roots_file, pem).unwrap();
     roots.set(Some(&roots_file));
 
+    // The service the hook restarts: akvsync itself, with settings that observe nothing.
+    let idle = dir.join("idle.json");
+    fs::write(
+        &idle,
+        r#"{"secretsManagementSettings":{"pollingIntervalInS":"3600","observedCertificates":[]}}"#,
+    )
+    .unwrap();
+    let service = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
+            .arg("service")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let sc = |args: &[&str]| {
+        let out = std::process::Command::new("sc")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A registration left by an earlier run goes first, and is gone once its process exits.
+    let _ = service(&["uninstall"]);
+    for _ in 0..80 {
+        if !sc(&["query", "akvsync"]).contains("akvsync") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let installed = service(&["install", "--settings", idle.to_str().unwrap()]);
+    assert!(installed.status.success(), "{installed:?}");
+    sc(&["start", "akvsync"]);
+    let running = || sc(&["query", "akvsync"]).contains("RUNNING");
+    for _ in 0..80 {
+        if running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(
+        running(),
+        "the hook's service did not start: {}",
+        sc(&["query", "akvsync"])
+    );
+    let service_log = || {
+        ["ProgramData", "ALLUSERSPROFILE", "PUBLIC"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(|d| {
+                std::path::PathBuf::from(d)
+                    .join("akvsync")
+                    .join("akvsync.log")
+            })
+            .find_map(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    let stops_before = service_log()
+        .matches("stop requested by the service control manager")
+        .count();
+
     let out = run(&["once"]).await.unwrap();
     let text = format!(
         "{}{}",
@@ -150,6 +215,12 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
         read_store(StoreLocation::LocalMachine, "AkvsyncE2E"),
         vec![(first.thumbprint.clone(), None)]
     );
+    // The hook stopped the service (one more stop request in its log) and started it again.
+    let stops_after = service_log()
+        .matches("stop requested by the service control manager")
+        .count();
+    assert_eq!(stops_after, stops_before + 1, "{}", service_log());
+    assert!(running(), "restarted: {}", sc(&["query", "akvsync"]));
     assert!(
         read_store(StoreLocation::CurrentUser, "AkvsyncE2EUser")
             .iter()
@@ -168,6 +239,13 @@ async fn once_installs_into_local_machine_and_current_user_and_links_on_renewal(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The renewal restarted the service again.
+    let stops_renewal = service_log()
+        .matches("stop requested by the service control manager")
+        .count();
+    assert_eq!(stops_renewal, stops_before + 2, "{}", service_log());
+    let removed = service(&["uninstall"]);
+    assert!(removed.status.success(), "{removed:?}");
     let after = read_store(StoreLocation::LocalMachine, "AkvsyncE2E");
     assert!(
         after.contains(&(first.thumbprint.clone(), Some(second.thumbprint.clone()))),

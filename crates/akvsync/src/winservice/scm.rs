@@ -113,20 +113,32 @@ pub fn stop() -> Result<bool, String> {
     stop_named(SERVICE_NAME, Duration::from_secs(STOP_WAIT_HINT_S * 2))
 }
 
+/// An SCM error with the Windows error behind it (`windows_service` prints only "IO error in
+/// winapi call").
+fn describe(e: &windows_service::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
 /// Starts service `name` and waits up to `limit` until it reports RUNNING.
 pub fn start_named(name: &str, limit: Duration) -> Result<(), String> {
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
-        .map_err(|e| format!("the service control manager: {e}"))?;
+        .map_err(|e| format!("the service control manager: {}", describe(&e)))?;
     let service = manager
         .open_service(name, ServiceAccess::START | ServiceAccess::QUERY_STATUS)
-        .map_err(|e| format!("service {name}: {e}"))?;
+        .map_err(|e| format!("service {name}: {}", describe(&e)))?;
     service
         .start::<&str>(&[])
-        .map_err(|e| format!("starting service {name}: {e}"))?;
+        .map_err(|e| format!("starting service {name}: {}", describe(&e)))?;
     match wait_for(&service, ServiceState::Running, limit) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!("service {name} did not reach RUNNING in time")),
-        Err(e) => Err(format!("service {name}: {e}")),
+        Err(e) => Err(format!(
+            "waiting for service {name} to run: {}",
+            describe(&e)
+        )),
     }
 }
 
@@ -134,25 +146,28 @@ pub fn start_named(name: &str, limit: Duration) -> Result<(), String> {
 /// is not registered or was not running.
 pub fn stop_named(name: &str, limit: Duration) -> Result<bool, String> {
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
-        .map_err(|e| format!("the service control manager: {e}"))?;
+        .map_err(|e| format!("the service control manager: {}", describe(&e)))?;
     let Ok(service) = manager.open_service(name, ServiceAccess::STOP | ServiceAccess::QUERY_STATUS)
     else {
         return Ok(false);
     };
     let state = service
         .query_status()
-        .map_err(|e| format!("service {name}: {e}"))?
+        .map_err(|e| format!("querying service {name}: {}", describe(&e)))?
         .current_state;
     if state == ServiceState::Stopped {
         return Ok(false);
     }
     service
         .stop()
-        .map_err(|e| format!("stopping service {name}: {e}"))?;
+        .map_err(|e| format!("stopping service {name}: {}", describe(&e)))?;
     match wait_for(&service, ServiceState::Stopped, limit) {
         Ok(true) => Ok(true),
         Ok(false) => Err(format!("service {name} did not stop in time")),
-        Err(e) => Err(format!("service {name}: {e}")),
+        Err(e) => Err(format!(
+            "waiting for service {name} to stop: {}",
+            describe(&e)
+        )),
     }
 }
 
