@@ -683,6 +683,47 @@ struct ReaderResult {
     opened: Vec<(String, String)>,
 }
 
+/// An unlisted and a listed reader racing on one directory until `finish`.
+struct Race {
+    readers: [Reader; 2],
+    stop: PathBuf,
+}
+
+impl Race {
+    fn start(users: [&nix::unistd::User; 2], dir: &Path, stop: &Path) -> Race {
+        let readers = users.map(|user| Reader::spawn(user, dir, stop));
+        let stop = stop.to_owned();
+        Race { readers, stop }
+    }
+
+    /// Stops both: the unlisted reader raced at least `min_attempts` times and opened
+    /// nothing. What the listed reader opened.
+    fn finish(self, phase: &str, min_attempts: u64) -> ReaderResult {
+        fs::write(&self.stop, "").unwrap();
+        let [other, granted] = self.readers.map(Reader::finish);
+        fs::remove_file(&self.stop).unwrap();
+        eprintln!(
+            "{phase}: unlisted reader {} opens ({} of temporaries), listed reader {} opens ({} of temporaries), {} succeeded",
+            other.attempts,
+            other.temps,
+            granted.attempts,
+            granted.temps,
+            granted.opened.len()
+        );
+        assert!(
+            other.attempts >= min_attempts,
+            "the reader raced: {}",
+            other.attempts
+        );
+        assert!(
+            other.opened.is_empty(),
+            "an unlisted user opened {:?}",
+            other.opened
+        );
+        granted
+    }
+}
+
 /// The store grants a listed user traverse only on its directory, and that named ACL entry
 /// hides the directory's listing from them even when it is world-listable; an
 /// administrator who wants them to list it grants read too (kept by the store's
@@ -741,35 +782,14 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
     ]);
     env.write_settings(&json);
     let_listed_user_list(&agent_store);
-    let readers = [
-        Reader::spawn(&other, &agent_store, &stop),
-        Reader::spawn(&granted, &agent_store, &stop),
-    ];
+    let race = Race::start([&other, &granted], &agent_store, &stop);
     const AGENT_ROUNDS: usize = 6;
     for _ in 0..AGENT_ROUNDS {
         env.emu.rotate_certificate(VAULT, "granted").unwrap();
         env.emu.rotate_certificate(VAULT, "private").unwrap();
         env.cmd(&["once"]).code(0).run();
     }
-    fs::write(&stop, "").unwrap();
-    let [other_reader, granted_reader] = readers.map(Reader::finish);
-    eprintln!(
-        "agent phase: unlisted reader {} opens ({} of temporaries), listed reader {} opens, {} succeeded",
-        other_reader.attempts,
-        other_reader.temps,
-        granted_reader.attempts,
-        granted_reader.opened.len()
-    );
-    assert!(
-        other_reader.attempts >= 500,
-        "the reader raced: {}",
-        other_reader.attempts
-    );
-    assert!(
-        other_reader.opened.is_empty(),
-        "an unlisted user opened {:?}",
-        other_reader.opened
-    );
+    let granted_reader = race.finish("agent phase", 500);
     let granted_prefix = format!("{VAULT}.granted");
     assert!(
         granted_reader
@@ -785,7 +805,6 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
             "the listed user opened {name}"
         );
     }
-    fs::remove_file(&stop).unwrap();
 
     // Phase 2: hundreds of rotations through the store's install path, with content that
     // names its certificate so that every open, temporaries included, is attributed.
@@ -810,10 +829,7 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
         },
     ];
     let_listed_user_list(&store);
-    let readers = [
-        Reader::spawn(&other, &store, &stop),
-        Reader::spawn(&granted, &store, &stop),
-    ];
+    let race = Race::start([&other, &granted], &store, &stop);
     const ROTATIONS: usize = 250;
     let filler = "A".repeat(64 * 100);
     let mut owned: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -843,26 +859,7 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
             owned[t].retain(|v| !removed.contains(v));
         }
     }
-    fs::write(&stop, "").unwrap();
-    let [other_reader, granted_reader] = readers.map(Reader::finish);
-    eprintln!(
-        "store phase ({ROTATIONS} rotations × 2): unlisted reader {} opens ({} of temporaries), listed reader {} opens ({} of temporaries), {} succeeded",
-        other_reader.attempts,
-        other_reader.temps,
-        granted_reader.attempts,
-        granted_reader.temps,
-        granted_reader.opened.len()
-    );
-    assert!(
-        other_reader.attempts >= 1000,
-        "the reader raced: {}",
-        other_reader.attempts
-    );
-    assert!(
-        other_reader.opened.is_empty(),
-        "an unlisted user opened {:?}",
-        other_reader.opened
-    );
+    let granted_reader = race.finish(&format!("store phase ({ROTATIONS} rotations × 2)"), 1000);
     assert!(
         granted_reader
             .opened
