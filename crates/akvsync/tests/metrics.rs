@@ -122,6 +122,12 @@ fn stop(mut service: Service) -> (String, ExitStatus) {
     (log, status)
 }
 
+/// The agent said it serves the metrics on `port`.
+fn assert_listened(log: &str, port: u16) {
+    let listening = format!("metrics endpoint listening on http://127.0.0.1:{port}/metrics");
+    assert!(log.contains(&listening), "{log}");
+}
+
 /// The endpoint's exposition (200, the format's content type, a body that parses), or why
 /// there is none yet.
 fn scrape(port: u16) -> Result<Exposition, String> {
@@ -586,8 +592,7 @@ fn run_serves_metrics_that_match_status_faults_and_expiry() {
         expiry_lines[0].contains(&format!("{VAULT}/soon")) && ten_days_left(expiry_lines[0]),
         "{log}"
     );
-    let listening = format!("metrics endpoint listening on http://127.0.0.1:{port}/metrics");
-    assert!(log.contains(&listening), "{log}");
+    assert_listened(&log, port);
 }
 
 #[test]
@@ -696,8 +701,7 @@ fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is_free(
         1,
         "the error is logged once, not at every retry: {log}"
     );
-    let listening = format!("metrics endpoint listening on http://127.0.0.1:{port}/metrics");
-    assert!(log.contains(&listening), "{log}");
+    assert_listened(&log, port);
 }
 
 #[test]
