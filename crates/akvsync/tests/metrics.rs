@@ -14,92 +14,47 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
-use kvemu::{Config, Emulator, Fault, FaultKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kvemu::{Emulator, Fault, FaultKind};
+use nix::sys::signal::Signal;
+use serde_json::json;
 
-use common::Scratch;
+use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::guest_agent::HandlerDir;
+use common::http::{self, free_loopback_port};
+use common::service::Service;
+use common::store_view::{self, StoreView};
+use common::{Scratch, wait_until};
 
-const VAULT: &str = "metricskv";
-
-fn url(secret: &str) -> String {
-    format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
-}
-
-/// Settings JSON for `secrets`, pointed at the emulator, with `akvsync` members added.
-fn settings_json(
-    emu: &Emulator,
-    scratch: &Scratch,
-    secrets: &[&str],
-    akvsync: serde_json::Value,
-) -> serde_json::Value {
-    let urls: Vec<String> = secrets.iter().map(|s| url(s)).collect();
-    let mut ours = serde_json::json!({"testing": {
-        "caFile": emu.ca_file().to_str().unwrap(),
-        "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
-        "minPollingIntervalInS": 1,
-    }});
-    for (key, value) in akvsync.as_object().unwrap() {
-        ours[key] = value.clone();
-    }
-    serde_json::json!({
-        "secretsManagementSettings": {
-            "pollingIntervalInS": "1",
-            "certificateStoreLocation": scratch.store().to_str().unwrap(),
-            "observedCertificates": urls,
-        },
-        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": ours,
+/// An environment observing `observed` (the test creates them in the vault), with these
+/// `akvsync` settings.
+fn start(observed: &[&str], akvsync: serde_json::Value) -> Env {
+    let urls: Vec<String> = observed
+        .iter()
+        .map(|s| format!("https://{VAULT}.vault.azure.net/secrets/{s}"))
+        .collect();
+    Env::start(EnvConfig {
+        akvsync: Some(akvsync),
+        secrets_management: Some(json!({"observedCertificates": urls})),
+        ..Default::default()
     })
 }
 
-fn write_settings(scratch: &Scratch, json: &serde_json::Value) -> PathBuf {
-    let file = scratch.0.join("settings.json");
-    fs::write(&file, json.to_string()).unwrap();
-    file
+fn listen_on(port: u16) -> serde_json::Value {
+    json!({"metrics": {"listen": format!("127.0.0.1:{port}")}})
 }
 
 /// Imports a certificate valid for `days` more days as `name`.
 fn import_expiring(emu: &Emulator, name: &str, days: i64) -> kvemu::Imported {
     let dns = format!("{name}.example.test");
-    let issued = emu
-        .test_pki()
-        .unwrap()
-        .issue(
-            &dns,
-            std::slice::from_ref(&dns),
-            kvemu::seed::LeafKey::EcP256,
-            days,
-        )
+    let pki = emu.test_pki().unwrap();
+    let key = kvemu::seed::LeafKey::EcP256;
+    let issued = pki
+        .issue(&dns, std::slice::from_ref(&dns), key, days)
         .unwrap();
     emu.import_pem(VAULT, name, &issued.pem_key_first(), kvemu::CT_PEM)
-        .unwrap()
-}
-
-fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn akvsync(
-    args: &[&str],
-    settings: &std::path::Path,
-    state: &std::path::Path,
-) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .args(args)
-        .arg("--settings")
-        .arg(settings)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .await
         .unwrap()
 }
 
@@ -107,6 +62,13 @@ async fn akvsync(
 /// the second it was issued (notAfter has 1 s resolution).
 fn ten_days_left(warning: &str) -> bool {
     warning.contains("expires in 9 days") || warning.contains("expires in 10 days")
+}
+
+/// Alive and not a zombie.
+fn alive(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
 }
 
 /// TCP ports the process `pid` listens on (from `/proc/<pid>/fd` and `/proc/net/tcp{,6}`).
@@ -140,19 +102,44 @@ fn listening_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
-/// Waits until `check` holds, polling every 100 ms, for at most `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    check().await
+/// Waits until `env`'s store links `web` (synced), for at most 20 s.
+fn wait_synced(env: &Env, service: &Service) {
+    let link = StoreView::new(env.scratch.store()).link(VAULT, "web");
+    wait_until(Duration::from_secs(20), "web is synced", || {
+        link.exists().then_some(()).ok_or_else(|| service.log())
+    });
+}
+
+/// SIGTERM; the agent must say it stopped within 5 s. Its whole log (every line before
+/// "stopped" has been read) and its exit status.
+fn stop(mut service: Service) -> (String, ExitStatus) {
+    let asked = Instant::now();
+    service.signal(Signal::SIGTERM);
+    service.wait_log("stopped", Duration::from_secs(5));
+    let log = service.log();
+    let status = service.stop();
+    assert!(asked.elapsed() < Duration::from_secs(5), "stops promptly");
+    (log, status)
+}
+
+/// The agent said it serves the metrics on `port`.
+fn assert_listened(log: &str, port: u16) {
+    let listening = format!("metrics endpoint listening on http://127.0.0.1:{port}/metrics");
+    assert!(log.contains(&listening), "{log}");
+}
+
+/// The endpoint's exposition (200, the format's content type, a body that parses), or why
+/// there is none yet.
+fn scrape(port: u16) -> Result<Exposition, String> {
+    let response = http::get(port, "/metrics").map_err(|e| e.to_string())?;
+    let (head, body) = (response.head, response.body);
+    assert_eq!(response.code, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Ok(parse_exposition(&body).unwrap_or_else(|e| panic!("{e}\n{body}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -443,181 +430,63 @@ fn the_parser_refuses_what_the_format_forbids() {
     }
 }
 
-/// `GET path` over a plain TCP connection; the status line's code, the headers and the body.
-async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/plain\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .map_err(|_| std::io::Error::other("response timed out"))??;
-    let response = String::from_utf8(response).map_err(std::io::Error::other)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status code"))?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .ok_or_else(|| std::io::Error::other("no Content-Length"))?;
-    assert_eq!(length, body.len(), "Content-Length");
-    Ok((code, head.to_owned(), body.to_owned()))
-}
-
-async fn scrape(port: u16) -> Option<Exposition> {
-    let (code, head, body) = http_get(port, "/metrics").await.ok()?;
-    assert_eq!(code, 200, "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    Some(parse_exposition(&body).unwrap_or_else(|e| panic!("{e}\n{body}")))
-}
-
-#[tokio::test]
-async fn run_serves_metrics_that_match_status_faults_and_expiry() {
+#[test]
+fn run_serves_metrics_that_match_status_faults_and_expiry() {
     let started_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as f64;
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let web = emu.rotate_certificate(VAULT, "web").unwrap();
-    let soon = import_expiring(&emu, "soon", 10);
-    emu.rotate_certificate(VAULT, "denied").unwrap();
-    // The first answer for `web` is a 429 (retried after 1 s); `denied` is always 403.
-    emu.inject(Fault::object(
-        VAULT,
-        "web",
-        FaultKind::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-        1,
-    ));
-    emu.inject(Fault::object(
-        VAULT,
-        "denied",
-        FaultKind::Status {
-            status: 403,
-            retry_after: None,
-        },
-        100_000,
-    ));
-    let scratch = Scratch::new("run");
     let port = free_loopback_port();
-    let settings = write_settings(
-        &scratch,
-        &settings_json(
-            &emu,
-            &scratch,
-            &["web", "soon", "denied"],
-            serde_json::json!({"metrics": {"listen": format!("127.0.0.1:{port}")}}),
-        ),
-    );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .arg("run")
-        .arg("--settings")
-        .arg(&settings)
-        .arg("--state-dir")
-        .arg(scratch.state())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
-    let sink = Arc::clone(&log);
-    let reader = tokio::spawn(async move {
-        let mut line = String::new();
-        while tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
-            .await
-            .unwrap_or(0)
-            > 0
-        {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
+    let env = start(&["web", "soon", "denied"], listen_on(port));
+    let web = env.emu.rotate_certificate(VAULT, "web").unwrap();
+    let soon = import_expiring(&env.emu, "soon", 10);
+    env.emu.rotate_certificate(VAULT, "denied").unwrap();
+    // The first answer for `web` is a 429 (retried after 1 s); `denied` is always 403.
+    let fault = |status, retry_after| FaultKind::Status {
+        status,
+        retry_after,
+    };
+    env.emu
+        .inject(Fault::object(VAULT, "web", fault(429, Some(1)), 1));
+    env.emu
+        .inject(Fault::object(VAULT, "denied", fault(403, None), 100_000));
+    let service = Service::spawn(env.run_command(&[]));
 
     // Wait for both good certificates and at least four rounds (one log line of the expiry
     // warning, not four).
-    let last = Arc::new(std::sync::Mutex::new(None));
-    let ready = eventually(Duration::from_secs(30), || {
-        let last = Arc::clone(&last);
-        async move {
-            let Some(metrics) = scrape(port).await else {
-                return false;
-            };
-            let done = metrics.value("akvsync_certificates_installed", &[]) == Some(2.0)
-                && metrics
-                    .value("akvsync_sync_duration_seconds_count", &[])
-                    .is_some_and(|n| n >= 4.0);
-            *last.lock().unwrap() = Some(metrics);
-            done
+    let metrics = wait_until(Duration::from_secs(30), "2 installed, 4 rounds", || {
+        let metrics = scrape(port).map_err(|e| format!("{e}\n{}", service.log()))?;
+        let rounds = metrics.value("akvsync_sync_duration_seconds_count", &[]);
+        match metrics.value("akvsync_certificates_installed", &[]) {
+            Some(2.0) if rounds.is_some_and(|n| n >= 4.0) => Ok(metrics),
+            _ => Err(format!("{metrics:#?}\n{}", service.log())),
         }
-    })
-    .await;
-    let metrics = last.lock().unwrap().take();
-    assert!(ready, "{metrics:#?}\n{}", log.lock().unwrap());
-    let metrics = metrics.unwrap();
+    });
 
     assert_eq!(metrics.types["akvsync_certificate_info"], "gauge");
     assert_eq!(metrics.types["akvsync_fetch_errors_total"], "counter");
     assert_eq!(metrics.types["akvsync_sync_duration_seconds"], "histogram");
-    assert_eq!(
-        metrics.value("akvsync_certificates_observed", &[]),
-        Some(3.0)
-    );
-    assert_eq!(
-        metrics.value(
-            "akvsync_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
-        ),
-        Some(1.0)
-    );
+    let build = [("version", env!("CARGO_PKG_VERSION"))];
+    assert_eq!(metrics.value("akvsync_build_info", &build), Some(1.0));
+    let observed = metrics.value("akvsync_certificates_observed", &[]);
+    assert_eq!(observed, Some(3.0));
 
     // Per-certificate series agree with what `status --json` reads back from the store.
-    let out = akvsync(&["status", "--json"], &settings, &scratch.state()).await;
     // Exit 1: `denied` is not served (SPEC §10); the two others are.
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.cmd(&["status", "--json"]).code(1).run();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for (name, served) in [("web", true), ("soon", true), ("denied", false)] {
-        let entry = status["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == format!("{VAULT}/{name}"))
-            .unwrap();
-        assert_eq!(entry["served"], served, "{entry:#}");
-    }
     let entry = |name: &str| {
-        status["certificates"]
-            .as_array()
-            .unwrap()
+        let certificates = status["certificates"].as_array().unwrap();
+        let wanted = format!("{VAULT}/{name}");
+        certificates
             .iter()
-            .find(|c| c["name"] == format!("{VAULT}/{name}"))
+            .find(|c| c["name"] == wanted)
             .unwrap()
             .clone()
     };
+    for (name, served) in [("web", true), ("soon", true), ("denied", false)] {
+        assert_eq!(entry(name)["served"], served, "{:#}", entry(name));
+    }
     for (name, imported) in [("web", &web), ("soon", &soon)] {
         let installed = entry(name)["installed"].clone();
         assert_eq!(installed["thumbprint"], imported.thumbprint.as_str());
@@ -639,12 +508,8 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
             metrics.value("akvsync_certificate_not_after_timestamp_seconds", &series),
             installed["notAfter"].as_f64()
         );
-        let last_success = metrics
-            .value(
-                "akvsync_certificate_last_success_timestamp_seconds",
-                &series,
-            )
-            .unwrap();
+        let last_success = "akvsync_certificate_last_success_timestamp_seconds";
+        let last_success = metrics.value(last_success, &series).unwrap();
         // The scrape came before `status`, so the state's record is the same or later.
         let recorded = entry(name)["lastSuccess"].as_f64().unwrap();
         assert!(
@@ -655,79 +520,53 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
     // The denied certificate: no info, no last success, counted as an HTTP 4xx failure.
     assert!(entry("denied")["installed"].is_null());
     let denied = [("vault", VAULT), ("secret", "denied")];
-    assert_eq!(
-        metrics.value(
-            "akvsync_certificate_last_success_timestamp_seconds",
-            &denied
-        ),
-        None
-    );
-    assert!(
-        !metrics
-            .values("akvsync_certificate_info")
-            .iter()
-            .any(|s| s.labels["secret"] == "denied")
-    );
-    let rounds = metrics
-        .value("akvsync_sync_duration_seconds_count", &[])
-        .unwrap();
-    let http_4xx = metrics
-        .value("akvsync_fetch_errors_total", &[("kind", "http_4xx")])
-        .unwrap();
+    let last_success = "akvsync_certificate_last_success_timestamp_seconds";
+    assert_eq!(metrics.value(last_success, &denied), None);
+    let info = metrics.values("akvsync_certificate_info");
+    assert!(!info.iter().any(|s| s.labels["secret"] == "denied"));
+    let rounds = metrics.value("akvsync_sync_duration_seconds_count", &[]);
+    let rounds = rounds.unwrap();
+    let errors = |kind| metrics.value("akvsync_fetch_errors_total", &[("kind", kind)]);
+    let http_4xx = errors("http_4xx").unwrap();
     assert!(
         http_4xx >= rounds - 1.0 && http_4xx <= rounds + 1.0,
         "{http_4xx} of {rounds}"
     );
     for kind in ["decode", "store", "identity", "http_5xx", "throttled"] {
-        assert_eq!(
-            metrics.value("akvsync_fetch_errors_total", &[("kind", kind)]),
-            Some(0.0),
-            "{kind}"
-        );
+        assert_eq!(errors(kind), Some(0.0), "{kind}");
     }
     // The 429 was retried (so it is no fetch error) but counted as a throttled response.
-    assert_eq!(
-        metrics.value("akvsync_throttled_responses_total", &[]),
-        Some(1.0)
-    );
+    let throttled = metrics.value("akvsync_throttled_responses_total", &[]);
+    assert_eq!(throttled, Some(1.0));
     assert!(metrics.value("akvsync_token_refreshes_total", &[]).unwrap() >= 1.0);
-    let sum = metrics
-        .value("akvsync_sync_duration_seconds_sum", &[])
-        .unwrap();
+    let sum = metrics.value("akvsync_sync_duration_seconds_sum", &[]);
+    let sum = sum.unwrap();
     assert!(sum >= 1.0, "the first round waited for Retry-After: {sum}");
 
     // A second 429 makes the counter go up on a later round.
-    emu.inject(Fault::object(
-        VAULT,
-        "web",
-        FaultKind::Status {
-            status: 429,
-            retry_after: Some(1),
+    env.emu
+        .inject(Fault::object(VAULT, "web", fault(429, Some(1)), 1));
+    wait_until(
+        Duration::from_secs(20),
+        "throttled after a second 429",
+        || {
+            let throttled = scrape(port)?.value("akvsync_throttled_responses_total", &[]);
+            (throttled == Some(2.0))
+                .then_some(())
+                .ok_or(format!("{throttled:?}"))
         },
-        1,
-    ));
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            scrape(port)
-                .await
-                .and_then(|m| m.value("akvsync_throttled_responses_total", &[]))
-                == Some(2.0)
-        })
-        .await,
-        "throttled counter after a second 429"
     );
 
     // Nothing but /metrics is served.
-    let (code, _, _) = http_get(port, "/").await.unwrap();
-    assert_eq!(code, 404);
-    let (code, _, _) = http_get(port, "/metrics/../etc/passwd").await.unwrap();
-    assert_eq!(code, 404);
+    for path in ["/", "/metrics/../etc/passwd"] {
+        assert_eq!(http::get(port, path).unwrap().code, 404, "{path}");
+    }
 
     // The expiry warning: in status for `soon` only, and logged once, not every poll.
     let warning = entry("soon")["installed"]["expiryWarning"].clone();
     assert!(warning.as_str().is_some_and(ten_days_left), "{warning}");
     assert!(entry("web")["installed"]["expiryWarning"].is_null());
-    let table = akvsync(&["status"], &settings, &scratch.state()).await;
+    let table = env.cmd(&["status"]).run();
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.lines().any(|l| l.contains("soon")
@@ -737,23 +576,13 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
     );
 
     assert_eq!(
-        listening_ports(child.id().unwrap()),
+        listening_ports(service.pid()),
         vec![port],
         "the agent listens on the metrics port and nothing else"
     );
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("stops promptly")
-        .unwrap();
+    let (log, status) = stop(service);
     assert!(status.success(), "{status:?}");
-    reader.await.unwrap();
-    let log = log.lock().unwrap().clone();
     let expiry_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("certificate expiry"))
@@ -763,107 +592,61 @@ async fn run_serves_metrics_that_match_status_faults_and_expiry() {
         expiry_lines[0].contains(&format!("{VAULT}/soon")) && ten_days_left(expiry_lines[0]),
         "{log}"
     );
-    assert!(
-        log.contains(&format!(
-            "metrics endpoint listening on http://127.0.0.1:{port}/metrics"
-        )),
-        "{log}"
-    );
-    emu.shutdown().await;
+    assert_listened(&log, port);
 }
 
-#[tokio::test]
-async fn once_writes_a_parseable_textfile_and_the_threshold_decides_the_warning() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let soon = import_expiring(&emu, "soon", 10);
-    let scratch = Scratch::new("textfile");
-    let textfile = scratch.0.join("collector").join("akvsync.prom");
-    fs::create_dir_all(textfile.parent().unwrap()).unwrap();
+#[test]
+fn once_writes_a_parseable_textfile_and_the_threshold_decides_the_warning() {
+    let env = start(&["soon"], json!({}));
+    let soon = import_expiring(&env.emu, "soon", 10);
+    let collector = env.scratch.path("collector");
+    let textfile = collector.join("akvsync.prom");
+    fs::create_dir_all(&collector).unwrap();
     // A stale file from an earlier run is replaced, not appended to.
     fs::write(&textfile, "garbage that is not the exposition format\n").unwrap();
+    // Warnings do not fail `once`.
     let once = |days: u32| {
-        let settings = write_settings(
-            &scratch,
-            &settings_json(
-                &emu,
-                &scratch,
-                &["soon"],
-                serde_json::json!({
-                    "expiryWarningDays": days,
-                    "metrics": {"textfile": textfile.to_str().unwrap()},
-                }),
-            ),
-        );
-        let state = scratch.state();
-        async move { akvsync(&["once"], &settings, &state).await }
+        let mut settings = env.settings_json();
+        settings["akvsync"]["expiryWarningDays"] = days.into();
+        settings["akvsync"]["metrics"] = json!({"textfile": textfile});
+        env.write_settings(&settings);
+        let out = env.cmd(&["once"]).code(0).run();
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
 
     // 10 days left, warned 30 days ahead: the warning is printed.
-    let out = once(30).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "warnings do not fail `once`: {stderr}"
-    );
+    let stderr = once(30);
+    let warning = format!("warning: {VAULT}/soon: the certificate expires in ");
     assert!(
-        stderr.lines().any(|l| l.starts_with(&format!(
-            "warning: {VAULT}/soon: the certificate expires in "
-        )) && ten_days_left(l)),
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&warning) && ten_days_left(l)),
         "{stderr}"
     );
     let text = fs::read_to_string(&textfile).unwrap();
     let metrics = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(
-        metrics.value("akvsync_certificates_observed", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.value("akvsync_certificates_installed", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.value(
-            "akvsync_certificate_info",
-            &[("thumbprint", soon.thumbprint.as_str())]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.value("akvsync_sync_duration_seconds_count", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.value("akvsync_throttled_responses_total", &[]),
-        Some(0.0)
-    );
-    assert_eq!(
-        metrics.value("akvsync_token_refreshes_total", &[]),
-        Some(1.0)
-    );
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&textfile).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o644);
-    let leftovers: Vec<_> = fs::read_dir(textfile.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers,
-        vec![std::ffi::OsString::from("akvsync.prom")],
-        "no temporaries"
-    );
+    let thumbprint = [("thumbprint", soon.thumbprint.as_str())];
+    for (name, labels, value) in [
+        ("akvsync_certificates_observed", &[][..], 1.0),
+        ("akvsync_certificates_installed", &[], 1.0),
+        ("akvsync_certificate_info", &thumbprint, 1.0),
+        ("akvsync_sync_duration_seconds_count", &[], 1.0),
+        ("akvsync_throttled_responses_total", &[], 0.0),
+        ("akvsync_token_refreshes_total", &[], 1.0),
+    ] {
+        assert_eq!(metrics.value(name, labels), Some(value), "{name}");
+    }
+    assert_eq!(store_view::mode(&textfile) & 0o777, 0o644);
+    let leftovers: Vec<String> = store_view::snapshot(&collector).into_keys().collect();
+    assert_eq!(leftovers, ["akvsync.prom"], "no temporaries");
 
     // Warned only 5 days ahead: no warning for 10 days left.
-    let out = once(5).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = once(5);
     assert!(!stderr.contains("expires in"), "{stderr}");
-    emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
+#[test]
+fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
     let scratch = Scratch::new("validate");
     for (listen, accepted) in [
         ("0.0.0.0:9464", false),
@@ -872,131 +655,69 @@ async fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
         ("127.0.0.1:9464", true),
         ("[::1]:9464", true),
     ] {
-        let file = scratch.0.join("settings.json");
-        fs::write(
-            &file,
-            serde_json::json!({
-                "secretsManagementSettings": {
-                    "observedCertificates": ["https://myvault.vault.azure.net/secrets/web"],
-                },
-                "akvsync": {"metrics": {"listen": listen}},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-            .args(["validate", "--platform", "linux"])
-            .arg(&file)
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let settings = json!({
+            "secretsManagementSettings": {
+                "observedCertificates": ["https://myvault.vault.azure.net/secrets/web"],
+            },
+            "akvsync": {"metrics": {"listen": listen}},
+        });
+        fs::write(scratch.settings_file(), settings.to_string()).unwrap();
+        let validate = Cmd::new(Command::new(env!("CARGO_BIN_EXE_akvsync")))
+            .arg("validate")
+            .arg("--platform")
+            .arg("linux")
+            .arg(scratch.settings_file());
         if accepted {
-            assert_eq!(out.status.code(), Some(0), "{listen}: {stderr}");
+            validate.code(0).run();
         } else {
-            assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
-            assert!(
-                stderr.contains("akvsync.metrics.listen")
-                    && stderr.contains("not a loopback address"),
-                "{listen}: {stderr}"
-            );
+            let refused = validate.code(2).stderr_has("akvsync.metrics.listen");
+            refused.stderr_has("not a loopback address").run();
         }
     }
 }
 
-#[tokio::test]
-async fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is_free() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    emu.rotate_certificate(VAULT, "web").unwrap();
-    let scratch = Scratch::new("taken");
+#[test]
+fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is_free() {
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = squatter.local_addr().unwrap().port();
-    let settings = write_settings(
-        &scratch,
-        &settings_json(
-            &emu,
-            &scratch,
-            &["web"],
-            serde_json::json!({"metrics": {"listen": format!("127.0.0.1:{port}")}}),
-        ),
-    );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .arg("run")
-        .arg("--settings")
-        .arg(&settings)
-        .arg("--state-dir")
-        .arg(scratch.state())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let link = scratch.store().join(format!("{VAULT}.web"));
-    assert!(
-        eventually(Duration::from_secs(20), || async { link.exists() }).await,
-        "synced although the metrics port is taken"
-    );
+    let env = start(&["web"], listen_on(port));
+    env.emu.rotate_certificate(VAULT, "web").unwrap();
+    let service = Service::spawn(env.run_command(&[]));
+    // Synced although the metrics port is taken.
+    wait_synced(&env, &service);
     // Several rounds with the port still taken: the squatter answers, not the agent.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(child.try_wait().unwrap().is_none(), "still running");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(alive(service.pid()), "still running");
     drop(squatter);
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            scrape(port)
-                .await
-                .is_some_and(|m| m.value("akvsync_certificates_installed", &[]) == Some(1.0))
-        })
-        .await,
-        "the endpoint is bound after a later round"
-    );
-    child.start_kill().unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    wait_until(Duration::from_secs(20), "bound after a later round", || {
+        let installed = scrape(port)?.value("akvsync_certificates_installed", &[]);
+        (installed == Some(1.0))
+            .then_some(())
+            .ok_or(format!("{installed:?}"))
+    });
+    let (log, _) = stop(service);
     assert_eq!(
         log.matches("cannot listen for metrics").count(),
         1,
         "the error is logged once, not at every retry: {log}"
     );
-    assert!(
-        log.contains(&format!(
-            "metrics endpoint listening on http://127.0.0.1:{port}/metrics"
-        )),
-        "{log}"
-    );
-    emu.shutdown().await;
+    assert_listened(&log, port);
 }
 
-#[tokio::test]
-async fn without_metrics_settings_nothing_listens() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    emu.rotate_certificate(VAULT, "web").unwrap();
-    let scratch = Scratch::new("off");
-    let settings = write_settings(
-        &scratch,
-        &settings_json(&emu, &scratch, &["web"], serde_json::json!({})),
-    );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .arg("run")
-        .arg("--settings")
-        .arg(&settings)
-        .arg("--state-dir")
-        .arg(scratch.state())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let link = scratch.store().join(format!("{VAULT}.web"));
-    assert!(eventually(Duration::from_secs(20), || async { link.exists() }).await);
+#[test]
+fn without_metrics_settings_nothing_listens() {
+    let env = start(&["web"], json!({}));
+    env.emu.rotate_certificate(VAULT, "web").unwrap();
+    let service = Service::spawn(env.run_command(&[]));
+    wait_synced(&env, &service);
     // A few polls later: still no listening socket.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(listening_ports(child.id().unwrap()), Vec::<u16>::new());
-    child.start_kill().unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(listening_ports(service.pid()), Vec::<u16>::new());
+    let (log, _) = stop(service);
     assert!(
         !log.contains("metrics endpoint") && !log.contains("listen for metrics"),
         "{log}"
     );
-    emu.shutdown().await;
 }
 
 /// The extension: `akvsync handler install` and `enable` in a handler directory laid out as
@@ -1004,97 +725,32 @@ async fn without_metrics_settings_nothing_listens() {
 /// the certificate's substatus and serves the metrics.
 #[test]
 fn the_extension_reports_the_expiry_warning_in_its_substatus_and_serves_metrics() {
-    let emu = kvemu::BlockingEmulator::start(Config::default()).unwrap();
-    emu.rotate_certificate(VAULT, "web").unwrap();
-    import_expiring(&emu, "soon", 10);
-    let scratch = Scratch::new("handler");
-    let handler_dir = scratch.0.join("Akvsync.KeyVault-1.0.0");
-    for dir in ["config", "status", "log"] {
-        fs::create_dir_all(handler_dir.join(dir)).unwrap();
-    }
-    let environment = serde_json::json!([{
-        "name": "Akvsync.KeyVault",
-        "version": 1.0,
-        "handlerEnvironment": {
-            "logFolder": handler_dir.join("log"),
-            "configFolder": handler_dir.join("config"),
-            "statusFolder": handler_dir.join("status"),
-            "heartbeatFile": handler_dir.join("heartbeat.log"),
-        }
-    }]);
-    fs::write(
-        handler_dir.join("HandlerEnvironment.json"),
-        environment.to_string(),
-    )
-    .unwrap();
     let port = free_loopback_port();
-    let public = settings_json(
-        &emu,
-        &scratch,
-        &["web", "soon"],
-        serde_json::json!({"metrics": {"listen": format!("127.0.0.1:{port}")}}),
-    );
-    let runtime = serde_json::json!({"runtimeSettings": [{"handlerSettings": {
-        "publicSettings": public, "protectedSettings": null, "protectedSettingsCertThumbprint": null,
-    }}]});
-    fs::write(handler_dir.join("config/0.settings"), runtime.to_string()).unwrap();
-    let handler = |op: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-            .args(["handler", op, "--state-dir"])
-            .arg(scratch.state())
-            .current_dir(&handler_dir)
-            .env("AZURE_GUEST_AGENT_EXTENSION_VERSION", "1.0.0")
-            .env("ConfigSequenceNumber", "0")
-            .env_remove("AZURE_GUEST_AGENT_EXTENSION_PATH")
-            .env_remove("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "handler {op}: {out:?}");
-    };
-    // Whatever happens, the detached service does not outlive the test.
-    struct StopService(PathBuf);
-    impl Drop for StopService {
-        fn drop(&mut self) {
-            if let Some(pid) = fs::read_to_string(self.0.join("akvsync.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    }
-    let _stop = StopService(scratch.state());
-    handler("install");
-    handler("enable");
+    let env = start(&["web", "soon"], listen_on(port));
+    env.emu.rotate_certificate(VAULT, "web").unwrap();
+    import_expiring(&env.emu, "soon", 10);
+    let handler = HandlerDir::create(&env.scratch.0, env.scratch.state());
+    handler.write_settings(0, &env.settings_json(), None);
+    handler.cmd("install", 0).code(0).run();
+    handler.cmd("enable", 0).code(0).run();
 
-    let status_file = handler_dir.join("status/0.status");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let status = fs::read(&status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| v[0]["status"].clone());
-        if let Some(s) = &status
-            && s["status"] == "success"
-            && s["substatus"].as_array().is_some_and(|a| a.len() == 2)
-        {
-            break s.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "{status:#?}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_until(
+        Duration::from_secs(60),
+        "0.status: 2 substatuses",
+        || match handler.status(0) {
+            Some(s)
+                if s["status"] == "success"
+                    && s["substatus"].as_array().is_some_and(|a| a.len() == 2) =>
+            {
+                Ok(s)
+            }
+            other => Err(format!("{other:#?}")),
+        },
+    );
     let substatus = |name: &str| {
-        status["substatus"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == format!("{VAULT}/{name}"))
-            .unwrap()
-            .clone()
+        let all = status["substatus"].as_array().unwrap();
+        let wanted = format!("{VAULT}/{name}");
+        all.iter().find(|s| s["name"] == wanted).unwrap().clone()
     };
     let soon = substatus("soon");
     assert_eq!(soon["status"], "warning", "{soon:#}");
@@ -1105,28 +761,12 @@ fn the_extension_reports_the_expiry_warning_in_its_substatus_and_serves_metrics(
     );
     let web = substatus("web");
     assert_eq!(web["status"], "success", "{web:#}");
-    assert!(
-        !web["formattedMessage"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("warning"),
-        "{web:#}"
-    );
+    let message = web["formattedMessage"]["message"].as_str().unwrap();
+    assert!(!message.contains("warning"), "{web:#}");
 
     // The extension's service serves the metrics too.
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let metrics = parse_exposition(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-    assert_eq!(
-        metrics.value("akvsync_certificates_installed", &[]),
-        Some(2.0)
-    );
-    handler("disable");
+    let metrics = scrape(port).unwrap();
+    let installed = metrics.value("akvsync_certificates_installed", &[]);
+    assert_eq!(installed, Some(2.0));
+    handler.cmd("disable", 0).code(0).run();
 }

@@ -12,74 +12,44 @@
 //! `Debug` of every type that holds a token or key is redacted.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use der::Decode as _;
-use kvemu::{BlockingEmulator, Config, Fault, FaultKind};
+use kvemu::{Emulator, Fault, FaultKind};
+use nix::sys::signal::Signal;
+use serde_json::json;
 
-const VAULT: &str = "hygienekv";
-const HANDLER: &str = "Akvsync.KeyVault";
+use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::guest_agent::HandlerDir;
+use common::service::Service;
+use common::store_view::{self, StoreView};
+use common::users::{as_user, ensure_user, skip_unless_root};
+use common::wait_until;
+
+/// Key Vault's PFX, OpenSSL's PFX and a PEM secret (seeded), plus a rotating PEM
+/// certificate.
+const SECRETS: &[&str] = &["seed-rsa-pfx", "seed-ec-pfx", "seed-rsa-pem", "rot"];
 /// Protected settings the guest agent would hand over (base64 of
 /// `secret-protected-settings-marker-987654321`): reported as present, never echoed.
 const PROTECTED: &str = "c2VjcmV0LXByb3RlY3RlZC1zZXR0aW5ncy1tYXJrZXItOTg3NjU0MzIx";
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("akvsync-hygiene-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+/// `cmd` at trace level, JSON logs when `json`.
+fn trace(cmd: Cmd, json: bool) -> Cmd {
+    let cmd = cmd.env("AKVSYNC_LOG", "trace");
+    if json {
+        cmd.env("AKVSYNC_LOG_FORMAT", "json")
+    } else {
+        cmd
     }
-    fn store(&self) -> PathBuf {
-        self.0.join("store")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // Never leave a handler service behind.
-        if let Ok(pid) = fs::read_to_string(self.0.join("hstate").join("akvsync.pid"))
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn url(secret: &str) -> String {
-    format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
-}
-
-fn settings_json(emu: &BlockingEmulator, store: &Path, secrets: &[String]) -> serde_json::Value {
-    let urls: Vec<String> = secrets.iter().map(|s| url(s)).collect();
-    serde_json::json!({
-        "secretsManagementSettings": {
-            "pollingIntervalInS": "1",
-            "certificateStoreLocation": store,
-            "observedCertificates": urls,
-        },
-        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": {"testing": {
-            "caFile": emu.ca_file(),
-            "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
-            "minPollingIntervalInS": 1,
-        }},
-    })
 }
 
 /// One thing a run produced.
@@ -93,54 +63,18 @@ struct Artifact {
 struct Outputs(Vec<Artifact>);
 
 impl Outputs {
-    fn add_output(&mut self, what: &str, output: &Output) {
-        self.0.push(Artifact {
-            what: format!("{what}: stdout"),
-            bytes: output.stdout.clone(),
-        });
-        self.0.push(Artifact {
-            what: format!("{what}: stderr"),
-            bytes: output.stderr.clone(),
-        });
-    }
-}
-
-/// `akvsync <args>` at trace level, JSON logs when `json`.
-fn akvsync(args: &[&str], json: bool) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    command.args(args).env("AKVSYNC_LOG", "trace");
-    if json {
-        command.env("AKVSYNC_LOG_FORMAT", "json");
-    } else {
-        command.env_remove("AKVSYNC_LOG_FORMAT");
-    }
-    command
-}
-
-fn run(outputs: &mut Outputs, what: &str, command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    outputs.add_output(what, &output);
-    output
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
+    /// Runs `cmd` (with its expectations) and keeps its stdout and stderr.
+    fn run(&mut self, what: &str, cmd: Cmd) -> Output {
+        let output = cmd.run();
+        for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            let what = format!("{what}: {stream}");
+            self.0.push(Artifact {
+                what,
+                bytes: bytes.clone(),
+            });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        output
     }
-    check()
-}
-
-fn linked_version(store: &Path, secret: &str) -> Option<String> {
-    let target = fs::read_link(store.join(format!("{VAULT}.{secret}"))).ok()?;
-    Some(target.to_string_lossy().rsplit('.').next()?.to_owned())
 }
 
 /// A store version file `<vault>.<secret>.<32 hex>` (the only place a key may be).
@@ -337,7 +271,7 @@ fn leaks(artifact: &Artifact, index: &Index<'_>) -> Vec<String> {
 }
 
 /// Key material for every version of every secret the emulator holds.
-fn needles_for_secrets(emu: &BlockingEmulator, names: &[String], needles: &mut Needles) -> usize {
+fn needles_for_secrets(emu: &Emulator, names: &[&str], needles: &mut Needles) -> usize {
     let mut keys = 0;
     for name in names {
         for (i, value) in emu.secret_values(VAULT, name).iter().enumerate() {
@@ -355,245 +289,168 @@ fn needles_for_secrets(emu: &BlockingEmulator, names: &[String], needles: &mut N
     keys
 }
 
-fn write_handler_environment(scratch: &Scratch) -> PathBuf {
-    let handler_dir = scratch.0.join(format!("waagent/{HANDLER}-1.0.0"));
-    for dir in ["config", "status"] {
-        fs::create_dir_all(handler_dir.join(dir)).unwrap();
-    }
-    let log = scratch.0.join("waagent/log");
-    fs::create_dir_all(&log).unwrap();
-    let env = serde_json::json!([{
-        "name": HANDLER,
-        "version": 1.0,
-        "handlerEnvironment": {
-            "logFolder": log,
-            "configFolder": handler_dir.join("config"),
-            "statusFolder": handler_dir.join("status"),
-            "heartbeatFile": handler_dir.join("heartbeat.log"),
-        }
-    }]);
-    fs::write(handler_dir.join("HandlerEnvironment.json"), env.to_string()).unwrap();
-    handler_dir
-}
-
-fn handler(handler_dir: &Path, state: &Path, op: &str, seq: u64) -> Command {
-    let mut command = akvsync(&["handler", op, "--state-dir"], false);
-    command
-        .arg(state)
-        .current_dir(handler_dir)
-        .env("AZURE_GUEST_AGENT_EXTENSION_VERSION", "1.0.0")
-        .env("ConfigSequenceNumber", seq.to_string())
-        .env_remove("AZURE_GUEST_AGENT_EXTENSION_PATH")
-        .env_remove("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION");
-    command
-}
-
-fn status_of(handler_dir: &Path, seq: u64) -> Option<serde_json::Value> {
-    let bytes = fs::read(handler_dir.join(format!("status/{seq}.status"))).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some(value[0]["status"].clone())
+/// SIGTERM; waits (at most 10 s) for the agent to say it stopped, so that its whole log
+/// has been read. The log and the exit status.
+fn stop(mut service: Service) -> (String, std::process::ExitStatus) {
+    service.signal(Signal::SIGTERM);
+    service.wait_log("stopped", Duration::from_secs(10));
+    let log = service.log();
+    (log, service.stop())
 }
 
 #[test]
 fn nothing_any_mode_writes_contains_a_token_or_key_material() {
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let scratch = Scratch::new("scan");
-    let store = scratch.store();
-    let state = scratch.0.join("state");
-    let mut outputs = Outputs::default();
-
-    // Key Vault's PFX, OpenSSL's PFX and a PEM secret, plus a rotating PEM certificate.
-    let mut names: Vec<String> = emu
-        .seed(VAULT)
-        .unwrap()
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
-    emu.rotate_certificate(VAULT, "rot").unwrap();
-    names.push("rot".into());
-    let pfx = names[0].clone();
-    let settings_file = scratch.0.join("settings.json");
-    fs::write(
-        &settings_file,
-        settings_json(&emu, &store, &names).to_string(),
-    )
-    .unwrap();
-    let cmd = |verb: &str, json: bool| {
-        let mut command = akvsync(&[verb, "--settings"], json);
-        command.arg(&settings_file).arg("--state-dir").arg(&state);
-        command
-    };
-
-    // once: text logs, then a rotation with JSON logs.
-    let out = run(&mut outputs, "once", &mut cmd("once", false));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    emu.rotate_certificate(VAULT, "rot").unwrap();
-    let out = run(&mut outputs, "once (json)", &mut cmd("once", true));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        code(&run(&mut outputs, "status", &mut cmd("status", false))),
-        0
-    );
-    let mut status_json = cmd("status", true);
-    status_json.arg("--json");
-    assert_eq!(
-        code(&run(&mut outputs, "status --json", &mut status_json)),
-        0
-    );
-
-    // run through a rotation of a PFX secret, JSON logs to a file (`once` does not log).
-    let log_path = scratch.0.join("run.log");
-    let mut child = cmd("run", true)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let before = linked_version(&store, &pfx);
-    let rotated = emu.rotate_certificate(VAULT, &pfx).unwrap();
-    let picked_up = wait_for(Duration::from_secs(30), || {
-        linked_version(&store, &pfx).as_deref() == Some(rotated.version.as_str())
+    let env = Env::start(EnvConfig {
+        certificates: SECRETS,
+        seed: true,
+        ..Default::default()
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let exit = child.wait().unwrap();
-    assert!(picked_up, "run installed the rotation (was {before:?})");
+    let store = StoreView::new(env.scratch.store());
+    let mut outputs = Outputs::default();
+    let pfx = SECRETS[0];
+
+    // once: text logs, then a rotation with JSON logs; status in both forms.
+    for (what, args, json, rotate) in [
+        ("once", &["once"][..], false, false),
+        ("once (json)", &["once"], true, true),
+        ("status", &["status"], false, false),
+        ("status --json", &["status", "--json"], true, false),
+    ] {
+        if rotate {
+            env.emu.rotate_certificate(VAULT, "rot").unwrap();
+        }
+        outputs.run(what, trace(env.cmd(args), json).code(0));
+    }
+
+    // run through a rotation of a PFX secret, JSON logs (`once` does not log).
+    let mut run = env.run_command(&[]);
+    run.env("AKVSYNC_LOG", "trace")
+        .env("AKVSYNC_LOG_FORMAT", "json");
+    let service = Service::spawn(run);
+    let before = store.linked_version(VAULT, pfx);
+    let rotated = env.emu.rotate_certificate(VAULT, pfx).unwrap();
+    let what = format!("run installed the rotation (was {before:?})");
+    wait_until(Duration::from_secs(30), &what, || {
+        let linked = store.linked_version(VAULT, pfx);
+        (linked.as_deref() == Some(rotated.version.as_str()))
+            .then_some(())
+            .ok_or(format!("{linked:?}"))
+    });
+    let (log, exit) = stop(service);
     assert!(exit.success(), "{exit:?}");
-    let log = fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("\"level\":\"DEBUG\""),
         "AKVSYNC_LOG=trace reached the JSON log: {log}"
     );
+    outputs.0.push(Artifact {
+        what: "run: stderr".into(),
+        bytes: log.into_bytes(),
+    });
 
-    // Failure paths, each with a pending rotation so that the agent fetches.
-    let system = emu.system_identity().client_id;
-    emu.rotate_certificate(VAULT, "rot").unwrap();
-    emu.deny_identity(VAULT, &system);
-    let out = run(&mut outputs, "once, 403", &mut cmd("once", false));
-    assert_eq!(code(&out), 1);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(said.contains("403"), "{said}");
-    emu.allow_identity(VAULT, &system);
-    for (what, fault) in [
+    // Failure paths, each with a pending rotation so that the agent fetches. No fault: the
+    // vault denies the identity (403).
+    let system = env.emu.system_identity().client_id;
+    let status = |status| FaultKind::Status {
+        status,
+        retry_after: None,
+    };
+    let object = |secret, kind| Some(Fault::object(VAULT, secret, kind, 100));
+    for (what, rotate, fault, json, says) in [
+        ("once, 403", "rot", None, false, "403"),
         (
             "once, 401 from the vault",
-            Fault::object(
-                VAULT,
-                "rot",
-                FaultKind::Status {
-                    status: 401,
-                    retry_after: None,
-                },
-                100,
-            ),
+            pfx,
+            object("rot", status(401)),
+            true,
+            "",
         ),
         (
             "once, corrupt PFX",
-            Fault::object(VAULT, &pfx, FaultKind::BadPfx, 100),
+            pfx,
+            object(pfx, FaultKind::BadPfx),
+            true,
+            "",
         ),
         (
             "once, corrupt base64",
-            Fault::object(VAULT, &pfx, FaultKind::CorruptBase64, 100),
+            pfx,
+            object(pfx, FaultKind::CorruptBase64),
+            true,
+            "",
         ),
         (
             "once, 401 from the identity endpoint",
-            Fault::identity(
-                FaultKind::Status {
-                    status: 401,
-                    retry_after: None,
-                },
-                100,
-            ),
+            pfx,
+            Some(Fault::identity(status(401), 100)),
+            true,
+            "",
         ),
     ] {
-        emu.rotate_certificate(VAULT, &pfx).unwrap();
-        emu.inject(fault);
-        let out = run(&mut outputs, what, &mut cmd("once", true));
-        assert_eq!(
-            code(&out),
-            1,
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        emu.clear_faults();
+        env.emu.rotate_certificate(VAULT, rotate).unwrap();
+        match fault {
+            Some(fault) => env.emu.inject(fault),
+            None => env.emu.deny_identity(VAULT, &system),
+        }
+        let out = outputs.run(what, trace(env.cmd(&["once"]), json).code(1));
+        let said = [out.stdout, out.stderr].concat();
+        let said = String::from_utf8_lossy(&said);
+        assert!(said.contains(says), "{what}: {said}");
+        env.emu.allow_identity(VAULT, &system);
+        env.emu.clear_faults();
     }
     // Invalid settings: not JSON, and a bad URL.
+    let mut bad_url = env.settings_json();
+    bad_url["secretsManagementSettings"]["observedCertificates"] = json!([env.url("a/b")]);
+    let bad_url = bad_url.to_string().replace("/secrets/a/b", "/keys/a?x=1");
     for (what, text) in [
-        ("not JSON", "{ \"secretsManagementSettings\": ".to_owned()),
-        (
-            "bad URL",
-            settings_json(&emu, &store, &["a/b".to_owned()])
-                .to_string()
-                .replace("/secrets/a/b", "/keys/a?x=1"),
-        ),
+        ("not JSON", "{ \"secretsManagementSettings\": "),
+        ("bad URL", &bad_url),
     ] {
-        let bad = scratch
-            .0
-            .join(format!("bad-{}.json", what.replace(' ', "-")));
+        let bad = env
+            .scratch
+            .path(&format!("bad-{}.json", what.replace(' ', "-")));
         fs::write(&bad, text).unwrap();
-        let mut once = akvsync(&["once", "--settings"], false);
-        once.arg(&bad).arg("--state-dir").arg(&state);
-        assert_eq!(code(&run(&mut outputs, what, &mut once)), 2, "{what}");
-        let mut validate = akvsync(&["validate", "--json"], false);
-        validate.arg(&bad);
-        assert_eq!(code(&run(&mut outputs, what, &mut validate)), 2, "{what}");
+        let mut once = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+        once.arg("once").arg("--settings").arg(&bad);
+        once.arg("--state-dir").arg(env.scratch.state());
+        outputs.run(what, trace(Cmd::new(once), false).code(2));
+        let validate = env.cmd(&["validate", "--json"]).arg(&bad);
+        outputs.run(what, trace(validate, false).code(2));
     }
 
     // The extension handler: enable starts the service, which writes 0.status; disable.
-    let handler_dir = write_handler_environment(&scratch);
-    let hstate = scratch.0.join("hstate");
-    let mut public = settings_json(&emu, &scratch.0.join("hstore"), &names);
-    public["secretsManagementSettings"]["requireInitialSync"] = serde_json::json!(true);
-    let runtime = serde_json::json!({"runtimeSettings": [{"handlerSettings": {
-        "publicSettings": public, "protectedSettings": PROTECTED,
-        "protectedSettingsCertThumbprint": "5F2C3C6C00000000000000000000000000000000",
-    }}]});
-    fs::write(handler_dir.join("config/0.settings"), runtime.to_string()).unwrap();
-    let out = run(
-        &mut outputs,
+    let hstore = env.scratch.path("hstore");
+    let handler = HandlerDir::create(&env.scratch.path("waagent"), env.scratch.path("hstate"));
+    let mut public = env.settings_json();
+    public["secretsManagementSettings"]["certificateStoreLocation"] = json!(hstore);
+    public["secretsManagementSettings"]["requireInitialSync"] = json!(true);
+    let thumbprint = "5F2C3C6C00000000000000000000000000000000";
+    handler.write_settings(0, &public, Some((PROTECTED, thumbprint)));
+    outputs.run(
         "handler enable",
-        &mut handler(&handler_dir, &hstate, "enable", 0),
+        trace(handler.cmd("enable", 0), false).code(0),
     );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        wait_for(Duration::from_secs(60), || {
-            status_of(&handler_dir, 0).is_some_and(|s| s["status"] == "success")
-        }),
-        "0.status: {:?}",
-        status_of(&handler_dir, 0)
-    );
-    let out = run(
-        &mut outputs,
+    wait_until(Duration::from_secs(60), "0.status success", || {
+        let status = handler.status(0);
+        let success = status.as_ref().is_some_and(|s| s["status"] == "success");
+        success.then_some(()).ok_or(format!("{status:?}"))
+    });
+    outputs.run(
         "handler disable",
-        &mut handler(&handler_dir, &hstate, "disable", 0),
+        trace(handler.cmd("disable", 0), false).code(0),
     );
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     // Invalid settings 1: enable writes 1.status itself.
-    fs::write(
-        handler_dir.join("config/1.settings"),
-        "{\"runtimeSettings\": 3}",
-    )
-    .unwrap();
-    let out = run(
-        &mut outputs,
-        "handler enable, invalid",
-        &mut handler(&handler_dir, &hstate, "enable", 1),
-    );
-    assert_eq!(code(&out), 2);
-    assert_eq!(status_of(&handler_dir, 1).unwrap()["status"], "error");
+    handler.write_raw_settings(1, "{\"runtimeSettings\": 3}");
+    let enable = trace(handler.cmd("enable", 1), false).code(2);
+    outputs.run("handler enable, invalid", enable);
+    assert_eq!(handler.status(1).unwrap()["status"], "error");
 
     // Collect and scan.
     let mut keys = Outputs::default();
-    let stores = [store.clone(), scratch.0.join("hstore")];
-    collect(&scratch.0, &stores, &mut outputs, &mut keys);
+    let stores = [env.scratch.store(), hstore];
+    collect(&env.scratch.0, &stores, &mut outputs, &mut keys);
     let mut needles = Needles::default();
-    let tokens = emu.issued_tokens();
+    let tokens = env.emu.issued_tokens();
     assert!(
         tokens.len() >= 6,
         "each process got its own token: {}",
@@ -602,7 +459,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     for (i, token) in tokens.iter().enumerate() {
         needles.token(i, token);
     }
-    let key_count = needles_for_secrets(&emu, &names, &mut needles);
+    let key_count = needles_for_secrets(&env.emu, SECRETS, &mut needles);
     assert!(key_count >= 10, "{key_count} keys");
     let index = Index::new(&needles);
     let mut protected = Needles::default();
@@ -636,7 +493,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         if copy {
             // The agent's own copies are private to root; the inputs are the test's.
             let own = artifact.what.contains("/hstate/") || artifact.what.contains("/state/");
-            let mode = fs::metadata(&artifact.what).unwrap().permissions().mode();
+            let mode = store_view::mode(Path::new(&artifact.what));
             assert!(
                 !own || mode & 0o077 == 0,
                 "{}: mode {mode:o}, a copy of settings with protectedSettings",
@@ -664,23 +521,19 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
             version_file.what
         );
     }
-    emu.shutdown();
 }
 
 #[test]
 fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let seeded = emu.seed(VAULT).unwrap();
-    let scratch = Scratch::new("debug");
-    let names: Vec<String> = seeded.iter().map(|i| i.name.clone()).collect();
-    let settings = akvsync::settings::parse_bytes(
-        settings_json(&emu, &scratch.store(), &names)
-            .to_string()
-            .as_bytes(),
-        akvsync::settings::Platform::Linux,
-    )
-    .unwrap()
-    .settings;
+    let env = Env::start(EnvConfig {
+        certificates: &SECRETS[..3],
+        seed: true,
+        ..Default::default()
+    });
+    let settings = env.settings_json().to_string();
+    let platform = akvsync::settings::Platform::Linux;
+    let settings = akvsync::settings::parse_bytes(settings.as_bytes(), platform);
+    let settings = settings.unwrap().settings;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -688,21 +541,21 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
     let vault = akvsync::vault::client_for(&settings).unwrap();
     let certificate = &settings.certificates[0];
     let secret = rt.block_on(vault.get_secret(&certificate.secret)).unwrap();
-    let tokens = emu.issued_tokens();
+    let tokens = env.emu.issued_tokens();
     assert!(!tokens.is_empty());
 
     let mut needles = Needles::default();
     for (i, token) in tokens.iter().enumerate() {
         needles.token(i, token);
     }
-    needles_for_secrets(&emu, &names, &mut needles);
+    needles_for_secrets(&env.emu, &SECRETS[..3], &mut needles);
     let index = Index::new(&needles);
     let bundle =
         akvsync::decode::decode_secret(secret.content_type.as_deref(), &secret.value).unwrap();
     let pem = bundle.to_pem();
     let new_version = akvsync::store::linux::NewVersion {
         vault_name: VAULT,
-        secret_name: &names[0],
+        secret_name: SECRETS[0],
         version: &secret.version,
         pem: &pem,
     };
@@ -754,7 +607,6 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
         format!("{vault:?}").contains("<redacted>"),
         "a token is cached and redacted"
     );
-    emu.shutdown();
 }
 
 /// The racing reader, run as an unprivileged user under `/bin/sh` (world-executable, no
@@ -776,35 +628,52 @@ done
 echo "ATTEMPTS $attempts TEMPS $temps"
 "#;
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+/// The racing reader as `user` (privileges dropped with `setpriv`), killed if the test ends
+/// before it is finished.
+struct Reader(Option<Child>);
 
-/// Creates a system user (idempotent); root only.
-fn ensure_user(name: &str) -> nix::unistd::User {
-    if nix::unistd::User::from_name(name).unwrap().is_none() {
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "useradd {name}");
+impl Reader {
+    fn spawn(user: &nix::unistd::User, dir: &Path, stop: &Path) -> Reader {
+        let mut command = as_user(user, "/bin/sh");
+        command.args(["-c", READER, "reader"]).arg(dir).arg(stop);
+        let child = command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Reader(Some(child.spawn().unwrap()))
     }
-    nix::unistd::User::from_name(name).unwrap().unwrap()
+
+    fn finish(mut self) -> ReaderResult {
+        let output = self.0.take().unwrap().wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "reader: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut result = ReaderResult {
+            attempts: 0,
+            temps: 0,
+            opened: Vec::new(),
+        };
+        for line in stdout.lines() {
+            if let Some(rest) = line.strip_prefix("OPENED ") {
+                let (name, first) = rest.split_once(' ').unwrap_or((rest, ""));
+                result.opened.push((name.to_owned(), first.to_owned()));
+            } else if let Some(rest) = line.strip_prefix("ATTEMPTS ") {
+                let fields: Vec<&str> = rest.split(' ').collect();
+                result.attempts = fields[0].parse().unwrap();
+                result.temps = fields[2].parse().unwrap();
+            }
+        }
+        result
+    }
 }
 
-/// Starts the racing reader as `user`, privileges dropped with `setpriv`.
-fn spawn_reader(user: &nix::unistd::User, dir: &Path, stop: &Path) -> std::process::Child {
-    Command::new("setpriv")
-        .arg(format!("--reuid={}", user.uid))
-        .arg(format!("--regid={}", user.gid))
-        .arg("--clear-groups")
-        .args(["/bin/sh", "-c", READER, "reader"])
-        .arg(dir)
-        .arg(stop)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 struct ReaderResult {
@@ -814,30 +683,45 @@ struct ReaderResult {
     opened: Vec<(String, String)>,
 }
 
-fn finish_reader(child: std::process::Child) -> ReaderResult {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "reader: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut result = ReaderResult {
-        attempts: 0,
-        temps: 0,
-        opened: Vec::new(),
-    };
-    for line in stdout.lines() {
-        if let Some(rest) = line.strip_prefix("OPENED ") {
-            let (name, first) = rest.split_once(' ').unwrap_or((rest, ""));
-            result.opened.push((name.to_owned(), first.to_owned()));
-        } else if let Some(rest) = line.strip_prefix("ATTEMPTS ") {
-            let fields: Vec<&str> = rest.split(' ').collect();
-            result.attempts = fields[0].parse().unwrap();
-            result.temps = fields[2].parse().unwrap();
-        }
+/// An unlisted and a listed reader racing on one directory until `finish`.
+struct Race {
+    readers: [Reader; 2],
+    stop: PathBuf,
+}
+
+impl Race {
+    fn start(users: [&nix::unistd::User; 2], dir: &Path, stop: &Path) -> Race {
+        let readers = users.map(|user| Reader::spawn(user, dir, stop));
+        let stop = stop.to_owned();
+        Race { readers, stop }
     }
-    result
+
+    /// Stops both: the unlisted reader raced at least `min_attempts` times and opened
+    /// nothing. What the listed reader opened.
+    fn finish(self, phase: &str, min_attempts: u64) -> ReaderResult {
+        fs::write(&self.stop, "").unwrap();
+        let [other, granted] = self.readers.map(Reader::finish);
+        fs::remove_file(&self.stop).unwrap();
+        eprintln!(
+            "{phase}: unlisted reader {} opens ({} of temporaries), listed reader {} opens ({} of temporaries), {} succeeded",
+            other.attempts,
+            other.temps,
+            granted.attempts,
+            granted.temps,
+            granted.opened.len()
+        );
+        assert!(
+            other.attempts >= min_attempts,
+            "the reader raced: {}",
+            other.attempts
+        );
+        assert!(
+            other.opened.is_empty(),
+            "an unlisted user opened {:?}",
+            other.opened
+        );
+        granted
+    }
 }
 
 /// The store grants a listed user traverse only on its directory, and that named ACL entry
@@ -868,78 +752,44 @@ fn let_listed_user_list(dir: &Path) {
 /// certificate's `acls` and must open only that certificate's files (never the other's,
 /// not even its temporaries). Needs root (CI runs it as root); the readers run under
 /// `setpriv`.
+/// A new directory, mode 0755: world-listable on purpose.
+fn world_listable_dir(dir: PathBuf) -> PathBuf {
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 #[test]
 fn racing_readers_never_open_a_key_file_they_are_not_granted() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED racing_readers_never_open_a_key_file_they_are_not_granted: needs root (CI runs it as root)"
-        );
+    if skip_unless_root("racing_readers_never_open_a_key_file_they_are_not_granted") {
         return;
     }
     let other = ensure_user("akvsync-race-other");
     let granted = ensure_user("akvsync-race-granted");
-    let scratch = Scratch::new("race");
-    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o755)).unwrap();
-    let stop = scratch.0.join("stop");
 
     // Phase 1: the agent, against the emulator.
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let agent_store = scratch.0.join("agent-store");
-    fs::create_dir(&agent_store).unwrap();
-    fs::set_permissions(&agent_store, fs::Permissions::from_mode(0o755)).unwrap();
-    emu.rotate_certificate(VAULT, "granted").unwrap();
-    emu.rotate_certificate(VAULT, "private").unwrap();
-    let mut json = settings_json(&emu, &agent_store, &[]);
-    json["secretsManagementSettings"]["aclEnabled"] = serde_json::json!(true);
-    json["secretsManagementSettings"]["observedCertificates"] = serde_json::json!([
-        {"url": url("granted"), "acls": [{"user": "akvsync-race-granted"}]},
-        {"url": url("private")},
+    let env = Env::start(EnvConfig {
+        certificates: &["granted", "private"],
+        ..Default::default()
+    });
+    let stop = env.scratch.path("stop");
+    let agent_store = world_listable_dir(env.scratch.store());
+    let mut json = env.settings_json();
+    json["secretsManagementSettings"]["aclEnabled"] = json!(true);
+    json["secretsManagementSettings"]["observedCertificates"] = json!([
+        {"url": env.url("granted"), "acls": [{"user": "akvsync-race-granted"}]},
+        {"url": env.url("private")},
     ]);
-    let settings_file = scratch.0.join("settings.json");
-    fs::write(&settings_file, json.to_string()).unwrap();
+    env.write_settings(&json);
     let_listed_user_list(&agent_store);
-    let readers = [
-        spawn_reader(&other, &agent_store, &stop),
-        spawn_reader(&granted, &agent_store, &stop),
-    ];
+    let race = Race::start([&other, &granted], &agent_store, &stop);
     const AGENT_ROUNDS: usize = 6;
     for _ in 0..AGENT_ROUNDS {
-        emu.rotate_certificate(VAULT, "granted").unwrap();
-        emu.rotate_certificate(VAULT, "private").unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
-            .args(["once", "--settings"])
-            .arg(&settings_file)
-            .arg("--state-dir")
-            .arg(scratch.0.join("state"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            code(&out),
-            0,
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        env.emu.rotate_certificate(VAULT, "granted").unwrap();
+        env.emu.rotate_certificate(VAULT, "private").unwrap();
+        env.cmd(&["once"]).code(0).run();
     }
-    fs::write(&stop, "").unwrap();
-    let [other_reader, granted_reader] = readers.map(finish_reader);
-    eprintln!(
-        "agent phase: unlisted reader {} opens ({} of temporaries), listed reader {} opens, {} succeeded",
-        other_reader.attempts,
-        other_reader.temps,
-        granted_reader.attempts,
-        granted_reader.opened.len()
-    );
-    assert!(
-        other_reader.attempts >= 500,
-        "the reader raced: {}",
-        other_reader.attempts
-    );
-    assert!(
-        other_reader.opened.is_empty(),
-        "an unlisted user opened {:?}",
-        other_reader.opened
-    );
+    let granted_reader = race.finish("agent phase", 500);
     let granted_prefix = format!("{VAULT}.granted");
     assert!(
         granted_reader
@@ -955,16 +805,12 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
             "the listed user opened {name}"
         );
     }
-    fs::remove_file(&stop).unwrap();
-    emu.shutdown();
 
     // Phase 2: hundreds of rotations through the store's install path, with content that
     // names its certificate so that every open, temporaries included, is attributed.
     use akvsync::settings::{AclEntry, LinuxTarget};
     use akvsync::store::linux::{self, NewVersion};
-    let store = scratch.0.join("store");
-    fs::create_dir(&store).unwrap();
-    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+    let store = world_listable_dir(env.scratch.path("install-store"));
     let targets = [
         LinuxTarget {
             directory: store.to_str().unwrap().to_owned(),
@@ -983,10 +829,7 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
         },
     ];
     let_listed_user_list(&store);
-    let readers = [
-        spawn_reader(&other, &store, &stop),
-        spawn_reader(&granted, &store, &stop),
-    ];
+    let race = Race::start([&other, &granted], &store, &stop);
     const ROTATIONS: usize = 250;
     let filler = "A".repeat(64 * 100);
     let mut owned: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -1016,26 +859,7 @@ fn racing_readers_never_open_a_key_file_they_are_not_granted() {
             owned[t].retain(|v| !removed.contains(v));
         }
     }
-    fs::write(&stop, "").unwrap();
-    let [other_reader, granted_reader] = readers.map(finish_reader);
-    eprintln!(
-        "store phase ({ROTATIONS} rotations × 2): unlisted reader {} opens ({} of temporaries), listed reader {} opens ({} of temporaries), {} succeeded",
-        other_reader.attempts,
-        other_reader.temps,
-        granted_reader.attempts,
-        granted_reader.temps,
-        granted_reader.opened.len()
-    );
-    assert!(
-        other_reader.attempts >= 1000,
-        "the reader raced: {}",
-        other_reader.attempts
-    );
-    assert!(
-        other_reader.opened.is_empty(),
-        "an unlisted user opened {:?}",
-        other_reader.opened
-    );
+    let granted_reader = race.finish(&format!("store phase ({ROTATIONS} rotations × 2)"), 1000);
     assert!(
         granted_reader
             .opened

@@ -6,7 +6,10 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod env;
+pub mod guest_agent;
+pub mod http;
 pub mod service;
+pub mod store_view;
 #[cfg(unix)]
 pub mod users;
 
