@@ -10,6 +10,7 @@ use std::time::Duration;
 pub struct Service {
     child: Child,
     log: Arc<Mutex<String>>,
+    pump: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
@@ -24,7 +25,7 @@ impl Service {
         let log = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let pump = std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n) = stderr.read(&mut buffer) {
                 if n == 0 {
@@ -35,7 +36,11 @@ impl Service {
                     .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        Service { child, log }
+        Service {
+            child,
+            log,
+            pump: Some(pump),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -74,7 +79,20 @@ impl Service {
     }
 
     /// SIGTERM, then waits for the exit (at most 30 s, then kills).
-    pub fn stop(mut self) -> ExitStatus {
+    pub fn stop(self) -> ExitStatus {
+        self.stop_with_log().0
+    }
+
+    /// [`Service::stop`], then the whole log (read to its end once the process exited).
+    pub fn stop_with_log(mut self) -> (ExitStatus, String) {
+        let status = self.terminate();
+        if let Some(pump) = self.pump.take() {
+            let _ = pump.join();
+        }
+        (status, self.log())
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
         #[cfg(unix)]
         self.signal(nix::sys::signal::Signal::SIGTERM);
         #[cfg(not(unix))]
