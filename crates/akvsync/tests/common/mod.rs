@@ -5,7 +5,10 @@
 //! dropped privileges ([`users`]), and polling with a named limit ([`wait_until`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod agent;
 pub mod env;
+pub mod faults;
+pub mod probe;
 pub mod service;
 #[cfg(unix)]
 pub mod users;
