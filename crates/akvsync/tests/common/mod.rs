@@ -5,9 +5,12 @@
 //! dropped privileges ([`users`]), and polling with a named limit ([`wait_until`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod agent;
 pub mod env;
+pub mod faults;
 pub mod guest_agent;
 pub mod http;
+pub mod probe;
 pub mod service;
 pub mod store_view;
 #[cfg(unix)]

@@ -61,7 +61,13 @@ impl Service {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
+                // Its last lines may still be in the pump: read the log to its end first.
+                if let Some(pump) = self.pump.take() {
+                    let _ = pump.join();
+                }
+                if self.log().contains(text) {
+                    return;
+                }
                 panic!("exited ({status}) before logging {text:?}:\n{}", self.log());
             }
             if started.elapsed() > limit {

@@ -48,8 +48,8 @@ pub enum Entry {
     Link(PathBuf),
     /// A directory.
     Dir,
-    /// A file and its length.
-    File(u64),
+    /// A file and its contents (a snapshot compares bytes: "the store is byte-identical").
+    File(Vec<u8>),
     Other,
 }
 
@@ -68,7 +68,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Entry> {
             } else if meta.is_dir() {
                 Entry::Dir
             } else if meta.is_file() {
-                Entry::File(meta.len())
+                Entry::File(fs::read(entry.path()).unwrap())
             } else {
                 Entry::Other
             };
