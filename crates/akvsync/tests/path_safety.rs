@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use akvsync::settings::{self, Platform, SettingsError};
-use kvemu::{BlockingEmulator, Config};
 
 use common::Scratch;
-
-const VAULT: &str = "pathkv";
+use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::guest_agent::HANDLER;
+use common::store_view::{Entry, snapshot};
 
 /// The rendered errors of settings that must be invalid.
 fn errors_of(json: &serde_json::Value) -> String {
@@ -34,154 +34,129 @@ fn errors_of(json: &serde_json::Value) -> String {
     }
 }
 
-fn one_certificate(certificate: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "secretsManagementSettings": {
+/// Where a hostile name goes in the settings.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// The vault name in the certificate's URL.
+    Vault,
+    /// The secret name in the certificate's URL.
+    Secret,
+    CustomLink,
+    /// The certificate's own `certificateStoreLocation`.
+    Location,
+}
+
+impl At {
+    /// One certificate observed with `name` at this place.
+    fn settings(self, name: &str) -> serde_json::Value {
+        let web = format!("https://{VAULT}.vault.azure.net/secrets/web");
+        let certificate = match self {
+            At::Vault => {
+                serde_json::json!({"url": format!("https://{name}.vault.azure.net/secrets/web")})
+            }
+            At::Secret => {
+                serde_json::json!({"url": format!("https://{VAULT}.vault.azure.net/secrets/{name}")})
+            }
+            At::CustomLink => serde_json::json!({"url": web, "customSymbolicLinkName": name}),
+            At::Location => serde_json::json!({"url": web, "certificateStoreLocation": name}),
+        };
+        serde_json::json!({"secretsManagementSettings": {
             "pollingIntervalInS": "3600",
             "certificateStoreLocation": "/var/lib/waagent/Microsoft.Azure.KeyVault.Store",
             "observedCertificates": [certificate],
+        }})
+    }
+
+    /// The field the error must name.
+    fn field(self) -> &'static str {
+        match self {
+            At::Vault | At::Secret => "observedCertificates[0].url:",
+            At::CustomLink => "observedCertificates[0].customSymbolicLinkName:",
+            At::Location => "certificateStoreLocation:",
         }
-    })
+    }
 }
 
 #[test]
 fn names_that_could_leave_the_store_are_refused_naming_the_field() {
+    use At::*;
     let long = "a".repeat(256);
     let longer = "b".repeat(4096);
-    let vault_names = [
-        "..",
-        "kv/..",
-        "kv%2f..",
-        "kv\u{0}x",
-        "kv\u{2215}x",
-        "ｋｖｋｖ",
-        "kv\u{ff0e}x",
-        long.as_str(),
+    let dots = "must not be \".\" or \"..\"";
+    // Where, the hostile name, and what the error must say besides the field.
+    let rows: [(At, &str, &str); 37] = [
+        (Vault, "..", ""),
+        (Vault, "kv/..", ""),
+        (Vault, "kv%2f..", ""),
+        (Vault, "kv\u{0}x", ""),
+        (Vault, "kv\u{2215}x", ""),
+        (Vault, "ｋｖｋｖ", ""),
+        (Vault, "kv\u{ff0e}x", ""),
+        (Vault, &long, ""),
+        (Secret, "..", ""),
+        (Secret, ".", ""),
+        (Secret, "../../etc/passwd", ""),
+        (Secret, "a/../../b", ""),
+        (Secret, "%2e%2e", ""),
+        (Secret, "%2F", ""),
+        (Secret, "web\u{0}", ""),
+        (Secret, "web%00", ""),
+        (Secret, "web\u{2215}..\u{2215}x", ""),
+        (Secret, "\u{ff0e}\u{ff0e}", ""),
+        (Secret, "web\u{2024}pem", ""),
+        (Secret, "ｗｅｂ", ""),
+        (Secret, &long, ""),
+        (Secret, &longer, ""),
+        (CustomLink, "..", dots),
+        (CustomLink, ".", dots),
+        (CustomLink, "../escape", "without \"/\""),
+        (CustomLink, "/etc/passwd", "without \"/\""),
+        (CustomLink, "a/b", "without \"/\""),
+        (CustomLink, "x\u{0}y", "control characters"),
+        (CustomLink, "x\ny", "control characters"),
+        (CustomLink, &long, "at most 255 bytes"),
+        (CustomLink, ".akvsync-tmp-1", "reserves"),
+        (CustomLink, "", ""),
+        (CustomLink, "  ", ""),
+        (Location, "/var/../etc", ""),
+        (Location, "relative/store", ""),
+        (Location, "/x/\u{0}/y", ""),
+        (Location, "", ""),
     ];
-    for vault in vault_names {
-        let url = format!("https://{vault}.vault.azure.net/secrets/web");
-        let errors = errors_of(&one_certificate(serde_json::json!({ "url": url })));
+    for (at, name, why) in rows {
+        let errors = errors_of(&at.settings(name));
         assert!(
-            errors.contains("observedCertificates[0].url:"),
-            "{vault:?}: {errors}"
-        );
-    }
-    let secret_names = [
-        "..",
-        ".",
-        "../../etc/passwd",
-        "a/../../b",
-        "%2e%2e",
-        "%2F",
-        "web\u{0}",
-        "web%00",
-        "web\u{2215}..\u{2215}x",
-        "\u{ff0e}\u{ff0e}",
-        "web\u{2024}pem",
-        "ｗｅｂ",
-        long.as_str(),
-        longer.as_str(),
-    ];
-    for secret in secret_names {
-        let url = format!("https://{VAULT}.vault.azure.net/secrets/{secret}");
-        let errors = errors_of(&one_certificate(serde_json::json!({ "url": url })));
-        assert!(
-            errors.contains("observedCertificates[0].url:"),
-            "{secret:?}: {errors}"
-        );
-    }
-    let links = [
-        ("..", "must not be \".\" or \"..\""),
-        (".", "must not be \".\" or \"..\""),
-        ("../escape", "without \"/\""),
-        ("/etc/passwd", "without \"/\""),
-        ("a/b", "without \"/\""),
-        ("x\u{0}y", "control characters"),
-        ("x\ny", "control characters"),
-        (long.as_str(), "at most 255 bytes"),
-        (".akvsync-tmp-1", "reserves"),
-        ("", ""),
-        ("  ", ""),
-    ];
-    for (link, why) in links {
-        let errors = errors_of(&one_certificate(serde_json::json!({
-            "url": format!("https://{VAULT}.vault.azure.net/secrets/web"),
-            "customSymbolicLinkName": link,
-        })));
-        assert!(
-            errors.contains("observedCertificates[0].customSymbolicLinkName:")
-                && errors.contains(why),
-            "{link:?}: {errors}"
-        );
-    }
-    for location in ["/var/../etc", "relative/store", "/x/\u{0}/y", ""] {
-        let errors = errors_of(&one_certificate(serde_json::json!({
-            "url": format!("https://{VAULT}.vault.azure.net/secrets/web"),
-            "certificateStoreLocation": location,
-        })));
-        assert!(
-            errors.contains("certificateStoreLocation:"),
-            "{location:?}: {errors}"
+            errors.contains(at.field()) && errors.contains(why),
+            "{at:?} {name:?}: {errors}"
         );
     }
 }
 
 /// Every path under `root` with what it is (file content, link target, directory).
-fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
+fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
     let mut entries = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let what = if meta.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                "dir".to_owned()
-            } else {
-                format!("{} bytes: {:?}", meta.len(), fs::read(&path).unwrap())
-            };
-            entries.insert(path, what);
+    for (name, entry) in snapshot(root) {
+        let path = root.join(name);
+        if entry == Entry::Dir {
+            entries.extend(tree(&path));
         }
+        entries.insert(path, entry);
     }
     entries
 }
 
-fn settings_json(emu: &BlockingEmulator, store: &Path, certificates: serde_json::Value) -> String {
-    serde_json::json!({
-        "secretsManagementSettings": {
-            "pollingIntervalInS": "3600",
-            "certificateStoreLocation": store,
-            "observedCertificates": certificates,
-        },
-        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": {"testing": {
-            "caFile": emu.ca_file(),
-            "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
-        }},
-    })
-    .to_string()
-}
-
-fn once(settings_file: &Path, state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .args(["once", "--settings"])
-        .arg(settings_file)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .unwrap()
-}
-
-fn url(secret: &str) -> String {
-    format!("https://{VAULT}.vault.azure.net/secrets/{secret}")
+/// The environment's settings (polling hourly) observing `certificates`.
+fn observe(env: &Env, certificates: serde_json::Value) {
+    let mut settings = env.settings_json();
+    settings["secretsManagementSettings"]["pollingIntervalInS"] = "3600".into();
+    settings["secretsManagementSettings"]["observedCertificates"] = certificates;
+    env.write_settings(&settings);
 }
 
 #[test]
 fn look_alike_link_names_are_plain_names_inside_the_store() {
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let scratch = Scratch::new("lookalike");
+    let env = Env::start(EnvConfig::default());
+    let root = &env.scratch.0;
     // What looks like a path or a parent directory but is one file name.
     let links = [
         "\u{2215}etc\u{2215}passwd",
@@ -194,35 +169,24 @@ fn look_alike_link_names_are_plain_names_inside_the_store() {
     let mut certificates = Vec::new();
     for (i, link) in links.iter().enumerate() {
         let secret = format!("look{i}");
-        emu.rotate_certificate(VAULT, &secret).unwrap();
-        certificates.push(serde_json::json!({"url": url(&secret), "customSymbolicLinkName": link}));
+        env.emu.rotate_certificate(VAULT, &secret).unwrap();
+        certificates
+            .push(serde_json::json!({"url": env.url(&secret), "customSymbolicLinkName": link}));
     }
-    let settings_file = scratch.0.join("settings.json");
-    fs::write(
-        &settings_file,
-        settings_json(&emu, &scratch.store(), certificates.into()),
-    )
-    .unwrap();
-    let before = tree(&scratch.0);
-    let out = once(&settings_file, &scratch.0.join("state"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store = scratch.store();
+    observe(&env, certificates.into());
+    let before = tree(root);
+    env.cmd(&["once"]).code(0).run();
+    let store = env.scratch.store();
     for link in links {
         let target = fs::read_link(store.join(link)).unwrap();
         assert_eq!(target.parent(), Some(store.as_path()), "{link}");
     }
     // Everything new is inside the store or the state directory.
-    let after = tree(&scratch.0);
+    let after = tree(root);
     for (path, what) in &after {
         if before.get(path) != Some(what) {
             assert!(
-                path.starts_with(&store) || path.starts_with(scratch.0.join("state")),
+                path.starts_with(&store) || path.starts_with(env.scratch.state()),
                 "written outside the store: {}",
                 path.display()
             );
@@ -234,16 +198,14 @@ fn look_alike_link_names_are_plain_names_inside_the_store() {
         links.len() * 3,
         "version file, link, custom link each"
     );
-    emu.shutdown();
 }
 
 #[test]
 fn planted_symlinks_are_replaced_never_followed() {
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let scratch = Scratch::new("symlinks");
-    let store = scratch.store();
+    let env = Env::start(EnvConfig::default());
+    let store = env.scratch.store();
     fs::create_dir_all(&store).unwrap();
-    let outside = scratch.0.join("outside");
+    let outside = env.scratch.path("outside");
     fs::create_dir_all(&outside).unwrap();
     let victim = |name: &str| {
         let path = outside.join(name);
@@ -253,46 +215,29 @@ fn planted_symlinks_are_replaced_never_followed() {
     let version_victim = victim("version-victim");
     let link_victim = victim("link-victim");
     let temp_victim = victim("temp-victim");
-    let outside_dir = scratch.0.join("outside-dir");
+    let outside_dir = env.scratch.path("outside-dir");
     fs::create_dir_all(&outside_dir).unwrap();
 
-    let imported = emu.rotate_certificate(VAULT, "web").unwrap();
+    let imported = env.emu.rotate_certificate(VAULT, "web").unwrap();
     // At the version file's name (the attacker knows the version from the vault), at the
     // stable link name, at the custom link name (a directory outside), and at a temporary
     // name (removed at start, as stale).
-    symlink(
-        &version_victim,
-        store.join(format!("{VAULT}.web.{}", imported.version)),
-    )
-    .unwrap();
+    let version_file = store.join(format!("{VAULT}.web.{}", imported.version));
+    symlink(&version_victim, &version_file).unwrap();
     symlink(&link_victim, store.join(format!("{VAULT}.web"))).unwrap();
     symlink(&outside_dir, store.join("web.pem")).unwrap();
     symlink(&temp_victim, store.join(".akvsync-tmp-planted")).unwrap();
-    let settings_file = scratch.0.join("settings.json");
-    fs::write(
-        &settings_file,
-        settings_json(
-            &emu,
-            &store,
-            serde_json::json!([{"url": url("web"), "customSymbolicLinkName": "web.pem"}]),
-        ),
-    )
-    .unwrap();
-    let outside_before = tree(&outside);
-    let out = once(&settings_file, &scratch.0.join("state"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    observe(
+        &env,
+        serde_json::json!([{"url": env.url("web"), "customSymbolicLinkName": "web.pem"}]),
     );
+    let outside_before = tree(&outside);
+    env.cmd(&["once"]).code(0).run();
     assert_eq!(tree(&outside), outside_before, "nothing outside changed");
     assert!(
         fs::read_dir(&outside_dir).unwrap().next().is_none(),
         "nothing written into the directory a planted link pointed at"
     );
-    let version_file = store.join(format!("{VAULT}.web.{}", imported.version));
     let meta = fs::symlink_metadata(&version_file).unwrap();
     assert!(
         meta.is_file(),
@@ -315,16 +260,13 @@ fn planted_symlinks_are_replaced_never_followed() {
 
     // Pruning an owned version whose name an attacker turned into a symlink removes
     // nothing outside: three rotations push the first version out of retention.
-    let first = version_file.clone();
-    fs::remove_file(&first).unwrap();
-    symlink(&version_victim, &first).unwrap();
+    fs::remove_file(&version_file).unwrap();
+    symlink(&version_victim, &version_file).unwrap();
     for _ in 0..3 {
-        emu.rotate_certificate(VAULT, "web").unwrap();
-        let out = once(&settings_file, &scratch.0.join("state"));
-        assert_eq!(out.status.code(), Some(0));
+        env.emu.rotate_certificate(VAULT, "web").unwrap();
+        env.cmd(&["once"]).code(0).run();
     }
     assert_eq!(tree(&outside), outside_before, "nothing outside changed");
-    emu.shutdown();
 }
 
 /// A settings file of `len` bytes: one observed certificate, then padding inside a string.
@@ -359,35 +301,24 @@ fn huge_deep_and_non_utf8_settings_are_refused_by_every_verb_without_a_panic() {
         ("not-utf8", not_utf8, "UTF-8"),
         ("utf16-lone-surrogate", utf16_bad, "UTF-16"),
     ];
-    let state = scratch.0.join("state");
+    let state = scratch.state();
     for (name, bytes, expected) in cases {
-        let file = scratch.0.join(format!("{name}.json"));
+        let file = scratch.path(&format!("{name}.json"));
         fs::write(&file, &bytes).unwrap();
-        let runs: [Vec<&std::ffi::OsStr>; 3] = [
-            vec!["validate".as_ref(), file.as_os_str()],
-            vec![
-                "once".as_ref(),
-                "--settings".as_ref(),
-                file.as_os_str(),
-                "--state-dir".as_ref(),
-                state.as_os_str(),
-            ],
-            vec![
-                "run".as_ref(),
-                "--settings".as_ref(),
-                file.as_os_str(),
-                "--state-dir".as_ref(),
-                state.as_os_str(),
-            ],
-        ];
-        for args in runs {
-            let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
-                .args(&args)
-                .output()
-                .unwrap();
+        for verb in ["validate", "once", "run"] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+            command.arg(verb);
+            if verb == "validate" {
+                command.arg(&file);
+            } else {
+                command
+                    .arg("--settings")
+                    .arg(&file)
+                    .arg("--state-dir")
+                    .arg(&state);
+            }
+            let out = Cmd::new(command).code(2).run();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let verb = args[0].to_string_lossy();
-            assert_eq!(out.status.code(), Some(2), "{name} {verb}: {stderr}");
             assert!(!stderr.contains("panicked"), "{name} {verb}: {stderr}");
             assert!(
                 stderr.to_lowercase().contains(&expected.to_lowercase()),
@@ -415,15 +346,16 @@ fn handler_files_never_follow_a_symlink_planted_at_their_temporary_name() {
     let victim = scratch.0.join("victim");
     fs::write(&victim, "precious").unwrap();
     let pid = std::process::id();
-    for name in ["0.status", "heartbeat.log", "mrseq"] {
-        symlink(
-            &victim,
-            status_dir.join(format!(".{name}.akvsync-tmp-{pid}")),
-        )
-        .unwrap();
+    let mut planted: Vec<_> = ["0.status", "heartbeat.log", "mrseq"]
+        .iter()
+        .map(|name| format!(".{name}.akvsync-tmp-{pid}"))
+        .collect();
+    planted.sort();
+    for name in &planted {
+        symlink(&victim, status_dir.join(name)).unwrap();
     }
     let report = StatusReport {
-        handler_name: "Akvsync.KeyVault".into(),
+        handler_name: HANDLER.into(),
         operation: "Enable".into(),
         status: Status::Success,
         code: 0,
@@ -443,11 +375,6 @@ fn handler_files_never_follow_a_symlink_planted_at_their_temporary_name() {
         .filter(|n| n.contains("akvsync-tmp"))
         .collect();
     left.sort();
-    let mut planted: Vec<_> = ["0.status", "heartbeat.log", "mrseq"]
-        .iter()
-        .map(|name| format!(".{name}.akvsync-tmp-{pid}"))
-        .collect();
-    planted.sort();
     assert_eq!(left, planted, "only the planted links, none of ours");
     for name in &planted {
         assert_eq!(fs::read_link(status_dir.join(name)).unwrap(), victim);

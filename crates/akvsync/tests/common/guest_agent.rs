@@ -58,39 +58,87 @@ impl HandlerDir {
 
     /// `config/<seq>.settings` with exactly `text`.
     pub fn write_raw_settings(&self, seq: u64, text: &str) {
-        fs::write(self.dir.join(format!("config/{seq}.settings")), text).unwrap();
+        fs::write(self.settings_file(seq), text).unwrap();
+    }
+
+    /// `config/<seq>.settings`.
+    pub fn settings_file(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("config/{seq}.settings"))
+    }
+
+    /// `status/<seq>.status`.
+    pub fn status_file(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("status/{seq}.status"))
     }
 
     /// `akvsync handler <op> --state-dir <state>` in the handler directory, as the agent
     /// runs it for sequence number `seq`.
     pub fn cmd(&self, op: &str, seq: u64) -> Cmd {
+        self.cmd_as(op, Some(seq), "1.0.0")
+    }
+
+    /// [`HandlerDir::cmd`] as the agent runs extension `version`, with
+    /// `ConfigSequenceNumber` only when `seq` is given.
+    pub fn cmd_as(&self, op: &str, seq: Option<u64>, version: &str) -> Cmd {
         let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
         command
             .args(["handler", op, "--state-dir"])
             .arg(&self.state)
             .current_dir(&self.dir);
-        Cmd::new(command)
-            .env("AZURE_GUEST_AGENT_EXTENSION_VERSION", "1.0.0")
-            .env("ConfigSequenceNumber", seq.to_string())
+        let cmd = Cmd::new(command).env("AZURE_GUEST_AGENT_EXTENSION_VERSION", version);
+        match seq {
+            Some(seq) => cmd.env("ConfigSequenceNumber", seq.to_string()),
+            None => cmd,
+        }
     }
 
-    /// The `status` object of `status/<seq>.status`, once it is there and parses.
+    /// The `status` object of `status/<seq>.status` once it is there; a status file is
+    /// always complete JSON (written through a temporary), so one that does not parse panics.
     pub fn status(&self, seq: u64) -> Option<serde_json::Value> {
-        let bytes = fs::read(self.dir.join(format!("status/{seq}.status"))).ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let bytes = fs::read(self.status_file(seq)).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{seq}.status is not complete JSON: {e}"));
         Some(value[0]["status"].clone())
     }
+
+    /// Waits (at most 60 s) until `<seq>.status` satisfies `ok`; panics with the last one.
+    pub fn wait_status(
+        &self,
+        seq: u64,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let what = format!("{seq}.status {what}");
+        super::wait_until(std::time::Duration::from_secs(60), &what, || {
+            match self.status(seq) {
+                Some(s) if ok(&s) => Ok(s),
+                other => Err(format!("{other:#?}")),
+            }
+        })
+    }
+
+    /// The pid of the service `enable` started, while it is alive.
+    pub fn service_pid(&self) -> Option<u32> {
+        let pid = fs::read_to_string(self.state.join("akvsync.pid")).ok()?;
+        let pid: u32 = pid.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+}
+
+/// The process is alive and not a zombie (Linux: read from `/proc`).
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 impl Drop for HandlerDir {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some(pid) = fs::read_to_string(self.state.join("akvsync.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
+        if let Some(pid) = self.service_pid() {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
             std::thread::sleep(std::time::Duration::from_millis(500));
