@@ -9,7 +9,10 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::env::{Env, EnvConfig, VAULT};
+use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::service::Service;
+use common::store_view::StoreView;
+use common::wait_until;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
@@ -94,14 +97,13 @@ fn status_and_wait_exit_codes_follow_what_is_served() {
     });
     // Before any sync, without --settings: said plainly, not a missing-file error.
     let state = env.scratch.state();
-    common::env::Cmd::new({
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-        c.args(["status", "--state-dir"]).arg(&state);
-        c
-    })
-    .code(1)
-    .stderr_has("nothing synced yet")
-    .run();
+    Cmd::new(std::process::Command::new(env!("CARGO_BIN_EXE_akvsync")))
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .code(1)
+        .stderr_has("nothing synced yet")
+        .run();
     env.cmd(&["wait", "--timeout", "1s"])
         .code(1)
         .stderr_has("harnesskv/web: nothing synced yet")
@@ -145,48 +147,16 @@ fn wait_returns_once_the_running_service_has_installed_everything() {
         .unwrap()
         .push(serde_json::json!(env.url("late")));
     env.write_settings(&json);
-    let mut service = agent(&env, &["run"]);
-    service.stderr(std::process::Stdio::null());
-    let mut service = KillOnDrop(service.spawn().unwrap());
-    let mut wait = KillOnDrop(agent(&env, &["wait", "--timeout", "60s"]).spawn().unwrap());
+    let _service = Service::spawn(env.run_command(&[]));
+    let mut wait = Service::spawn(env.command(&["wait", "--timeout", "60s"]));
     // The service holds the state lock; wait does not need it.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        wait.0.try_wait().unwrap().is_none(),
-        "waits while `late` is missing"
-    );
+    assert!(wait.try_wait().is_none(), "waits while `late` is missing");
     env.emu.rotate_certificate(VAULT, "late").unwrap();
-    let status = common::wait_until(Duration::from_secs(30), "wait exits", || {
-        wait.0
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still waiting".to_owned())
+    let status = wait_until(Duration::from_secs(30), "wait exits", || {
+        wait.try_wait().ok_or_else(|| "still waiting".to_owned())
     });
     assert_eq!(status.code(), Some(0));
-    let _ = service.0.kill();
-}
-
-/// `akvsync <args> --settings … --state-dir …` in a clean environment, for a background
-/// process (stdout discarded).
-fn agent(env: &Env, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    common::env::clean(&mut command)
-        .args(args)
-        .arg("--settings")
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state())
-        .stdout(std::process::Stdio::null());
-    command
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -196,7 +166,7 @@ fn a_renamed_custom_link_is_removed_not_left_dangling() {
         akvsync: Some(serde_json::json!({"retainVersions": 1})),
         ..Default::default()
     });
-    let store = env.scratch.store();
+    let store = StoreView::new(env.scratch.store());
     let with_link = |name: &str| {
         let mut json = env.settings_json();
         json["secretsManagementSettings"]["observedCertificates"] =
@@ -205,35 +175,23 @@ fn a_renamed_custom_link_is_removed_not_left_dangling() {
     };
     with_link("web-current");
     env.cmd(&["once"]).code(0).run();
-    assert!(store.join("web-current").exists());
+    assert!(store.dir.join("web-current").exists());
     with_link("web-now");
     env.emu.rotate_certificate(VAULT, "web").unwrap();
     env.cmd(&["once"]).code(0).run();
-    assert!(
-        fs::symlink_metadata(store.join("web-current")).is_err(),
-        "the old custom link is gone"
-    );
+    assert!(!store.has("web-current"), "the old custom link is gone");
     let new = env
         .emu
         .secret_versions(VAULT, "web")
         .last()
         .unwrap()
         .clone();
-    assert!(
-        fs::read_link(store.join("web-now"))
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .ends_with(&new)
-    );
-    for entry in fs::read_dir(&store).unwrap() {
-        let path = entry.unwrap().path();
-        assert!(fs::metadata(&path).is_ok(), "dangling: {}", path.display());
-    }
+    assert_eq!(store.link_version("web-now"), Some(new));
+    assert_eq!(store.dangling(), Vec::<String>::new(), "dangling links");
     // Removed from the settings entirely: gone too, at the next poll.
     env.write_settings(&env.settings_json());
     env.cmd(&["once"]).code(0).run();
-    assert!(fs::symlink_metadata(store.join("web-now")).is_err());
+    assert!(!store.has("web-now"));
 }
 
 #[test]
@@ -242,34 +200,18 @@ fn with_json_logs_every_line_run_prints_is_json_warnings_included() {
         certificates: &["web"],
         ..Default::default()
     });
-    let mut run = agent(&env, &["run"]);
-    run.env("AKVSYNC_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped());
-    let mut child = KillOnDrop(run.spawn().unwrap());
-    let stderr = child.0.stderr.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = std::sync::Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    common::wait_until(Duration::from_secs(30), "the first round is logged", || {
-        let lines = lines.lock().unwrap();
-        if lines.iter().any(|l| l.contains("harnesskv/web")) {
-            Ok(())
-        } else {
-            Err(format!("{lines:?}"))
-        }
-    });
-    drop(child);
-    let lines = lines.lock().unwrap();
+    let mut run = env.run_command(&[]);
+    run.env("AKVSYNC_LOG_FORMAT", "json");
+    let mut service = Service::spawn(run);
+    service.wait_log("harnesskv/web", Duration::from_secs(30));
+    // Stopped and read to its end: whole lines only, the shutdown's included.
+    let (_, log) = service.stop_with_log();
+    let lines: Vec<&str> = log.lines().collect();
     assert!(
         lines.iter().any(|l| l.contains("testing override")),
         "the start-up warnings are there: {lines:?}"
     );
-    for line in lines.iter() {
+    for line in lines {
         assert!(
             serde_json::from_str::<serde_json::Value>(line).is_ok(),
             "not JSON: {line}"

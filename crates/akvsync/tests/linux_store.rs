@@ -4,34 +4,22 @@
 //! (root only; CI runs as root with the `acl` package).
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
 use std::process::Command;
 
 use akvsync::settings::{AclEntry, LinuxTarget};
 use akvsync::store::linux::{self, NewVersion, StoreError};
+use common::Scratch;
+use common::store_view::{StoreView, mode, owner};
+use common::users::{as_user, ensure_user, skip_unless_root};
 
 const V1: &str = "0123456789abcdef0123456789abcdef";
 const V2: &str = "fedcba9876543210fedcba9876543210";
 const V3: &str = "00000000000000000000000000000003";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("akvsync-store-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn target(dir: &Path, custom: Option<&str>, acls: Vec<AclEntry>) -> LinuxTarget {
     LinuxTarget {
@@ -51,31 +39,21 @@ fn version<'a>(v: &'a str, pem: &'a [u8]) -> NewVersion<'a> {
     }
 }
 
+/// The names in `dir`, sorted.
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    StoreView::new(dir).snapshot().into_keys().collect()
 }
 
 #[test]
 fn installs_versions_behind_atomic_absolute_links() {
-    let tmp = TempDir::new("layout");
+    let tmp = Scratch::new("layout");
     let dir = tmp.0.join("nested/store");
     let t = target(&dir, Some("web.pem"), vec![]);
 
     let first = linux::install(&t, &version(V1, b"PEM ONE")).unwrap();
-    assert_eq!(
-        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(mode(&dir), 0o700);
     assert_eq!(first.path, dir.join(format!("myvault.web.{V1}")));
-    assert_eq!(
-        fs::metadata(&first.path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(mode(&first.path), 0o600);
     assert_eq!(fs::read(dir.join("myvault.web")).unwrap(), b"PEM ONE");
     assert_eq!(fs::read_link(dir.join("web.pem")).unwrap(), first.path);
     assert!(
@@ -110,7 +88,7 @@ fn installs_versions_behind_atomic_absolute_links() {
 
 #[test]
 fn prunes_only_owned_versions_outside_the_keep_list() {
-    let tmp = TempDir::new("prune");
+    let tmp = Scratch::new("prune");
     let t = target(&tmp.0, None, vec![]);
     for v in [V1, V2, V3] {
         linux::install(&t, &version(v, v.as_bytes())).unwrap();
@@ -130,7 +108,7 @@ fn prunes_only_owned_versions_outside_the_keep_list() {
 
 #[test]
 fn never_clobbers_a_foreign_file_at_a_link_name() {
-    let tmp = TempDir::new("foreign");
+    let tmp = Scratch::new("foreign");
     fs::write(tmp.0.join("myvault.web"), "an admin's own file").unwrap();
     let t = target(&tmp.0, None, vec![]);
     let err = linux::install(&t, &version(V1, b"PEM")).unwrap_err();
@@ -151,7 +129,7 @@ fn never_clobbers_a_foreign_file_at_a_link_name() {
 
 #[test]
 fn adopts_an_existing_keyvaultforlinux_link() {
-    let tmp = TempDir::new("adopt");
+    let tmp = Scratch::new("adopt");
     let old = tmp.0.join("myvault.web.5f2c3c6c.1234.PEM");
     fs::write(&old, "written by the Microsoft extension").unwrap();
     symlink(&old, tmp.0.join("myvault.web")).unwrap();
@@ -163,7 +141,7 @@ fn adopts_an_existing_keyvaultforlinux_link() {
 
 #[test]
 fn removes_stale_temporaries_and_nothing_else() {
-    let tmp = TempDir::new("temps");
+    let tmp = Scratch::new("temps");
     fs::write(tmp.0.join(".akvsync-tmp-1-2-3"), "half a certificate").unwrap();
     symlink("/nowhere", tmp.0.join(".akvsync-tmp-4-5-6")).unwrap();
     fs::write(tmp.0.join("keep.pem"), "x").unwrap();
@@ -173,38 +151,17 @@ fn removes_stale_temporaries_and_nothing_else() {
 
 #[test]
 fn refuses_a_directory_that_is_a_file() {
-    let tmp = TempDir::new("notdir");
+    let tmp = Scratch::new("notdir");
     let file = tmp.0.join("store");
     fs::write(&file, "").unwrap();
     let err = linux::install(&target(&file, None, vec![]), &version(V1, b"PEM")).unwrap_err();
     assert!(matches!(err, StoreError::NotADirectory(_)), "{err}");
 }
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
-/// Creates a system user (idempotent) for ACL tests; root only.
-fn ensure_user(name: &str) {
-    let exists = Command::new("id")
-        .arg(name)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "useradd {name}");
-    }
-}
-
-/// Reads `path` as `user` (runuser drops privileges), returning whether it succeeded.
+/// Reads `path` as `user` (uid and gid only), returning whether it succeeded.
 fn can_read_as(user: &str, path: &Path) -> bool {
-    Command::new("runuser")
-        .args(["-u", user, "--", "cat"])
+    let user = ensure_user(user);
+    as_user(&user, "cat")
         .arg(path)
         .output()
         .unwrap()
@@ -214,15 +171,14 @@ fn can_read_as(user: &str, path: &Path) -> bool {
 
 #[test]
 fn acls_grant_read_to_listed_users_only() {
-    if !is_root() {
-        eprintln!("SKIPPED acls_grant_read_to_listed_users_only: needs root (CI runs it as root)");
+    if skip_unless_root("acls_grant_read_to_listed_users_only") {
         return;
     }
     ensure_user("akvsync-acl-reader");
     ensure_user("akvsync-acl-other");
-    let tmp = TempDir::new("acl");
-    // The reader must be able to reach the store directory's parent.
-    fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = Scratch::new("acl");
+    // The reader must be able to reach the store directory's parent: a Scratch is 0755.
+    assert_eq!(mode(&tmp.0), 0o755);
     let dir = tmp.0.join("store");
     let t = target(
         &dir,
@@ -244,14 +200,10 @@ fn acls_grant_read_to_listed_users_only() {
     );
     let file = fs::File::open(&installed.path).unwrap();
     let entries = linux::acl::named_entries(&file).unwrap();
-    let uid = nix::unistd::User::from_name("akvsync-acl-reader")
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw();
+    let uid = ensure_user("akvsync-acl-reader").uid.as_raw();
     assert_eq!(entries.users, vec![(uid, linux::acl::READ)]);
     assert!(entries.groups.is_empty());
-    assert_eq!(fs::metadata(&installed.path).unwrap().uid(), 0);
+    assert_eq!(owner(&installed.path).0, 0);
 
     // A certificate without acls in the same directory stays private.
     let plain = LinuxTarget {
@@ -313,8 +265,7 @@ fn getfacl_entry(path: &Path, tag: &str) -> Option<String> {
 /// directory without an ACL the mask is its group bits plus traverse.
 #[test]
 fn an_acl_grant_never_widens_the_mask() {
-    if !is_root() {
-        eprintln!("SKIPPED an_acl_grant_never_widens_the_mask: needs root (CI runs it as root)");
+    if skip_unless_root("an_acl_grant_never_widens_the_mask") {
         return;
     }
     if !have_acl_tools() {
@@ -324,8 +275,8 @@ fn an_acl_grant_never_widens_the_mask() {
         return;
     }
     ensure_user("akvsync-acl-reader");
-    let tmp = TempDir::new("acl-mask");
-    fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = Scratch::new("acl-mask");
+    assert_eq!(mode(&tmp.0), 0o755);
     let reader = vec![AclEntry {
         user: Some("akvsync-acl-reader".into()),
         group: None,
@@ -351,8 +302,8 @@ fn an_acl_grant_never_widens_the_mask() {
         getfacl_entry(&narrowed, "user:akvsync-acl-reader:").as_deref(),
         Some("--x")
     );
-    let mode = fs::metadata(&narrowed).unwrap().mode();
-    assert_eq!(mode & 0o070, 0o010, "group class bits of {mode:o}");
+    let bits = mode(&narrowed);
+    assert_eq!(bits & 0o070, 0o010, "group class bits of {bits:o}");
     assert_eq!(
         getfacl_entry(&installed.path, "mask::").as_deref(),
         Some("r--")
@@ -373,12 +324,12 @@ fn an_acl_grant_never_widens_the_mask() {
     linux::install(&target(&plain, None, reader), &version(V1, b"SECRET PEM")).unwrap();
     assert_eq!(getfacl_entry(&plain, "mask::").as_deref(), Some("r-x"));
     assert_eq!(getfacl_entry(&plain, "group::").as_deref(), Some("r-x"));
-    assert_eq!(fs::metadata(&plain).unwrap().mode() & 0o777, 0o750);
+    assert_eq!(mode(&plain), 0o750);
 }
 
 #[test]
 fn unknown_acl_user_is_an_error_and_nothing_is_written() {
-    let tmp = TempDir::new("acl-missing");
+    let tmp = Scratch::new("acl-missing");
     let t = target(
         &tmp.0,
         None,

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::env::{Env, EnvConfig, VAULT};
+use common::store_view::{StoreView, mode, owner, pem_blocks};
 
 /// `openssl <args>` must succeed; its stdout.
 fn openssl(args: &[&str]) -> String {
@@ -26,20 +27,17 @@ fn openssl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn openssl_fails(args: &[&str]) -> bool {
-    !Command::new("openssl")
-        .args(args)
+/// `openssl pkcs12 -in <pfx> -passin pass:<password> <extra…>`: whether it succeeded, its
+/// stdout and its stderr.
+fn pkcs12(pfx: &Path, password: &str, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-in", pfx.to_str().unwrap()])
+        .args(["-passin", &format!("pass:{password}")])
+        .args(extra)
         .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-fn blocks(path: &Path, label: &str) -> usize {
-    fs::read_to_string(path)
-        .unwrap()
-        .matches(&format!("-----BEGIN {label}-----"))
-        .count()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 fn sha1(path: &Path) -> String {
@@ -90,34 +88,41 @@ fn every_kind_holds_what_its_name_says() {
         all_kinds(&out, serde_json::json!({})),
     );
     env.cmd(&["once"]).code(0).stdout_has("installed").run();
-    for (secret, thumbprint) in [
-        (
-            "seed-rsa-pem",
-            env.emu.secret_versions(VAULT, "seed-rsa-pem"),
-        ),
-        ("seed-ec-pfx", env.emu.secret_versions(VAULT, "seed-ec-pfx")),
-    ] {
-        assert_eq!(thumbprint.len(), 1);
+    for secret in ["seed-rsa-pem", "seed-ec-pfx"] {
+        assert_eq!(env.emu.secret_versions(VAULT, secret).len(), 1);
         let path = |ext: &str| out.join(format!("{secret}.{ext}"));
-        // cert: the leaf only, the one the store holds.
-        assert_eq!(blocks(&path("crt"), "CERTIFICATE"), 1);
+        // Each file's blocks: (file, certificates, private keys). cert: the leaf only;
+        // chain: the intermediate, never the root; fullchain: leaf then intermediate;
+        // key: PKCS#8; pem: leaf, intermediate, key, no root.
+        #[rustfmt::skip]
+        let kinds = [
+            ("crt", 1, 0),
+            ("chain.pem", 1, 0),
+            ("fullchain.pem", 2, 0),
+            ("key", 0, 1),
+            ("pem", 2, 1),
+        ];
+        for (ext, certificates, keys) in kinds {
+            let file = path(ext);
+            assert_eq!(
+                pem_blocks(&file, "CERTIFICATE"),
+                certificates,
+                "{secret}.{ext}"
+            );
+            assert_eq!(pem_blocks(&file, "PRIVATE KEY"), keys, "{secret}.{ext}");
+        }
+        // The leaf is the one the store holds.
         let store_file =
-            fs::canonicalize(env.scratch.store().join(format!("{VAULT}.{secret}"))).unwrap();
+            fs::canonicalize(StoreView::new(env.scratch.store()).link(VAULT, secret)).unwrap();
         assert_eq!(sha1(&path("crt")), sha1(&store_file), "{secret}: leaf");
         assert!(
             subject(&path("crt")).contains(secret),
             "{}",
             subject(&path("crt"))
         );
-        // chain: the intermediate, never the root.
-        assert_eq!(blocks(&path("chain.pem"), "CERTIFICATE"), 1);
         assert!(subject(&path("chain.pem")).contains("Issuing CA"));
-        assert!(!fs::read_to_string(path("chain.pem")).unwrap().is_empty());
-        // fullchain: leaf then intermediate.
-        assert_eq!(blocks(&path("fullchain.pem"), "CERTIFICATE"), 2);
         assert_eq!(sha1(&path("fullchain.pem")), sha1(&path("crt")));
-        // key: PKCS#8, the leaf's.
-        assert_eq!(blocks(&path("key"), "PRIVATE KEY"), 1);
+        // The key is the leaf's.
         let key_pub = openssl(&["pkey", "-in", path("key").to_str().unwrap(), "-pubout"]);
         let cert_pub = openssl(&[
             "x509",
@@ -127,18 +132,9 @@ fn every_kind_holds_what_its_name_says() {
             "-pubkey",
         ]);
         assert_eq!(key_pub, cert_pub, "{secret}: key matches leaf");
-        // pem: leaf, intermediate, key; no root.
-        assert_eq!(blocks(&path("pem"), "CERTIFICATE"), 2);
-        assert_eq!(blocks(&path("pem"), "PRIVATE KEY"), 1);
         // pfx: empty password, opened by OpenSSL 3 without -legacy.
-        let pfx = openssl(&[
-            "pkcs12",
-            "-in",
-            path("pfx").to_str().unwrap(),
-            "-passin",
-            "pass:",
-            "-nodes",
-        ]);
+        let (opened, pfx, errors) = pkcs12(&path("pfx"), "", &["-nodes"]);
+        assert!(opened, "{secret}.pfx: {errors}");
         assert_eq!(
             pfx.matches("-----BEGIN CERTIFICATE-----").count(),
             2,
@@ -162,8 +158,7 @@ fn every_kind_holds_what_its_name_says() {
                 Path::new(&format!(".akvsync-current.{VAULT}.{secret}"))
                     .join(format!("{secret}.{ext}"))
             );
-            let meta = fs::metadata(path(ext)).unwrap();
-            assert_eq!(meta.mode() & 0o7777, 0o600, "{secret}.{ext}");
+            assert_eq!(mode(&path(ext)), 0o600, "{secret}.{ext}");
         }
     }
     // `status --json` names the output paths.
@@ -207,41 +202,13 @@ fn pfx_passwords_come_from_a_private_file_or_a_secret() {
         ("seed-ec-pfx", "secret-password"),
     ] {
         let pfx = out.join(format!("{secret}.pfx"));
-        let pfx = pfx.to_str().unwrap();
-        let text = openssl(&[
-            "pkcs12",
-            "-in",
-            pfx,
-            "-passin",
-            &format!("pass:{password}"),
-            "-nodes",
-        ]);
+        let (opened, text, errors) = pkcs12(&pfx, password, &["-nodes"]);
+        assert!(opened, "{secret}.pfx: {errors}");
         assert_eq!(text.matches("-----BEGIN PRIVATE KEY-----").count(), 1);
-        assert!(openssl_fails(&[
-            "pkcs12",
-            "-in",
-            pfx,
-            "-passin",
-            "pass:wrong",
-            "-nodes"
-        ]));
-        assert!(openssl_fails(&[
-            "pkcs12", "-in", pfx, "-passin", "pass:", "-nodes"
-        ]));
+        assert!(!pkcs12(&pfx, "wrong", &["-nodes"]).0, "a wrong password");
+        assert!(!pkcs12(&pfx, "", &["-nodes"]).0, "no password");
         // AES-256 with PBKDF2 (OpenSSL 3's default form) when a password is set.
-        let info = Command::new("openssl")
-            .args([
-                "pkcs12",
-                "-in",
-                pfx,
-                "-passin",
-                &format!("pass:{password}"),
-                "-info",
-                "-noout",
-            ])
-            .output()
-            .unwrap();
-        let info = String::from_utf8_lossy(&info.stderr);
+        let (_, _, info) = pkcs12(&pfx, password, &["-info", "-noout"]);
         assert!(
             info.contains("AES-256-CBC") || info.contains("aes-256-cbc"),
             "{info}"
@@ -292,9 +259,8 @@ fn owners_groups_and_modes_are_what_accounts_see() {
     );
     env.cmd(&["once"]).code(0).run();
     for name in ["seed-rsa-pem.crt", "seed-rsa-pem.key"] {
-        let meta = fs::metadata(out.join(name)).unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (0, app.gid.as_raw()), "{name}");
-        assert_eq!(meta.mode() & 0o7777, 0o640, "{name}");
+        assert_eq!(owner(&out.join(name)), (0, app.gid.as_raw()), "{name}");
+        assert_eq!(mode(&out.join(name)), 0o640, "{name}");
     }
     let key = out.join("seed-rsa-pem.key");
     // The group's account reads through the 0750 directory (akvsync granted it traverse).
@@ -320,27 +286,21 @@ fn owners_groups_and_modes_are_what_accounts_see() {
         .run();
     assert_eq!(fs::read(&key).unwrap(), before);
     let versions = env.emu.secret_versions(VAULT, "seed-rsa-pem");
-    let store_link =
-        fs::read_link(env.scratch.store().join(format!("{VAULT}.seed-rsa-pem"))).unwrap();
-    assert!(
-        store_link
-            .to_str()
-            .unwrap()
-            .ends_with(versions.last().unwrap()),
+    assert_eq!(
+        StoreView::new(env.scratch.store()).linked_version(VAULT, "seed-rsa-pem"),
+        versions.last().cloned(),
         "store moved"
     );
 }
 
-/// The data directories of a certificate's outputs in `dir`.
+/// The data directories of a certificate's outputs in `dir`, sorted.
 fn data_dirs(dir: &Path, secret: &str) -> Vec<String> {
     let prefix = format!(".akvsync-data.{VAULT}.{secret}.");
-    let mut found: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    StoreView::new(dir)
+        .snapshot()
+        .into_keys()
         .filter(|n| n.starts_with(&prefix))
-        .collect();
-    found.sort();
-    found
+        .collect()
 }
 
 #[test]
@@ -350,15 +310,15 @@ fn rotations_switch_whole_sets_and_prune_past_the_retention() {
     let mut akvsync = all_kinds(&out, serde_json::json!({}));
     akvsync["retainVersions"] = serde_json::json!(2);
     let env = env_with(&["seed-ec-pfx"], akvsync);
+    let view = StoreView::new(&out);
+    let current = format!(".akvsync-current.{VAULT}.seed-ec-pfx");
     env.cmd(&["once"]).code(0).run();
     for _ in 0..3 {
         let new = env.emu.rotate_certificate(VAULT, "seed-ec-pfx").unwrap();
         env.cmd(&["once"]).code(0).stdout_has("installed").run();
         let crt = out.join("seed-ec-pfx.crt");
         assert_eq!(sha1(&crt), new.thumbprint, "the set shows the new version");
-        let current =
-            fs::read_link(out.join(format!(".akvsync-current.{VAULT}.seed-ec-pfx"))).unwrap();
-        assert!(current.to_str().unwrap().ends_with(&new.version));
+        assert_eq!(view.link_version(&current), Some(new.version.clone()));
         let dirs = data_dirs(&out, "seed-ec-pfx");
         assert!(dirs.len() <= 2, "retention: {dirs:?}");
         assert!(dirs.iter().any(|d| d.ends_with(&new.version)));
@@ -369,97 +329,45 @@ fn rotations_switch_whole_sets_and_prune_past_the_retention() {
     env.write_settings(&json);
     env.emu.rotate_certificate(VAULT, "seed-ec-pfx").unwrap();
     env.cmd(&["once"]).code(0).run();
-    assert!(
-        fs::symlink_metadata(out.join("seed-ec-pfx.key")).is_err(),
-        "stale link removed"
-    );
-    for entry in fs::read_dir(&out).unwrap() {
-        let path = entry.unwrap().path();
-        assert!(fs::metadata(&path).is_ok(), "dangling: {}", path.display());
-    }
+    assert!(!view.has("seed-ec-pfx.key"), "stale link removed");
+    assert_eq!(view.dangling(), Vec::<String>::new(), "dangling links");
     // Unchanged poll: nothing rewritten.
-    let before =
-        fs::symlink_metadata(out.join(format!(".akvsync-current.{VAULT}.seed-ec-pfx"))).unwrap();
+    let inode = || fs::symlink_metadata(out.join(&current)).unwrap().ino();
+    let before = inode();
     env.cmd(&["once"]).code(0).stdout_has("current").run();
-    let after =
-        fs::symlink_metadata(out.join(format!(".akvsync-current.{VAULT}.seed-ec-pfx"))).unwrap();
-    assert_eq!(before.ino(), after.ino());
+    assert_eq!(before, inode());
 }
 
 /// Settings that `validate` refuses, each with the path and message it must name.
 #[test]
 fn bad_outputs_settings_are_refused_naming_the_field() {
     let env = env_with(&["seed-rsa-pem"], serde_json::json!({}));
-    let rows: &[(serde_json::Value, &str, &str)] = &[
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"key": "k"}, "mode": "0644"}]),
-            "akvsync.outputs[0].mode",
-            "lets every account read",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"cert": "{name}.crt"}}]),
-            "akvsync.outputs[0].files.cert",
-            "unknown placeholder {name}",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"cert": "../{secret}.crt"}}]),
-            "akvsync.outputs[0].files.cert",
-            "not a path",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"cert": ".{secret}"}}]),
-            "akvsync.outputs[0].files.cert",
-            "hidden",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {}}]),
-            "akvsync.outputs[0].files",
-            "at least one of",
-        ),
-        (
-            serde_json::json!([{"directory": "srv/x", "files": {"cert": "c"}}]),
-            "akvsync.outputs[0].directory",
-            "absolute",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"cert": "same.pem", "key": "same.pem"}}]),
-            "akvsync.outputs[0].files.key",
-            "already",
-        ),
-        (
-            serde_json::json!([{"certificates": ["harnesskv/nope"], "directory": "/srv/x", "files": {"cert": "c"}}]),
-            "akvsync.outputs[0].certificates[0]",
-            "names no observed certificate",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"pfx": "p"}, "pfxPassword": {"file": "/a", "secret": "https://x.vault.azure.net/secrets/y"}}]),
-            "akvsync.outputs[0].pfxPassword",
-            "exactly one of",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"pfx": "p"}, "pfxPassword": {"secret": "https://evil.example.com/secrets/y"}}]),
-            "akvsync.outputs[0].pfxPassword.secret",
-            "",
-        ),
-        (
-            serde_json::json!([{"files": {"cert": "{vault}.{secret}"}}]),
-            "akvsync.outputs[0].files.cert",
-            "the store's own link",
-        ),
-        (
-            serde_json::json!([{"directory": "/srv/x", "files": {"cert": "c"}, "owner": "-rf"}]),
-            "akvsync.outputs[0].owner",
-            "not an account name",
-        ),
+    // (outputs, the field under `akvsync.outputs[0]` it must name, its message)
+    #[rustfmt::skip]
+    let rows: &[(&str, &str, &str)] = &[
+        (r#"{"directory": "/srv/x", "files": {"key": "k"}, "mode": "0644"}"#, ".mode", "lets every account read"),
+        (r#"{"directory": "/srv/x", "files": {"cert": "{name}.crt"}}"#, ".files.cert", "unknown placeholder {name}"),
+        (r#"{"directory": "/srv/x", "files": {"cert": "../{secret}.crt"}}"#, ".files.cert", "not a path"),
+        (r#"{"directory": "/srv/x", "files": {"cert": ".{secret}"}}"#, ".files.cert", "hidden"),
+        (r#"{"directory": "/srv/x", "files": {}}"#, ".files", "at least one of"),
+        (r#"{"directory": "srv/x", "files": {"cert": "c"}}"#, ".directory", "absolute"),
+        (r#"{"directory": "/srv/x", "files": {"cert": "same.pem", "key": "same.pem"}}"#, ".files.key", "already"),
+        (r#"{"certificates": ["harnesskv/nope"], "directory": "/srv/x", "files": {"cert": "c"}}"#, ".certificates[0]", "names no observed certificate"),
+        (r#"{"directory": "/srv/x", "files": {"pfx": "p"}, "pfxPassword": {"file": "/a", "secret": "https://x.vault.azure.net/secrets/y"}}"#, ".pfxPassword", "exactly one of"),
+        (r#"{"directory": "/srv/x", "files": {"pfx": "p"}, "pfxPassword": {"secret": "https://evil.example.com/secrets/y"}}"#, ".pfxPassword.secret", ""),
+        (r#"{"files": {"cert": "{vault}.{secret}"}}"#, ".files.cert", "the store's own link"),
+        (r#"{"directory": "/srv/x", "files": {"cert": "c"}, "owner": "-rf"}"#, ".owner", "not an account name"),
     ];
-    for (outputs, path, message) in rows {
+    assert_eq!(rows.len(), 12);
+    for (output, field, message) in rows {
         let mut json = env.settings_json();
-        json["akvsync"]["outputs"] = outputs.clone();
+        json["akvsync"]["outputs"] =
+            serde_json::json!([serde_json::from_str::<serde_json::Value>(output).unwrap()]);
         env.write_settings(&json);
         env.cmd(&["validate"])
             .arg(env.settings_file())
             .code(2)
-            .stderr_has(path)
+            .stderr_has(&format!("akvsync.outputs[0]{field}"))
             .stderr_has(message)
             .run();
     }

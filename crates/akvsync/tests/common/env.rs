@@ -127,6 +127,12 @@ impl Env {
     /// `akvsync <args…> --settings <file> --state-dir <state>` for the verbs that take
     /// them (`once`, `run`, `status`, `wait`), plain `akvsync <args…>` otherwise.
     pub fn cmd(&self, args: &[&str]) -> Cmd {
+        Cmd::new(self.command(args))
+    }
+
+    /// What [`Env::cmd`] runs, as a plain `Command` with the clean environment (for a
+    /// process the test starts in the background, e.g. with [`super::service::Service`]).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
         command.args(args);
         if matches!(args.first(), Some(&("once" | "run" | "status" | "wait"))) {
@@ -136,7 +142,8 @@ impl Env {
                 .arg("--state-dir")
                 .arg(self.scratch.state());
         }
-        Cmd::new(command)
+        clean(&mut command);
+        command
     }
 }
 

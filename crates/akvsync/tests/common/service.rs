@@ -77,6 +77,11 @@ impl Service {
         }
     }
 
+    /// Its exit status if it has ended, without waiting.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Sends a signal (`nix::sys::signal::Signal::SIGHUP`, …).
     #[cfg(unix)]
     pub fn signal(&self, signal: nix::sys::signal::Signal) {

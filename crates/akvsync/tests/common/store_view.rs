@@ -31,8 +31,27 @@ impl StoreView {
     /// The version the link points at (the part of its target after the last dot), or
     /// `None` when there is no link.
     pub fn linked_version(&self, vault: &str, secret: &str) -> Option<String> {
-        let target = fs::read_link(self.link(vault, secret)).ok()?;
+        self.link_version(&format!("{vault}.{secret}"))
+    }
+
+    /// The version the link `name` (a custom link, an output's current-set link) points
+    /// at: the part of its target after the last dot; `None` when there is no link.
+    pub fn link_version(&self, name: &str) -> Option<String> {
+        let target = fs::read_link(self.dir.join(name)).ok()?;
         Some(target.to_string_lossy().rsplit('.').next()?.to_owned())
+    }
+
+    /// Whether the directory has an entry `name` (a dangling link counts).
+    pub fn has(&self, name: &str) -> bool {
+        fs::symlink_metadata(self.dir.join(name)).is_ok()
+    }
+
+    /// The entries whose target does not exist (dangling links), sorted.
+    pub fn dangling(&self) -> Vec<String> {
+        self.snapshot()
+            .into_keys()
+            .filter(|name| fs::metadata(self.dir.join(name)).is_err())
+            .collect()
     }
 
     /// The directory's entries (name → what it is), empty when it does not exist.
