@@ -32,18 +32,20 @@ fn proc_status(pid: u32, name: &str) -> String {
         .to_owned()
 }
 
-/// `akvsync service install` for `env` into `root`; returns the drop-in.
-fn service_install(env: &Env, root: &Path) -> String {
-    let output = env
-        .cmd(&["service", "install", "--account", ACCOUNT, "--no-systemctl"])
+/// `akvsync service install` for `env`, writing its systemd and polkit files below `root`.
+fn install_command(env: &Env, root: &Path) -> common::env::Cmd {
+    env.cmd(&["service", "install", "--account", ACCOUNT, "--no-systemctl"])
         .arg("--settings")
         .arg(env.settings_file())
         .arg("--state-dir")
         .arg(env.scratch.state())
         .arg("--root")
         .arg(root)
-        .code(0)
-        .run();
+}
+
+/// [`install_command`], which must succeed; returns the drop-in.
+fn service_install(env: &Env, root: &Path) -> String {
+    let output = install_command(env, root).code(0).run();
     println!("{}", String::from_utf8_lossy(&output.stdout));
     fs::read_to_string(root.join("etc/systemd/system/akvsync.service.d/50-akvsync-settings.conf"))
         .unwrap()
@@ -317,13 +319,7 @@ fn install_refuses_directories_it_must_not_hand_to_the_account() {
     // Another account's directory: never taken over.
     fs::create_dir(env.scratch.store()).unwrap();
     std::os::unix::fs::chown(env.scratch.store(), Some(mallory.uid.as_raw()), None).unwrap();
-    env.cmd(&["service", "install", "--account", ACCOUNT, "--no-systemctl"])
-        .arg("--settings")
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state())
-        .arg("--root")
-        .arg(&sysroot)
+    install_command(&env, &sysroot)
         .code(1)
         .stderr_has(&format!("owned by uid {}", mallory.uid))
         .run();
@@ -335,13 +331,7 @@ fn install_refuses_directories_it_must_not_hand_to_the_account() {
     let mut settings = env.settings_json();
     settings["secretsManagementSettings"]["certificateStoreLocation"] = "/etc".into();
     env.write_settings(&settings);
-    env.cmd(&["service", "install", "--account", ACCOUNT, "--no-systemctl"])
-        .arg("--settings")
-        .arg(env.settings_file())
-        .arg("--state-dir")
-        .arg(env.scratch.state())
-        .arg("--root")
-        .arg(&sysroot)
+    install_command(&env, &sysroot)
         .code(1)
         .stderr_has("/etc: a system directory")
         .run();

@@ -3,19 +3,10 @@
 //! `crate::<module>` paths in production code has no cycle. A cycle means two modules each
 //! reach into the other; the test names it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// The top-level module a file belongs to (`src/handler/lifecycle.rs` → `handler`).
 fn module_of(src: &Path, file: &Path) -> Option<String> {
@@ -27,7 +18,7 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
 
 fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
-    sources(src, &mut files);
+    common::rust_sources(src, &mut files);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {

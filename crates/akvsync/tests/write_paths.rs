@@ -4,7 +4,9 @@
 //! another account controls and never follows a symlink it did not expect. This test reads
 //! every source file and fails, naming file and line, when one bypasses the module.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 /// Calls that write to the file system. `read`-only helpers (`fs::read`, `File::open`,
 /// `read_dir`, `metadata`) are not writes.
@@ -32,17 +34,6 @@ const WRITE_CALLS: &[&str] = &[
     "fchown(",
     "chown(",
 ];
-
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The lines of `text` that are not in a `#[cfg(test)]` module (by convention the last
 /// item of a file) and not comments.
@@ -74,7 +65,7 @@ fn calls(line: &str, call: &str) -> bool {
 
 fn bypasses(src: &Path) -> Vec<String> {
     let mut files = Vec::new();
-    sources(src, &mut files);
+    common::rust_sources(src, &mut files);
     files.sort();
     let mut found = Vec::new();
     for file in files {

@@ -91,14 +91,13 @@ fn set(sets: Sets) -> io::Result<()> {
     Ok(())
 }
 
-/// Clears the ambient set: programs this process starts get no capability from it.
-/// Async-signal-safe (one `prctl`), so hooks call it between fork and exec too.
-pub fn clear_ambient() -> io::Result<()> {
+/// `prctl(option, arg, 0, 0, 0)`: one async-signal-safe system call.
+fn prctl(option: nix::libc::c_int, arg: nix::libc::c_ulong) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
         nix::libc::prctl(
-            nix::libc::PR_CAP_AMBIENT,
-            nix::libc::PR_CAP_AMBIENT_CLEAR_ALL as nix::libc::c_ulong,
+            option,
+            arg,
             0 as nix::libc::c_ulong,
             0 as nix::libc::c_ulong,
             0 as nix::libc::c_ulong,
@@ -110,21 +109,17 @@ pub fn clear_ambient() -> io::Result<()> {
     Ok(())
 }
 
+/// Clears the ambient set: programs this process starts get no capability from it.
+/// Async-signal-safe (one `prctl`), so hooks call it between fork and exec too.
+pub fn clear_ambient() -> io::Result<()> {
+    prctl(
+        nix::libc::PR_CAP_AMBIENT,
+        nix::libc::PR_CAP_AMBIENT_CLEAR_ALL as nix::libc::c_ulong,
+    )
+}
+
 fn no_new_privs() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe {
-        nix::libc::prctl(
-            nix::libc::PR_SET_NO_NEW_PRIVS,
-            1 as nix::libc::c_ulong,
-            0 as nix::libc::c_ulong,
-            0 as nix::libc::c_ulong,
-            0 as nix::libc::c_ulong,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1)
 }
 
 /// Owner and group names through NSS (as `id` resolves them).

@@ -89,3 +89,15 @@ pub fn wait_until<T>(
         }
     }
 }
+
+/// Every `.rs` file below `dir` (the source scans of `write_paths.rs` and `module_layers.rs`).
+pub fn rust_sources(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
