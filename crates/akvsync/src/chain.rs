@@ -122,10 +122,15 @@ pub fn system_anchors() -> Result<&'static [TrustAnchor<'static>], String> {
         .map_err(Clone::clone)
 }
 
-/// Validates the bundle's chain against `anchors` at `now`.
-pub fn validate(bundle: &Bundle, anchors: &[TrustAnchor<'_>], now: UnixTime) -> Result<(), String> {
-    let leaf_ekus = ekus(&bundle.leaf.der);
-    let usage = usage_for(&leaf_ekus)?;
+/// Validates the bundle's chain against `anchors` at `now`, for the usage `leaf_ekus` (the
+/// leaf's, [`ekus`]) declare.
+pub fn validate(
+    bundle: &Bundle,
+    leaf_ekus: &[String],
+    anchors: &[TrustAnchor<'_>],
+    now: UnixTime,
+) -> Result<(), String> {
+    let usage = usage_for(leaf_ekus)?;
     let leaf_der = CertificateDer::from(bundle.leaf.der.as_slice());
     let leaf = webpki::EndEntityCert::try_from(&leaf_der)
         .map_err(|e| format!("the certificate cannot be parsed for validation: {e:?}"))?;
@@ -173,11 +178,15 @@ fn explain(error: &webpki::Error, bundle: &Bundle) -> String {
 /// The policy applied to one bundle before install: `Ok(true)` validated, `Ok(false)` not
 /// covered by the policy, `Err` with the reason the version must not be installed.
 pub fn check(policy: ChainValidation, bundle: &Bundle) -> Result<bool, String> {
-    if !applies(policy, &ekus(&bundle.leaf.der)) {
+    if policy == ChainValidation::Off {
+        return Ok(false);
+    }
+    let leaf_ekus = ekus(&bundle.leaf.der);
+    if !applies(policy, &leaf_ekus) {
         return Ok(false);
     }
     let anchors = system_anchors()?;
-    validate(bundle, anchors, UnixTime::now())
+    validate(bundle, &leaf_ekus, anchors, UnixTime::now())
         .map(|()| true)
         .map_err(|e| format!("chain validation ({policy:?}): {e}"))
 }

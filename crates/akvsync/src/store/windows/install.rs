@@ -425,6 +425,10 @@ pub fn prune(
     owned: &[String],
     keep: &[&str],
 ) -> Result<Vec<String>, WindowsStoreError> {
+    if owned.iter().all(|v| keep.contains(&v.as_str())) {
+        // Nothing past the retention: no store scan, no HTTP.sys query.
+        return Ok(Vec::new());
+    }
     let store = match Store::open_system(target.store_location, &target.store_name, false) {
         Ok(store) => store,
         Err(_) => return Ok(Vec::new()),
