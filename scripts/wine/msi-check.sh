@@ -134,7 +134,7 @@ echo "service: RUNNING, started again by the package (log: ${log#"$c/"})"
 
 events="$(reg_query "$eventlog_key")"
 echo "$events" | grep -E 'EventMessageFile|TypesSupported' | sed 's/^ */  /'
-echo "$events" | grep -Eq 'EventMessageFile +REG_EXPAND_SZ +%SystemRoot%\\System32\\EventCreate.exe$' \
+echo "$events" | grep -Eiq 'EventMessageFile +REG_SZ +C:\\windows\\system32\\EventCreate.exe$' \
   || fail "no event log source with EventCreate.exe as its message file"
 echo "$events" | grep -Eq 'TypesSupported +REG_DWORD +0x7$' || fail "TypesSupported is not 7"
 
