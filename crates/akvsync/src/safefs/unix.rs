@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -72,14 +71,11 @@ pub fn prepare_for_account(
             mkdirat(parent.fd.as_fd(), name, Mode::from_bits_truncate(0o700)).map_err(errno)?;
             let fd = open_path(parent.fd.as_fd(), name).map_err(errno)?;
             chown_self(fd.as_fd(), uid, gid)?;
-            let readable = openat(
-                fd.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
+            fchmod(
+                &readable(fd.as_fd())?,
+                Mode::from_bits_truncate(mode & 0o7777),
             )
             .map_err(errno)?;
-            fchmod(&readable, Mode::from_bits_truncate(mode & 0o7777)).map_err(errno)?;
             (fd, Prepared::Created)
         }
         Err(Errno::ENOTDIR | Errno::ELOOP) => {
@@ -110,14 +106,39 @@ fn chown_entries(
     gid: u32,
     take: &dyn Fn(&str) -> bool,
 ) -> io::Result<()> {
-    let readable = openat(
+    let names: Vec<String> = names(dir)?.into_iter().filter(|n| take(n)).collect();
+    for name in names {
+        nix::unistd::fchownat(
+            dir,
+            name.as_str(),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)?;
+        if let Ok(sub) = open_path(dir, std::ffi::OsStr::new(&name)) {
+            chown_entries(sub.as_fd(), uid, gid, &|_| true)?;
+        }
+    }
+    Ok(())
+}
+
+/// `dir` opened for reading (a walk holds `O_PATH` descriptors, which can neither be
+/// listed, fsynced nor fchmod'ed).
+fn readable(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    openat(
         dir,
         ".",
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(errno)?;
-    let mut listing = nix::dir::Dir::from_fd(readable).map_err(errno)?;
+    .map_err(errno)
+}
+
+/// The names in `dir` (not `.`/`..`), unsorted; names that are not UTF-8 are skipped
+/// (akvsync never writes one).
+fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let mut listing = nix::dir::Dir::from_fd(readable(dir)?).map_err(errno)?;
     let mut names = Vec::new();
     for entry in listing.iter() {
         let entry = entry.map_err(errno)?;
@@ -125,24 +146,11 @@ fn chown_entries(
         if name == b"." || name == b".." {
             continue;
         }
-        if std::str::from_utf8(name).is_ok_and(take) {
-            names.push(entry.file_name().to_owned());
+        if let Ok(name) = std::str::from_utf8(name) {
+            names.push(name.to_owned());
         }
     }
-    for name in names {
-        nix::unistd::fchownat(
-            dir,
-            name.as_c_str(),
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno)?;
-        if let Ok(sub) = open_path(dir, std::ffi::OsStr::from_bytes(name.to_bytes())) {
-            chown_entries(sub.as_fd(), uid, gid, &|_| true)?;
-        }
-    }
-    Ok(())
+    Ok(names)
 }
 
 /// Symlinks followed in one walk before giving up (the kernel's own limit).
@@ -559,19 +567,7 @@ impl Dir {
     /// The names in this directory (not `.`/`..`), unsorted; names that are not UTF-8 are
     /// skipped (akvsync never writes one).
     pub fn list(&self) -> io::Result<Vec<String>> {
-        let mut dir = nix::dir::Dir::from_fd(self.readable()?).map_err(errno)?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry.map_err(errno)?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            if let Ok(name) = std::str::from_utf8(name) {
-                names.push(name.to_owned());
-            }
-        }
-        Ok(names)
+        names(self.fd.as_fd())
     }
 
     /// Makes this directory's entries (renames, new links, removals) durable.
@@ -582,13 +578,7 @@ impl Dir {
     /// The directory opened for reading (the walk holds an `O_PATH` descriptor, which can
     /// neither be listed nor fsynced).
     fn readable(&self) -> io::Result<OwnedFd> {
-        openat(
-            self.fd.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)
+        readable(self.fd.as_fd())
     }
 
     /// Opens `name` for appending (a log), creating it with `spec`; an existing entry must be

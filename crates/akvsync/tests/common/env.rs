@@ -133,7 +133,28 @@ impl Env {
     /// What [`Env::cmd`] runs, as a plain `Command` with the clean environment (for a
     /// process the test starts in the background, e.g. with [`super::service::Service`]).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+        self.wrapped_command(&[], args)
+    }
+
+    /// `akvsync run --settings <file> --state-dir <state>` with the clean environment, for
+    /// [`super::service::Service::spawn`] (or to be wrapped, e.g. by `setpriv`: `prefix`
+    /// is the program and arguments that run it).
+    pub fn run_command(&self, prefix: &[String]) -> Command {
+        self.wrapped_command(prefix, &["run"])
+    }
+
+    /// `akvsync <args…>` (run by `prefix` when given), with `--settings` and `--state-dir`
+    /// for the verbs that take them, and the clean environment.
+    fn wrapped_command(&self, prefix: &[String], args: &[&str]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_akvsync");
+        let mut command = match prefix.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.args(args);
         if matches!(args.first(), Some(&("once" | "run" | "status" | "wait"))) {
             command
@@ -142,31 +163,6 @@ impl Env {
                 .arg("--state-dir")
                 .arg(self.scratch.state());
         }
-        clean(&mut command);
-        command
-    }
-}
-
-impl Env {
-    /// `akvsync run --settings <file> --state-dir <state>` with the clean environment, for
-    /// [`super::service::Service::spawn`] (or to be wrapped, e.g. by `setpriv`: `prefix`
-    /// is the program and arguments that run it).
-    pub fn run_command(&self, prefix: &[String]) -> Command {
-        let binary = env!("CARGO_BIN_EXE_akvsync");
-        let mut command = match prefix.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        command
-            .arg("run")
-            .arg("--settings")
-            .arg(self.settings_file())
-            .arg("--state-dir")
-            .arg(self.scratch.state());
         clean(&mut command);
         command
     }
