@@ -18,7 +18,10 @@ measures:
    the testing floor): requests per certificate per poll and token requests from the
    emulator's counters, files written (mtimes), CPU per poll (/proc); and CPU instructions
    per poll from `valgrind --tool=callgrind` of `akvsync once` with everything current at
-   100 and at 1 certificate (the difference is what 99 more certificates cost a poll);
+   100 and at 1 certificate (the difference is what 99 more certificates cost a one-shot
+   process, TLS handshakes of its concurrent connections included), and of `akvsync run`
+   through 2 and through 7 rounds (the difference is 5 steady polls on kept-alive
+   connections);
 3. RSS of `akvsync run` idle (scripts/footprint.py) and the stripped binary size, for both
    builds;
 4. the fleet simulation (`target/release/fleetsim`).
@@ -312,6 +315,46 @@ def callgrind_once(count, endpoints, work):
                     AKVSYNC, "once", "--settings", settings, "--state-dir", state],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert snapshot(store) == before, "a poll with nothing changed wrote to the store"
+    total = callgrind_total(run_dir)
+    shutil.rmtree(run_dir)
+    return total
+
+
+def callgrind_run(count, endpoints, work, polls):
+    """Instructions (Ir) of `akvsync run` (polling every ~2 s, nothing changed) through its
+    initial round and `polls` more, stopped between rounds. The difference of two such runs
+    is what the extra polls cost on kept-alive connections (the pool keeps them 90 s)."""
+    run_dir = tempfile.mkdtemp(dir=work, prefix=f"cgrun{count}-")
+    store, state = os.path.join(run_dir, "store"), os.path.join(run_dir, "state")
+    settings = os.path.join(run_dir, "settings.json")
+    write_settings(settings, count, store, endpoints, interval=2, floor=1)
+    env = {**os.environ, "AKVSYNC_LOG": "info"}
+    timed([AKVSYNC, "once", "--settings", settings, "--state-dir", state], env)
+    before = snapshot(store)
+    out = os.path.join(run_dir, "callgrind.out")
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                             AKVSYNC, "run", "--settings", settings, "--state-dir", state],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Rounds are counted from the emulator's GETs (info level logs nothing per round);
+        # the stop comes 1 s after the last round's GETs, inside the 2 s interval.
+        control(endpoints, "DELETE", "/counters")
+        deadline = time.monotonic() + 600
+        while counters(endpoints)[0] < (1 + polls) * count:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("akvsync run under callgrind did not poll")
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert snapshot(store) == before, "a poll with nothing changed wrote to the store"
+    total = callgrind_total(run_dir)
+    shutil.rmtree(run_dir)
+    return total
+
+
+def callgrind_total(run_dir):
     total = 0
     for name in os.listdir(run_dir):
         if name.startswith("callgrind.out"):
@@ -319,7 +362,6 @@ def callgrind_once(count, endpoints, work):
                 if line.startswith(("summary:", "totals:")):
                     total += int(line.split()[1])
                     break
-    shutil.rmtree(run_dir)
     return total
 
 
@@ -410,6 +452,14 @@ def main():
                 say(f"| `once`, 1 certificate | `once`, {steady_n} certificates | difference = {steady_n - 1} more certificates | per certificate | poll of 100 (per certificate × 100) |")
                 say("|---:|---:|---:|---:|---:|")
                 say(f"| {small / 1e6:.1f} M | {big / 1e6:.1f} M | {(big - small) / 1e6:.1f} M | {per / 1e3:.0f} k | {per * 100 / 1e6:.1f} M |")
+                log("callgrind of run")
+                extra = 5
+                one, more = callgrind_run(steady_n, endpoints, work, 1), callgrind_run(steady_n, endpoints, work, 1 + extra)
+                per_poll = (more - one) / extra / steady_n
+                say(f"\n### Instructions per steady poll (callgrind, `akvsync run` with {steady_n} certificates, nothing changed, kept-alive connections)\n")
+                say(f"| `run`, initial round + 1 poll | `run`, initial round + {1 + extra} polls | difference = {extra} polls | per certificate per poll |")
+                say("|---:|---:|---:|---:|")
+                say(f"| {one / 1e6:.1f} M | {more / 1e6:.1f} M | {(more - one) / 1e6:.1f} M | {per_poll / 1e3:.0f} k |")
 
             log("footprint")
             footprint.put_secrets(endpoints, max(rss_sizes))

@@ -46,22 +46,16 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 pub async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<zeroize::Zeroizing<Vec<u8>>, BodyError> {
+) -> Result<crate::wipe::SecretBytes, BodyError> {
     let announced = response.content_length().unwrap_or(0);
     if announced > limit as u64 {
         return Err(BodyError::TooLarge(limit));
     }
     // Reserve what the server announced, so that growing does not leave copies behind.
-    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(announced as usize));
+    let mut body = crate::wipe::SecretBytes::with_capacity(announced as usize);
     while let Some(chunk) = response.chunk().await? {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge(limit));
-        }
-        if body.capacity() < body.len() + chunk.len() {
-            let mut grown =
-                zeroize::Zeroizing::new(Vec::with_capacity((body.len() + chunk.len()) * 2));
-            grown.extend_from_slice(&body);
-            body = grown;
         }
         body.extend_from_slice(&chunk);
     }

@@ -415,7 +415,7 @@ impl Credential {
         &self,
         response: reqwest::Response,
         resource: &str,
-    ) -> Result<(Option<reqwest::Response>, Zeroizing<Vec<u8>>), IdentityError> {
+    ) -> Result<(Option<reqwest::Response>, crate::wipe::SecretBytes), IdentityError> {
         let body = http::read_capped(response, MAX_TOKEN_RESPONSE)
             .await
             .map_err(|e| IdentityError::BadResponse {

@@ -29,3 +29,4 @@ pub mod store;
 pub mod sync;
 pub mod vault;
 pub mod winservice;
+pub mod wipe;

@@ -494,7 +494,13 @@ impl Engine {
                     let Failure { kind, message } = Failure::from(e);
                     Failure::new(kind, format!("outputs[{index}].pfxPassword: {message}"))
                 })?;
-                passwords.insert(index, zeroize::Zeroizing::new(secret.value.to_string()));
+                let password = secret.value.text().map_err(|e| {
+                    Failure::new(
+                        FetchErrorKind::Decode,
+                        format!("outputs[{index}].pfxPassword: {e}"),
+                    )
+                })?;
+                passwords.insert(index, zeroize::Zeroizing::new(password.to_owned()));
             }
         }
         Ok(passwords)
@@ -646,7 +652,10 @@ impl Engine {
         let settings = self.settings.clone();
         let (bundle, outputs_result, prune_error) =
             tokio::task::spawn_blocking(move || -> Result<_, Failure> {
-                let bundle = decode::decode_secret(content_type.as_deref(), &value)
+                let text = value
+                    .text()
+                    .map_err(|e| Failure::new(FetchErrorKind::Decode, e))?;
+                let bundle = decode::decode_secret(content_type.as_deref(), text)
                     .map_err(|e| Failure::new(FetchErrorKind::Decode, e.to_string()))?;
                 // Before anything is written: a version whose chain the settings' policy
                 // refuses is never installed; the installed one stays (issue 15).

@@ -550,8 +550,11 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
     }
     needles_for_secrets(&env.emu, &SECRETS[..3], &mut needles);
     let index = Index::new(&needles);
-    let bundle =
-        akvsync::decode::decode_secret(secret.content_type.as_deref(), &secret.value).unwrap();
+    let bundle = akvsync::decode::decode_secret(
+        secret.content_type.as_deref(),
+        secret.value.text().unwrap(),
+    )
+    .unwrap();
     let pem = bundle.to_pem();
     let new_version = akvsync::store::linux::NewVersion {
         vault_name: VAULT,

@@ -47,7 +47,7 @@ impl Cloud {
 
 /// Which REST collection the URL named. `/certificates/` URLs are served from the
 /// secret of the same name, since only the secret carries the private key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum UrlKind {
     Secrets,
@@ -55,7 +55,7 @@ pub enum UrlKind {
 }
 
 /// A validated observed-certificate URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretUrl {
     /// The vault's first DNS label, lowercase.

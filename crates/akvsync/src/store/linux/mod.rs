@@ -181,24 +181,31 @@ pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, 
 /// of this certificate.
 pub fn current_version(target: &LinuxTarget) -> Option<String> {
     let link = Path::new(&target.directory).join(&target.link_name);
-    let pointed = fs::read_link(link).ok()?;
+    version_of(target, &fs::read_link(link).ok()?)
+}
+
+/// The version in `pointed` (a main link's target), if it names one of this target's
+/// version files: `<link name>.<32 hex digits>`.
+fn version_of(target: &LinuxTarget, pointed: &Path) -> Option<String> {
     let name = pointed.file_name()?.to_str()?;
-    let version = name.strip_prefix(&format!("{}.", target.link_name))?;
+    let version = name
+        .strip_prefix(target.link_name.as_str())?
+        .strip_prefix('.')?;
     is_version(version).then(|| version.to_owned())
 }
 
-/// Whether every link of the target points where the main link does. A crash between two
-/// link switches (or a `customSymbolicLinkName` added to the settings later) leaves them
-/// apart; the target is then not current, so that the next sync switches every link.
-pub fn links_agree(target: &LinuxTarget) -> bool {
+/// [`current_version`], when every link of the target points where the main link does (one
+/// read of each link). A crash between two link switches (or a `customSymbolicLinkName`
+/// added to the settings later) leaves them apart; the target is then not current, so that
+/// the next sync switches every link.
+pub fn current_version_agreed(target: &LinuxTarget) -> Option<String> {
     let dir = Path::new(&target.directory);
-    let Ok(main) = fs::read_link(dir.join(&target.link_name)) else {
-        return false;
-    };
-    target
+    let main = fs::read_link(dir.join(&target.link_name)).ok()?;
+    let agree = target
         .custom_link_name
         .as_deref()
-        .is_none_or(|custom| fs::read_link(dir.join(custom)).is_ok_and(|t| t == main))
+        .is_none_or(|custom| fs::read_link(dir.join(custom)).is_ok_and(|t| t == main));
+    agree.then(|| version_of(target, &main)).flatten()
 }
 
 /// The attribute that marks a version file akvsync wrote.
@@ -379,8 +386,7 @@ impl super::CertificateStore for DirectoryStore {
         &self,
         certificate: &crate::settings::ObservedCertificate,
     ) -> Option<String> {
-        let target = Self::target(certificate).ok()?;
-        current_version(target).filter(|_| links_agree(target))
+        current_version_agreed(Self::target(certificate).ok()?)
     }
 
     fn install(
