@@ -1,6 +1,6 @@
 //! One test environment: the emulator (HTTPS on loopback), a scratch directory with the
 //! store, the state directory and the settings file, and must-run commands of the real
-//! `akvsync` binary with a clean environment.
+//! `akvsync` binary with a clean environment ([`akvsync`] for the verbs without one).
 //!
 //! ```ignore
 //! let env = Env::start(EnvConfig { certificates: &["web"], ..Default::default() });
@@ -186,6 +186,13 @@ impl Env {
     }
 }
 
+/// `akvsync <args…>` with the clean environment and no emulator (`validate`, `--help`).
+pub fn akvsync(args: &[&str]) -> Cmd {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    command.args(args);
+    Cmd::new(command)
+}
+
 /// The environment a command of the binary sees: nothing inherited from the machine but
 /// `PATH` (no `AKVSYNC_*`, proxy or guest-agent variables).
 pub fn clean(command: &mut Command) -> &mut Command {
@@ -204,6 +211,8 @@ pub struct Cmd {
     code: Option<i32>,
     stdout_has: Vec<String>,
     stderr_has: Vec<String>,
+    stdout_is: Option<String>,
+    stderr_is: Option<String>,
     ran: bool,
 }
 
@@ -215,6 +224,8 @@ impl Cmd {
             code: None,
             stdout_has: Vec::new(),
             stderr_has: Vec::new(),
+            stdout_is: None,
+            stderr_is: None,
             ran: false,
         }
     }
@@ -232,6 +243,18 @@ impl Cmd {
 
     pub fn stderr_has(mut self, text: &str) -> Self {
         self.stderr_has.push(text.to_owned());
+        self
+    }
+
+    /// Its whole stdout must be `text` (`""` for nothing).
+    pub fn stdout_is(mut self, text: &str) -> Self {
+        self.stdout_is = Some(text.to_owned());
+        self
+    }
+
+    /// Its whole stderr must be `text` (`""` for nothing).
+    pub fn stderr_is(mut self, text: &str) -> Self {
+        self.stderr_is = Some(text.to_owned());
         self
     }
 
@@ -261,6 +284,12 @@ impl Cmd {
                 "stdout lacks {text:?}: {}",
                 describe()
             );
+        }
+        if let Some(text) = &self.stdout_is {
+            assert_eq!(stdout, text.as_str(), "stdout: {}", describe());
+        }
+        if let Some(text) = &self.stderr_is {
+            assert_eq!(stderr, text.as_str(), "stderr: {}", describe());
         }
         for text in &self.stderr_has {
             assert!(
