@@ -769,14 +769,8 @@ struct Figures {
 
 #[test]
 fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
-    let kills_wanted: usize = std::env::var("AKVSYNC_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed = std::env::var("AKVSYNC_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let kills_wanted: usize = common::knob("AKVSYNC_CRASH_KILLS").unwrap_or(50);
+    let seed = common::knob("AKVSYNC_CRASH_SEED").unwrap_or_else(|| fastrand::u64(..));
     let _ = writeln!(
         std::io::stderr(),
         "crash harness: seed {seed} (AKVSYNC_CRASH_SEED), {kills_wanted} kills"

@@ -2,7 +2,8 @@
 //! scratch directories that clean up after themselves ([`Scratch`]), an emulator with a
 //! settings file and must-run commands of the real binary ([`env`]), long-running processes
 //! killed on drop ([`service`]), real users and
-//! dropped privileges ([`users`]), polling with a named limit ([`wait_until`]), and the
+//! dropped privileges ([`users`]), polling with a named limit ([`wait_until`]), knobs of
+//! long tests from the environment ([`knob`]), and the
 //! crate's files: fixtures and the settings corpus ([`crate_path`], [`settings_corpus`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
@@ -89,6 +90,12 @@ pub fn wait_until<T>(
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }
+}
+
+/// A knob of a long test read from the environment (`AKVSYNC_CRASH_KILLS`, …): `None`
+/// when unset or not a `T`.
+pub fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// `rel` inside this crate's directory (`tests/data/…`, `tests/settings/…`, `../../packaging/…`).
