@@ -8,7 +8,9 @@ mod common;
 
 use std::fs;
 
+use common::agent::linked_version;
 use common::env::{Env, EnvConfig, VAULT};
+use common::store_view::StoreView;
 
 /// PEM of one certificate.
 fn pem(der: &[u8]) -> String {
@@ -27,11 +29,6 @@ fn roots_file(env: &Env, trusted: bool) -> std::path::PathBuf {
     };
     fs::write(&path, text).unwrap();
     path
-}
-
-fn linked_version(env: &Env, secret: &str) -> Option<String> {
-    let target = fs::read_link(env.scratch.store().join(format!("{VAULT}.{secret}"))).ok()?;
-    Some(target.file_name()?.to_string_lossy().into_owned())
 }
 
 struct Row {
@@ -106,16 +103,8 @@ fn chain_validation_installs_trusted_chains_and_refuses_others_by_name() {
         if !row.installed {
             assert!(stdout.contains(row.stderr), "{what}");
             // Nothing of the refused version was written.
-            let names: Vec<String> = fs::read_dir(env.scratch.store())
-                .map(|d| {
-                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert!(
-                names.iter().all(|n| !n.starts_with(VAULT)),
-                "{what}: {names:?}"
-            );
+            let names = StoreView::new(env.scratch.store()).names_starting(VAULT);
+            assert!(names.is_empty(), "{what}: {names:?}");
         }
     }
 }

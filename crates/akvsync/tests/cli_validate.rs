@@ -1,33 +1,36 @@
 //! `akvsync validate` as a user runs it: the real binary, real files, exit codes 0/2,
 //! human and JSON output, and the size bound.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn validate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .arg("validate")
-        .args(args)
-        .output()
-        .unwrap()
+use common::Scratch;
+use common::env::{Cmd, akvsync};
+
+/// `akvsync validate <file> [--platform <platform>] [more…]`, to be run.
+fn validate(file: impl AsRef<std::path::Path>, platform: Option<&str>, more: &[&str]) -> Cmd {
+    let cmd = akvsync(&["validate"]).arg(file.as_ref());
+    let cmd = match platform {
+        Some(platform) => cmd.arg("--platform").arg(platform),
+        None => cmd,
+    };
+    more.iter().fold(cmd, |cmd, arg| cmd.arg(arg))
 }
 
-fn corpus(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/settings")
-        .join(path)
-        .display()
-        .to_string()
+/// A file of the settings corpus (`tests/settings/<path>`).
+fn corpus(path: &str) -> std::path::PathBuf {
+    common::crate_path("tests/settings").join(path)
 }
 
 #[test]
 fn valid_settings_exit_0_with_one_line_per_certificate() {
-    let out = validate(&[
-        &corpus("valid/windows-doc-arm-template.json"),
-        "--platform",
-        "windows",
-    ]);
-    assert_eq!(out.status.code(), Some(0));
+    let out = validate(
+        corpus("valid/windows-doc-arm-template.json"),
+        Some("windows"),
+        &[],
+    )
+    .code(0)
+    .stderr_is("")
+    .run();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("  -> ")).collect();
     assert_eq!(lines.len(), 3, "{stdout}");
@@ -35,33 +38,26 @@ fn valid_settings_exit_0_with_one_line_per_certificate() {
         lines[1],
         "myvault.vault.azure.net  mycertificate2  latest  -> CurrentUser\\MY (key readable by Local Service)"
     );
-    assert!(out.stderr.is_empty());
 }
 
 #[test]
 fn invalid_settings_exit_2_with_errors_on_stderr() {
-    let out = validate(&[
-        &corpus("invalid/windows-url-foreign-host.json"),
-        "--platform",
-        "windows",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty());
-    assert_eq!(
-        String::from_utf8(out.stderr).unwrap(),
-        "error: secretsManagementSettings.observedCertificates[2].url: host \"evil.example.com\" is not a Key Vault host\n"
-    );
+    validate(corpus("invalid/windows-url-foreign-host.json"), Some("windows"), &[])
+        .code(2)
+        .stdout_is("")
+        .stderr_is("error: secretsManagementSettings.observedCertificates[2].url: host \"evil.example.com\" is not a Key Vault host\n")
+        .run();
 }
 
 #[test]
 fn json_output_is_the_normalized_model() {
-    let out = validate(&[
-        &corpus("valid/linux-doc-schema-3x.json"),
-        "--platform",
-        "linux",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0));
+    let out = validate(
+        corpus("valid/linux-doc-schema-3x.json"),
+        Some("linux"),
+        &["--json"],
+    )
+    .code(0)
+    .run();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["valid"], true);
     let first = &json["settings"]["certificates"][0];
@@ -84,28 +80,24 @@ fn json_output_is_the_normalized_model() {
     );
     assert_eq!(json["warnings"][0]["path"], "loggingSettings");
 
-    let out = validate(&[
-        &corpus("invalid/linux-many-errors-at-once.json"),
-        "--platform",
-        "linux",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
+    // --json prints JSON only.
+    let out = validate(
+        corpus("invalid/linux-many-errors-at-once.json"),
+        Some("linux"),
+        &["--json"],
+    )
+    .code(2)
+    .stderr_is("")
+    .run();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["valid"], false);
     assert_eq!(json["errors"].as_array().unwrap().len(), 6);
-    assert!(
-        out.stderr.is_empty(),
-        "--json prints JSON only: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Newcomer mistakes get a hint that says what to write instead.
 #[test]
 fn common_mistakes_get_hints() {
-    let dir = std::env::temp_dir().join(format!("akvsync-cli-hints-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("cli-hints");
     let cases: &[(&str, &str, &str)] = &[
         (
             r#"{"secretsManagementSettings":{"observedCertificates":[{"url":"https://myvault.vault.azure.net/secrets/web","certificateStoreName":"Personal","certificateStoreLocation":"LocalMachine"}]}}"#,
@@ -124,9 +116,9 @@ fn common_mistakes_get_hints() {
         ),
     ];
     for (index, (json, platform, hint)) in cases.iter().enumerate() {
-        let file = dir.join(format!("case{index}.json"));
+        let file = scratch.path(&format!("case{index}.json"));
         std::fs::write(&file, json).unwrap();
-        let out = validate(&[file.to_str().unwrap(), "--platform", platform]);
+        let out = validate(&file, Some(platform), &[]).run();
         let all = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -134,58 +126,51 @@ fn common_mistakes_get_hints() {
         );
         assert!(all.contains(hint), "case {index}: {all}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn oversize_and_missing_files_are_refused_clearly() {
-    let dir = std::env::temp_dir().join(format!("akvsync-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let big = dir.join("big.json");
+    let scratch = Scratch::new("cli");
+    let big = scratch.path("big.json");
     let mut content = String::from("{\"secretsManagementSettings\":{\"observedCertificates\":[");
     while content.len() <= 1024 * 1024 {
         content.push_str("\"https://myvault.vault.azure.net/secrets/c1\",");
     }
     content.push_str("\"x\"]}}");
     std::fs::write(&big, &content).unwrap();
-    let out = validate(&[big.to_str().unwrap(), "--platform", "linux"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        stderr,
-        format!(
-            "error: $: the settings are {} bytes; at most 1048576 bytes (1 MiB) are accepted\n",
-            content.len()
-        )
+    let refused = format!(
+        "error: $: the settings are {} bytes; at most 1048576 bytes (1 MiB) are accepted\n",
+        content.len()
     );
+    validate(&big, Some("linux"), &[])
+        .code(2)
+        .stderr_is(&refused)
+        .run();
 
-    let out = validate(&[dir.join("absent.json").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    let out = validate(scratch.path("absent.json"), None, &[])
+        .code(2)
+        .run();
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
             .starts_with("error: cannot read settings file ")
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .args(["validate"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
-        .args(["validate", "x.json", "--platform", "macos"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Rows: the arguments of a usage error.
+    for args in [
+        &["validate"][..],
+        &["validate", "x.json", "--platform", "macos"],
+    ] {
+        akvsync(args).code(2).run();
+    }
 }
 
 #[test]
 fn default_platform_is_the_running_one() {
-    let out = validate(&[&corpus("valid/linux-2x-default-store.json")]);
+    let out = validate(corpus("valid/linux-2x-default-store.json"), None, &[]).run();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let expected = if cfg!(windows) {
         "for windows:"

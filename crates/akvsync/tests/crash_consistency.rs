@@ -28,7 +28,6 @@
 //!
 //! `AKVSYNC_CRASH_KILLS` (default 50) sets the number of kills; the full run is 500.
 //! Also: ENOSPC (a full tmpfs) and EACCES (the agent as an unprivileged user) on the store
-//! directory keep the old certificate, report the cause and leave no temporary file.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -36,23 +35,24 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use akvsync::decode::Bundle;
 use akvsync::state::State;
-use kvemu::{BlockingEmulator, Config, Fault, FaultKind, Imported};
+use kvemu::{Fault, FaultKind, Imported};
 
-use common::Scratch;
+use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::faults::FaultScope;
+use common::service::Service;
+use common::store_view::{StoreView, mode, names, pem_blocks_in};
 
-const VAULT: &str = "crashkv";
 const TEMP_PREFIX: &str = ".akvsync-tmp-";
 /// Most a pause of the store's write hook sleeps, in ms.
 const WRITE_DELAY_MS: u64 = 40;
-const EXE: &str = env!("CARGO_BIN_EXE_akvsync");
 /// The output files configured for the certificates with outputs: kind and file name
 /// suffix (`<secret>.<suffix>`).
 const OUTPUT_FILES: [(&str, &str); 5] = [
@@ -80,6 +80,21 @@ struct Cert {
 }
 
 impl Cert {
+    /// A certificate the emulator issued (its first version), served as PEM.
+    fn rotated(env: &Env, name: &'static str, custom_link: Option<&'static str>) -> Cert {
+        Cert {
+            name,
+            custom_link,
+            versions: vec![env.emu.rotate_certificate(VAULT, name).unwrap()],
+            linked: BTreeMap::new(),
+            value_len: 0,
+        }
+    }
+    /// A new version in the vault.
+    fn rotate(&mut self, env: &Env) {
+        self.versions
+            .push(env.emu.rotate_certificate(VAULT, self.name).unwrap());
+    }
     fn link_names(&self) -> Vec<String> {
         std::iter::once(format!("{VAULT}.{}", self.name))
             .chain(self.custom_link.map(str::to_owned))
@@ -91,39 +106,56 @@ impl Cert {
     fn newest(&self) -> &Imported {
         self.versions.last().unwrap()
     }
+    /// The version file of `versions[index]` in `store`.
+    fn version_file(&self, store: &Path, index: usize) -> PathBuf {
+        store.join(format!(
+            "{VAULT}.{}.{}",
+            self.name, self.versions[index].version
+        ))
+    }
 }
 
-fn settings_json(emu: &BlockingEmulator, store: &Path, ca: &Path, certs: &[Cert]) -> String {
+/// The environment's settings observing `certs` (with their custom links) in `store`, with
+/// the output set of `outputs` when given.
+fn observe(env: &Env, store: &Path, certs: &[Cert], outputs: Option<&Outputs>) {
     let observed: Vec<serde_json::Value> = certs
         .iter()
         .map(|c| {
-            let mut o = serde_json::json!({
-                "url": format!("https://{VAULT}.vault.azure.net/secrets/{}", c.name),
-            });
+            let mut o = serde_json::json!({"url": env.url(c.name)});
             if let Some(custom) = c.custom_link {
                 o["customSymbolicLinkName"] = custom.into();
             }
             o
         })
         .collect();
-    serde_json::json!({
-        "secretsManagementSettings": {
-            "pollingIntervalInS": "1",
-            "certificateStoreLocation": store.to_str().unwrap(),
-            "observedCertificates": observed,
-        },
-        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": {"testing": {
-            "caFile": ca.to_str().unwrap(),
-            "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()},
-            "minPollingIntervalInS": 1,
-        }},
-    })
-    .to_string()
+    let mut json = env.settings_json();
+    json["secretsManagementSettings"]["certificateStoreLocation"] = store.to_str().unwrap().into();
+    json["secretsManagementSettings"]["observedCertificates"] = observed.into();
+    if let Some(outputs) = outputs {
+        json["akvsync"]["outputs"] = outputs.settings(certs);
+    }
+    env.write_settings(&json);
+}
+
+/// `akvsync <verb>` of `env` at log level `warn`, with the store's write pauses when
+/// `delay` (the debug-only hook `AKVSYNC_TEST_WRITE_DELAY_MS`).
+fn agent(env: &Env, verb: &str, delay: bool) -> Command {
+    let mut command = env.command(&[verb]);
+    command.env("AKVSYNC_LOG", "warn");
+    if delay {
+        command.env("AKVSYNC_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS.to_string());
+    }
+    command
+}
+
+/// `akvsync once` without pauses, run to its end; it must succeed.
+fn once(env: &Env) -> Output {
+    env.cmd(&["once"]).env("AKVSYNC_LOG", "warn").code(0).run()
 }
 
 /// The three certificates: RSA served as PEM, RSA and EC served as Key Vault's PFX.
-fn import_certificates(emu: &BlockingEmulator) -> Vec<Cert> {
+fn import_certificates(env: &Env) -> Vec<Cert> {
+    let emu = &env.emu;
     let pki = emu.test_pki().unwrap();
     let mut certs = Vec::new();
     for (name, custom_link, key, pfx) in [
@@ -163,18 +195,6 @@ fn import_certificates(emu: &BlockingEmulator) -> Vec<Cert> {
     certs
 }
 
-fn temp_files(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().into_owned();
-            name.starts_with(TEMP_PREFIX).then_some(name)
-        })
-        .collect()
-}
-
 /// A version file is complete: 0600, decodes (the key matches a certificate, which becomes
 /// the leaf), the leaf is this version's, the chain is there and the key is last.
 fn check_version_file(path: &Path, cert: &Cert, version: &str) -> Result<usize, String> {
@@ -185,12 +205,9 @@ fn check_version_file(path: &Path, cert: &Cert, version: &str) -> Result<usize, 
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    if meta.mode() & 0o777 != 0o600 {
-        return Err(format!(
-            "{} has mode {:o}",
-            path.display(),
-            meta.mode() & 0o777
-        ));
+    let mode = mode(path) & 0o777;
+    if mode != 0o600 {
+        return Err(format!("{} has mode {mode:o}", path.display()));
     }
     let pem = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bundle = akvsync::decode::decode_pem(&pem)
@@ -231,24 +248,21 @@ fn check_consistent(
     when: &str,
 ) -> Result<Observed, String> {
     let mut observed = Observed::default();
-    let mut entries: Vec<String> = fs::read_dir(store)
-        .map_err(|e| format!("{when}: read store: {e}"))?
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    entries.sort();
+    if !store.is_dir() {
+        return Err(format!("{when}: no store directory {}", store.display()));
+    }
     // Every entry is a temporary, a link of ours or a complete version file of ours.
-    for name in &entries {
+    for name in &names(store) {
         let path = store.join(name);
         if name.starts_with(TEMP_PREFIX) {
             observed.temps.push(name.clone());
             continue;
         }
-        if let Some(cert) = certs.iter().find(|c| c.link_names().contains(name)) {
+        if certs.iter().any(|c| c.link_names().contains(name)) {
             let meta = fs::symlink_metadata(&path).unwrap();
             if !meta.file_type().is_symlink() {
                 return Err(format!("{when}: {name} is not a symlink"));
             }
-            let _ = cert;
             continue;
         }
         let version_of = certs.iter().find_map(|c| {
@@ -400,9 +414,8 @@ fn output_file(cert: &Cert, suffix: &str) -> String {
 }
 
 impl Outputs {
-    /// The harness's settings with one output set for these certificates.
-    fn configure(&self, settings: &str, certs: &[Cert]) -> String {
-        let mut json: serde_json::Value = serde_json::from_str(settings).unwrap();
+    /// `akvsync.outputs`: one output set for these certificates.
+    fn settings(&self, certs: &[Cert]) -> serde_json::Value {
         let files: serde_json::Map<String, serde_json::Value> = OUTPUT_FILES
             .iter()
             .map(|(kind, suffix)| ((*kind).to_owned(), format!("{{secret}}.{suffix}").into()))
@@ -412,36 +425,24 @@ impl Outputs {
             .iter()
             .map(|o| format!("{VAULT}/{}", certs[o.cert].name))
             .collect();
-        json["akvsync"]["outputs"] = serde_json::json!([{
+        serde_json::json!([{
             "certificates": filter,
             "directory": self.dir.to_str().unwrap(),
             "files": files,
             "mode": format!("{OUTPUT_MODE:04o}"),
-        }]);
-        json.to_string()
+        }])
     }
 
     /// Lists the output directory: names, with the sorted entries of directories (to tell
     /// whether a kill changed a data directory).
     fn listing(&self) -> BTreeMap<String, Vec<String>> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return BTreeMap::new();
-        };
-        entries
-            .map(|e| {
-                let e = e.unwrap();
-                let name = e.file_name().to_string_lossy().into_owned();
-                let mut inner: Vec<String> = if e.file_type().unwrap().is_dir() {
-                    fs::read_dir(e.path())
-                        .map(|d| {
-                            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                inner.sort();
+        names(&self.dir)
+            .into_iter()
+            .map(|name| {
+                // Empty for anything but a directory (a link is not followed).
+                let path = self.dir.join(&name);
+                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                let inner = if is_dir { names(&path) } else { Vec::new() };
                 (name, inner)
             })
             .collect()
@@ -481,10 +482,9 @@ impl Outputs {
             temps: Vec::new(),
             data_dirs: vec![Vec::new(); self.certs.len()],
         };
-        let mut entries: Vec<String> = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
+        match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("{when}: the output directory is not a directory")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if self.certs.iter().any(|o| o.seen.is_some()) {
                     return Err(format!("{when}: the output directory vanished"));
@@ -492,10 +492,9 @@ impl Outputs {
                 return Ok(observed);
             }
             Err(e) => return Err(format!("{when}: read the output directory: {e}")),
-        };
-        entries.sort();
+        }
         // Nothing but data directories, `current` links, stable links and temporaries.
-        for name in &entries {
+        for name in &names(&self.dir) {
             let path = self.dir.join(name);
             let meta = fs::symlink_metadata(&path).map_err(|e| format!("{when}: {name}: {e}"))?;
             if name.starts_with(TEMP_PREFIX) {
@@ -525,8 +524,7 @@ impl Outputs {
                 }
                 observed.data_dirs[i].push(index);
                 // Inside: configured files and temporaries only.
-                for inner in fs::read_dir(&path).map_err(|e| format!("{when}: {name}: {e}"))? {
-                    let inner = inner.unwrap().file_name().to_string_lossy().into_owned();
+                for inner in names(&path) {
                     if inner.starts_with(TEMP_PREFIX) {
                         observed.temps.push(format!("{name}/{inner}"));
                     } else if !OUTPUT_FILES
@@ -606,11 +604,11 @@ impl Outputs {
                 };
                 let meta = fs::metadata(&path)
                     .map_err(|e| format!("{when}: {} does not resolve: {e}", path.display()))?;
-                if !meta.is_file() || meta.mode() & 0o777 != OUTPUT_MODE {
+                if !meta.is_file() || mode(&path) & 0o777 != OUTPUT_MODE {
                     return Err(format!(
                         "{when}: {} is not a regular file of mode {OUTPUT_MODE:o} ({:o})",
                         path.display(),
-                        meta.mode()
+                        mode(&path)
                     ));
                 }
                 fs::read(&path).map_err(|e| format!("{when}: {}: {e}", path.display()))
@@ -629,6 +627,12 @@ impl Outputs {
             o.seen = Some(index);
         }
         Ok(observed)
+    }
+
+    /// The data directory of `cert`'s `versions[index]`.
+    fn data_dir(&self, cert: &Cert, index: usize) -> PathBuf {
+        let version = &cert.versions[index].version;
+        self.dir.join(format!("{}{version}", data_prefix(cert)))
     }
 
     /// Whether some certificate's outputs show an older version than the store links.
@@ -666,11 +670,7 @@ impl Outputs {
                 ));
             }
             for index in data_dirs {
-                let dir = self.dir.join(format!(
-                    "{}{}",
-                    data_prefix(cert),
-                    cert.versions[*index].version
-                ));
+                let dir = self.data_dir(cert, *index);
                 for (_, suffix) in OUTPUT_FILES {
                     let file = dir.join(output_file(cert, suffix));
                     if !file.is_file() {
@@ -712,7 +712,7 @@ fn check_output_set(
         }
         Ok(())
     };
-    let blocks = |pem: &str, label: &str| pem.matches(&format!("-----BEGIN {label}-----")).count();
+    let blocks = pem_blocks_in;
     if blocks(cert_pem, "CERTIFICATE") != 1 || blocks(cert_pem, "PRIVATE KEY") != 0 {
         return Err("cert is not one certificate".to_owned());
     }
@@ -737,44 +737,6 @@ fn check_output_set(
     let bundle = akvsync::decode::decode_pfx(pfx).map_err(|e| format!("pfx: {e}"))?;
     leaf_of("pfx", &bundle, 1)?;
     Ok(())
-}
-
-fn agent(verb: &str, settings: &Path, state_dir: &Path, delay: bool) -> Command {
-    agent_at(Path::new(EXE), verb, settings, state_dir, delay)
-}
-
-fn agent_at(exe: &Path, verb: &str, settings: &Path, state_dir: &Path, delay: bool) -> Command {
-    let mut command = Command::new(exe);
-    command
-        .arg(verb)
-        .arg("--settings")
-        .arg(settings)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env("AKVSYNC_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if delay {
-        command.env("AKVSYNC_TEST_WRITE_DELAY_MS", WRITE_DELAY_MS.to_string());
-    } else {
-        command.env_remove("AKVSYNC_TEST_WRITE_DELAY_MS");
-    }
-    command
-}
-
-fn output(mut command: Command) -> Output {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.output().unwrap()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A slowed answer injected for one cycle, and when it provably was in flight.
@@ -807,14 +769,8 @@ struct Figures {
 
 #[test]
 fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
-    let kills_wanted: usize = std::env::var("AKVSYNC_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed = std::env::var("AKVSYNC_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let kills_wanted: usize = common::knob("AKVSYNC_CRASH_KILLS").unwrap_or(50);
+    let seed = common::knob("AKVSYNC_CRASH_SEED").unwrap_or_else(|| fastrand::u64(..));
     let _ = writeln!(
         std::io::stderr(),
         "crash harness: seed {seed} (AKVSYNC_CRASH_SEED), {kills_wanted} kills"
@@ -822,15 +778,12 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
 
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let scratch = Scratch::new("sigkill");
-    let store = scratch.path("store");
-    let state_dir = scratch.path("state");
-    let settings = scratch.path("settings.json");
-    let mut certs = import_certificates(&emu);
+    let env = Env::start(EnvConfig::default());
+    let (store, state_dir) = (env.scratch.store(), env.scratch.state());
+    let mut certs = import_certificates(&env);
     // Outputs for the PEM-served RSA certificate and the EC one.
     let mut outputs = Outputs {
-        dir: scratch.path("out"),
+        dir: env.scratch.path("out"),
         certs: [0, 2]
             .into_iter()
             .map(|cert| OutputCert {
@@ -840,17 +793,12 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             })
             .collect(),
     };
-    fs::write(
-        &settings,
-        outputs.configure(&settings_json(&emu, &store, emu.ca_file(), &certs), &certs),
-    )
-    .unwrap();
+    observe(&env, &store, &certs, Some(&outputs));
 
     // First install with the write pauses on: it also measures how long a delayed `once`
     // takes, the window the kill instants are drawn from.
     let calibration = Instant::now();
-    let out = output(agent("once", &settings, &state_dir, true));
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    Cmd::new(agent(&env, "once", true)).code(0).run();
     let full_run = calibration.elapsed();
     check_converged(&store, &state_dir, &mut certs).unwrap();
     outputs.check_converged(&certs).unwrap();
@@ -862,33 +810,29 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         let first = rng.usize(..certs.len());
         for (i, cert) in certs.iter_mut().enumerate() {
             if i == first || rng.bool() {
-                cert.versions
-                    .push(emu.rotate_certificate(VAULT, cert.name).unwrap());
+                cert.rotate(&env);
             }
         }
-        // Some fetches are slowed so that kills land mid-download.
-        emu.clear_faults();
-        let slowed = match rng.u8(0..10) {
+        // Some fetches are slowed so that kills land mid-download (for this cycle only).
+        let faults = FaultScope::new(&env.emu);
+        let (faults, slowed) = match rng.u8(0..10) {
             0..=2 => {
                 let cert = &certs[rng.usize(..certs.len())];
                 let delay = Duration::from_millis(rng.u64(50..400));
-                emu.inject(Fault::object(VAULT, cert.name, FaultKind::Delay(delay), 1));
-                Some(delay)
+                let fault = Fault::object(VAULT, cert.name, FaultKind::Delay(delay), 1);
+                (faults.inject(fault), Some(delay))
             }
             3..=5 => {
                 let cert = &certs[rng.usize(..certs.len())];
                 let chunk = rng.usize(128..512);
                 let interval = Duration::from_millis(rng.u64(3..10));
-                emu.inject(Fault::object(
-                    VAULT,
-                    cert.name,
-                    FaultKind::SlowDrip { interval, chunk },
-                    1,
-                ));
+                let fault =
+                    Fault::object(VAULT, cert.name, FaultKind::SlowDrip { interval, chunk }, 1);
                 // The body holds at least the value: that many chunks, an interval apart.
-                Some(interval * (cert.value_len.div_ceil(chunk) as u32 - 1))
+                let lasts = interval * (cert.value_len.div_ceil(chunk) as u32 - 1);
+                (faults.inject(fault), Some(lasts))
             }
-            _ => None,
+            _ => (faults, None),
         };
         let mut slowed = slowed.map(|lasts| Slowed {
             lasts,
@@ -907,16 +851,10 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         let mut rotate_during = (run_mode && rng.bool())
             .then(|| (rng.usize(..certs.len()), window.mul_f64(rng.f64() * 0.7)));
 
-        let temps_before = temp_files(&store);
+        let temps_before = StoreView::new(&store).names_starting(TEMP_PREFIX);
         let outputs_before = outputs.listing();
-        let mut child = agent(
-            if run_mode { "run" } else { "once" },
-            &settings,
-            &state_dir,
-            true,
-        )
-        .spawn()
-        .unwrap();
+        let verb = if run_mode { "run" } else { "once" };
+        let mut child = Service::spawn(agent(&env, verb, true));
         if after_kill {
             figures.restarts += 1;
         }
@@ -924,7 +862,7 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         let exited = loop {
             let now = Instant::now();
             if let Some(s) = slowed.as_mut().filter(|s| s.fired_by.is_none()) {
-                if emu.pending_faults() == 0 {
+                if env.emu.pending_faults() == 0 {
                     s.fired_by = Some(now);
                 } else {
                     s.pending_until = Some(now);
@@ -933,15 +871,13 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             if let Some((index, at)) = rotate_during
                 && now - spawned >= at
             {
-                let cert = &mut certs[index];
-                cert.versions
-                    .push(emu.rotate_certificate(VAULT, cert.name).unwrap());
+                certs[index].rotate(&env);
                 rotate_during = None;
             }
             if now - spawned >= kill_after {
                 break None;
             }
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.try_wait() {
                 break Some(status);
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -949,14 +885,16 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         let killed_at = Instant::now();
         let status = match exited {
             Some(status) => status,
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap()
-            }
+            None => child.kill(),
         };
         if status.signal() != Some(9) {
             // `once` finished before its kill instant: a successful restart.
-            assert_eq!(status.code(), Some(0), "once failed: {status:?}");
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "once failed: {status:?}\n{}",
+                child.log()
+            );
             figures.finished_before_kill += 1;
             check_converged(&store, &state_dir, &mut certs)
                 .and_then(|()| outputs.check_converged(&certs))
@@ -1002,15 +940,9 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
         // Every fourth kill, a restart that runs to the end (no pauses, no faults) must
         // converge.
         if figures.kills % 4 == 0 || figures.kills == kills_wanted {
-            emu.clear_faults();
-            let out = output(agent("once", &settings, &state_dir, false));
+            faults.clear();
+            once(&env);
             figures.restarts += 1;
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "seed {seed}: {}",
-                describe(&out)
-            );
             check_converged(&store, &state_dir, &mut certs)
                 .and_then(|()| outputs.check_converged(&certs))
                 .unwrap_or_else(|e| panic!("seed {seed}, kill {}: {e}", figures.kills));
@@ -1018,23 +950,15 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
             after_kill = false;
         }
     }
-    emu.shutdown();
     // Version files beyond the retention (the current and the previous version of each
     // certificate): reported, not asserted (see docs/reliability.md, "Crash consistency").
-    let version_files = fs::read_dir(&store)
-        .unwrap()
-        .filter(|e| {
-            let name = e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            certs
-                .iter()
-                .any(|c| name.starts_with(&format!("{VAULT}.{}.", c.name)))
+    let version_files: usize = certs
+        .iter()
+        .map(|c| {
+            let prefix = format!("{VAULT}.{}.", c.name);
+            StoreView::new(&store).names_starting(&prefix).len()
         })
-        .count();
+        .sum();
     let unpruned = version_files.saturating_sub(RETAIN * certs.len());
 
     let percent = |n: usize| 100.0 * n as f64 / figures.kills as f64;
@@ -1077,69 +1001,51 @@ fn sigkill_at_random_instants_leaves_old_or_new_and_restarts_converge() {
 
 /// One PEM certificate with v1 installed by a first `once`; v2 pending in the vault.
 struct Pending {
-    emu: BlockingEmulator,
     cert: Cert,
-    settings: PathBuf,
     store: PathBuf,
 }
 
-fn install_v1_then_rotate(scratch: &Scratch, store: &Path, state_dir: &Path) -> Pending {
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let v1 = emu.rotate_certificate(VAULT, "solo").unwrap();
-    let mut cert = Cert {
-        name: "solo",
-        custom_link: None,
-        versions: vec![v1],
-        linked: BTreeMap::new(),
-        value_len: 0,
-    };
-    // The CA and settings where an unprivileged agent can read them.
-    let ca = scratch.path("ca.pem");
-    fs::copy(emu.ca_file(), &ca).unwrap();
-    fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
-    let settings = scratch.path("settings.json");
-    fs::write(
-        &settings,
-        settings_json(&emu, store, &ca, std::slice::from_ref(&cert)),
-    )
-    .unwrap();
-    fs::set_permissions(&settings, fs::Permissions::from_mode(0o644)).unwrap();
-    let out = output(agent("once", &settings, state_dir, false));
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    check_converged(store, state_dir, std::slice::from_mut(&mut cert)).unwrap();
-    cert.versions
-        .push(emu.rotate_certificate(VAULT, "solo").unwrap());
-    Pending {
-        emu,
-        cert,
-        settings,
-        store: store.to_owned(),
-    }
-}
-
 impl Pending {
-    /// `once` failed for `cause`: exit 1 naming it, v1 intact behind the link, no temporary
-    /// file, and `status --json` reports the cause with v1 installed.
-    fn assert_failed_and_kept(&mut self, out: &Output, state_dir: &Path, cause: &str) {
-        assert_eq!(out.status.code(), Some(1), "{}", describe(out));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains(cause), "{}", describe(out));
-        let store = self.store.clone();
+    /// `env`'s store is `store`; the CA and the settings are where an unprivileged agent
+    /// can read them.
+    fn start(env: &Env, store: &Path) -> Pending {
+        let mut cert = Cert::rotated(env, "solo", None);
+        observe(env, store, std::slice::from_ref(&cert), None);
+        let ca = env.scratch.path("ca.pem");
+        fs::copy(env.emu.ca_file(), &ca).unwrap();
+        fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(env.settings_file()).unwrap()).unwrap();
+        json["akvsync"]["testing"]["caFile"] = ca.to_str().unwrap().into();
+        env.write_settings(&json);
+        fs::set_permissions(env.settings_file(), fs::Permissions::from_mode(0o644)).unwrap();
+        once(env);
+        check_converged(store, &env.scratch.state(), std::slice::from_mut(&mut cert)).unwrap();
+        cert.rotate(env);
+        Pending {
+            cert,
+            store: store.to_owned(),
+        }
+    }
+
+    /// `once` (run by `prefix`) fails for `cause`: exit 1 naming it, v1 intact behind the
+    /// link, no temporary file, and `status --json` reports the cause with v1 installed.
+    fn assert_failed_and_kept(&mut self, env: &Env, prefix: &[String], cause: &str) {
+        let command = env.command_under(prefix, &["once"]);
+        Cmd::new(command)
+            .env("AKVSYNC_LOG", "warn")
+            .code(1)
+            .stdout_has(cause)
+            .run();
+        let state_dir = env.scratch.state();
         let certs = std::slice::from_mut(&mut self.cert);
-        let observed = check_consistent(&store, state_dir, certs, "after the failure").unwrap();
+        let observed =
+            check_consistent(&self.store, &state_dir, certs, "after the failure").unwrap();
         assert!(observed.temps.is_empty(), "{:?}", observed.temps);
         assert_eq!(self.cert.linked[&format!("{VAULT}.solo")], 0, "v1 kept");
 
-        let status = output({
-            let mut c = Command::new(EXE);
-            c.args(["status", "--json", "--settings"])
-                .arg(&self.settings)
-                .arg("--state-dir")
-                .arg(state_dir);
-            c
-        });
         // Exit 1: the last check failed (SPEC §10), although v1 is installed.
-        assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
+        let status = env.cmd(&["status", "--json"]).code(1).run();
         let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
         let entry = &json["certificates"][0];
         assert!(
@@ -1159,10 +1065,15 @@ impl Pending {
     }
 
     /// Once the cause is gone, the next `once` installs v2 and converges.
-    fn assert_recovers(&mut self, state_dir: &Path) {
-        let out = output(agent("once", &self.settings, state_dir, false));
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        check_converged(&self.store, state_dir, std::slice::from_mut(&mut self.cert)).unwrap();
+    fn assert_recovers(&mut self, env: &Env) {
+        once(env);
+        let state_dir = env.scratch.state();
+        check_converged(
+            &self.store,
+            &state_dir,
+            std::slice::from_mut(&mut self.cert),
+        )
+        .unwrap();
     }
 }
 
@@ -1177,8 +1088,8 @@ impl Drop for Mounted {
 
 #[test]
 fn enospc_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
-    let scratch = Scratch::new("enospc");
-    let mount_point = scratch.path("tmpfs");
+    let env = Env::start(EnvConfig::default());
+    let mount_point = env.scratch.path("tmpfs");
     fs::create_dir_all(&mount_point).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=256k,mode=0755", "akvsync-enospc"])
@@ -1199,9 +1110,9 @@ fn enospc_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
             return;
         }
     }
+    // Declared after the environment: unmounted before its scratch directory is removed.
     let _mounted = Mounted(mount_point.clone());
-    let state_dir = scratch.path("state");
-    let mut pending = install_v1_then_rotate(&scratch, &mount_point.join("store"), &state_dir);
+    let mut pending = Pending::start(&env, &mount_point.join("store"));
 
     // Fill the file system so that the new version cannot be written.
     let filler = mount_point.join("filler");
@@ -1214,45 +1125,36 @@ fn enospc_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
     assert_eq!(full.raw_os_error(), Some(28), "{full}");
     drop(file);
 
-    let out = output(agent("once", &pending.settings, &state_dir, false));
-    pending.assert_failed_and_kept(&out, &state_dir, "No space left on device");
+    pending.assert_failed_and_kept(&env, &[], "No space left on device");
 
     fs::remove_file(&filler).unwrap();
-    pending.assert_recovers(&state_dir);
-    pending.emu.shutdown();
+    pending.assert_recovers(&env);
 }
 
 #[test]
 fn eacces_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
-    let scratch = Scratch::new("eacces");
-    let store = scratch.path("store");
-    let root = nix::unistd::geteuid().is_root();
-    // As root (CI), the agent runs as `nobody` with a state directory of its own and the
-    // store stays root's (0755: readable, not writable); otherwise the store is made
-    // read-only for the current user.
-    let state_dir = scratch.path(if root { "state-nobody" } else { "state" });
-    let setup_state = scratch.path("state-setup");
-    let mut pending = install_v1_then_rotate(&scratch, &store, &setup_state);
-    let mut command = agent("once", &pending.settings, &state_dir, false);
-    if root {
-        // A copy of the binary in the scratch directory: the build directory may not be
-        // traversable by `nobody` (a clone in a 0700 temporary directory).
-        let exe = scratch.path("akvsync");
-        fs::copy(EXE, &exe).unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        command = agent_at(&exe, "once", &pending.settings, &state_dir, false);
+    let mut env = Env::start(EnvConfig::default());
+    let store = env.scratch.store();
+    let state_dir = env.scratch.state();
+    let root = common::users::is_root();
+    let mut pending = Pending::start(&env, &store);
+    // As root (CI), the agent runs as `nobody` with a state directory of its own (the
+    // setup's is set aside) and the store stays root's (0755: readable, not writable);
+    // otherwise the store is made read-only for the current user.
+    let prefix = if root {
+        let nobody = nix::unistd::User::from_uid(65534.into()).unwrap().unwrap();
+        env.use_binary_copy();
+        fs::rename(&state_dir, env.scratch.path("state-setup")).unwrap();
         fs::create_dir(&state_dir).unwrap();
-        std::os::unix::fs::chown(&state_dir, Some(65534), Some(65534)).unwrap();
+        common::users::chown_tree(&state_dir, 65534, 65534);
         fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).unwrap();
         fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::process::CommandExt::uid(&mut command, 65534);
-        std::os::unix::process::CommandExt::gid(&mut command, 65534);
+        common::users::setpriv(&nobody)
     } else {
-        fs::rename(&setup_state, &state_dir).unwrap();
         fs::set_permissions(&store, fs::Permissions::from_mode(0o555)).unwrap();
-    }
-    let out = output(command);
-    pending.assert_failed_and_kept(&out, &state_dir, "Permission denied");
+        Vec::new()
+    };
+    pending.assert_failed_and_kept(&env, &prefix, "Permission denied");
 
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
     if root {
@@ -1260,8 +1162,7 @@ fn eacces_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
         // (issue 16): hand it back to root first, as an operator would.
         common::users::chown_tree(&state_dir, 0, 0);
     }
-    pending.assert_recovers(&state_dir);
-    pending.emu.shutdown();
+    pending.assert_recovers(&env);
 }
 
 /// Found by the harness: a kill between the switch of `<vault>.<secret>` and the switch of
@@ -1269,47 +1170,27 @@ fn eacces_on_the_store_keeps_the_old_certificate_and_reports_the_cause() {
 /// the main link current and never moved the custom one.
 #[test]
 fn a_custom_link_left_behind_by_a_crash_is_switched_by_the_next_run() {
-    let scratch = Scratch::new("custom-link");
-    let store = scratch.path("store");
-    let state_dir = scratch.path("state");
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let mut cert = Cert {
-        name: "web",
-        custom_link: Some("web-current"),
-        versions: vec![emu.rotate_certificate(VAULT, "web").unwrap()],
-        linked: BTreeMap::new(),
-        value_len: 0,
-    };
-    let settings = scratch.path("settings.json");
-    fs::write(
-        &settings,
-        settings_json(&emu, &store, emu.ca_file(), std::slice::from_ref(&cert)),
-    )
-    .unwrap();
-    let once = || {
-        let out = output(agent("once", &settings, &state_dir, false));
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    };
-    once();
-    cert.versions
-        .push(emu.rotate_certificate(VAULT, "web").unwrap());
-    once();
+    let env = Env::start(EnvConfig::default());
+    let (store, state_dir) = (env.scratch.store(), env.scratch.state());
+    let mut cert = Cert::rotated(&env, "web", Some("web-current"));
+    observe(&env, &store, std::slice::from_ref(&cert), None);
+    once(&env);
+    cert.rotate(&env);
+    once(&env);
     check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
 
     // What a kill between the two link switches leaves: the main link on v2, the custom
     // link still on v1 (kept as the previous version), the state recording v2.
-    let v1_file = store.join(format!("{VAULT}.web.{}", cert.versions[0].version));
     let custom = store.join("web-current");
     fs::remove_file(&custom).unwrap();
-    std::os::unix::fs::symlink(&v1_file, &custom).unwrap();
+    std::os::unix::fs::symlink(cert.version_file(&store, 0), &custom).unwrap();
 
-    once();
+    once(&env);
     assert_eq!(
         fs::read_link(&custom).unwrap(),
-        store.join(format!("{VAULT}.web.{}", cert.versions[1].version))
+        cert.version_file(&store, 1)
     );
     check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
-    emu.shutdown();
 }
 
 /// Found by the harness: a kill after a link switch but before the state was saved left a
@@ -1318,151 +1199,96 @@ fn a_custom_link_left_behind_by_a_crash_is_switched_by_the_next_run() {
 /// than every kept version are pruned.
 #[test]
 fn a_version_the_state_never_recorded_is_still_pruned() {
-    let scratch = Scratch::new("unrecorded");
-    let probe = scratch.path("probe");
+    let env = Env::start(EnvConfig::default());
+    let probe = env.scratch.path("probe");
     fs::write(&probe, b"").unwrap();
     if let Err(e) = xattr::set(&probe, "user.akvsync-probe", b"1") {
         let _ = writeln!(
             std::io::stderr(),
             "\n!!!!!!!! SKIPPED: {} holds no user attributes ({e}) !!!!!!!!\n",
-            scratch.0.display()
+            env.scratch.0.display()
         );
         return;
     }
-    let store = scratch.path("store");
-    let state_dir = scratch.path("state");
-    let emu = BlockingEmulator::start(Config::default()).unwrap();
-    let mut cert = Cert {
-        name: "leak",
-        custom_link: None,
-        versions: vec![emu.rotate_certificate(VAULT, "leak").unwrap()],
-        linked: BTreeMap::new(),
-        value_len: 0,
-    };
-    let settings = scratch.path("settings.json");
-    fs::write(
-        &settings,
-        settings_json(&emu, &store, emu.ca_file(), std::slice::from_ref(&cert)),
-    )
-    .unwrap();
-    let once = || {
-        let out = output(agent("once", &settings, &state_dir, false));
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    };
-    let version_files = || {
-        let mut names: Vec<String> = fs::read_dir(&store)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("{VAULT}.leak.")))
-            .collect();
-        names.sort();
-        names
-    };
-    once();
+    let (store, state_dir) = (env.scratch.store(), env.scratch.state());
+    let mut cert = Cert::rotated(&env, "leak", None);
+    observe(&env, &store, std::slice::from_ref(&cert), None);
+    let version_files = || StoreView::new(&store).names_starting(&format!("{VAULT}.leak."));
+    once(&env);
     let state_v1 = fs::read(state_dir.join("state.json")).unwrap();
-    cert.versions
-        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
-    once();
+    cert.rotate(&env);
+    once(&env);
     // What a kill between the link switch and the state write leaves: v2 linked, the
     // state still on v1.
     fs::write(state_dir.join("state.json"), &state_v1).unwrap();
-    cert.versions
-        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
-    once();
+    cert.rotate(&env);
+    once(&env);
     assert_eq!(
         version_files().len(),
         3,
         "v2 is newer than the kept v1: kept"
     );
-    cert.versions
-        .push(emu.rotate_certificate(VAULT, "leak").unwrap());
-    once();
+    cert.rotate(&env);
+    once(&env);
     check_converged(&store, &state_dir, std::slice::from_mut(&mut cert)).unwrap();
     let expected: Vec<String> = cert.versions[2..]
         .iter()
         .map(|v| format!("{VAULT}.leak.{}", v.version))
         .collect();
     assert_eq!(version_files(), expected, "v1 and the unrecorded v2 pruned");
-    emu.shutdown();
 }
 
 /// One certificate with outputs (cert, key, fullchain, pem, pfx), v1 installed by a first
 /// `once`; `once()` runs the agent to completion and checks that it converged.
 struct WithOutputs {
-    emu: BlockingEmulator,
+    env: Env,
     certs: Vec<Cert>,
     outputs: Outputs,
-    store: PathBuf,
-    state_dir: PathBuf,
-    settings: PathBuf,
 }
 
 impl WithOutputs {
-    fn start(scratch: &Scratch) -> Self {
-        let emu = BlockingEmulator::start(Config::default()).unwrap();
-        let certs = vec![Cert {
-            name: "app",
-            custom_link: None,
-            versions: vec![emu.rotate_certificate(VAULT, "app").unwrap()],
-            linked: BTreeMap::new(),
-            value_len: 0,
-        }];
+    fn start() -> Self {
+        let env = Env::start(EnvConfig::default());
+        let certs = vec![Cert::rotated(&env, "app", None)];
         let outputs = Outputs {
-            dir: scratch.path("out"),
+            dir: env.scratch.path("out"),
             certs: vec![OutputCert {
                 cert: 0,
                 seen: None,
                 linked: false,
             }],
         };
-        let store = scratch.path("store");
-        let settings = scratch.path("settings.json");
-        fs::write(
-            &settings,
-            outputs.configure(&settings_json(&emu, &store, emu.ca_file(), &certs), &certs),
-        )
-        .unwrap();
+        observe(&env, &env.scratch.store(), &certs, Some(&outputs));
         let mut this = WithOutputs {
-            emu,
+            env,
             certs,
             outputs,
-            store,
-            state_dir: scratch.path("state"),
-            settings,
         };
         this.once();
         this
     }
 
     fn once(&mut self) {
-        let out = output(agent("once", &self.settings, &self.state_dir, false));
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        check_converged(&self.store, &self.state_dir, &mut self.certs).unwrap();
+        once(&self.env);
+        let (store, state_dir) = (self.env.scratch.store(), self.env.scratch.state());
+        check_converged(&store, &state_dir, &mut self.certs).unwrap();
         self.outputs.check_converged(&self.certs).unwrap();
     }
 
     fn rotate(&mut self) {
-        let version = self.emu.rotate_certificate(VAULT, "app").unwrap();
-        self.certs[0].versions.push(version);
+        self.certs[0].rotate(&self.env);
     }
 
     fn data_dir(&self, index: usize) -> PathBuf {
-        let cert = &self.certs[0];
-        self.outputs.dir.join(format!(
-            "{}{}",
-            data_prefix(cert),
-            cert.versions[index].version
-        ))
+        self.outputs.data_dir(&self.certs[0], index)
     }
 
     fn data_dirs(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.outputs.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&data_prefix(&self.certs[0])))
-            .collect();
-        names.sort();
-        names
+        StoreView::new(&self.outputs.dir).names_starting(&data_prefix(&self.certs[0]))
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.env.scratch.state().join("state.json")
     }
 }
 
@@ -1472,8 +1298,7 @@ impl WithOutputs {
 /// for a temporary file left in the current data directory when a set is rewritten in place.
 #[test]
 fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run() {
-    let scratch = Scratch::new("outputs-temps");
-    let mut setup = WithOutputs::start(&scratch);
+    let mut setup = WithOutputs::start();
     let link_temp = setup.outputs.dir.join(format!("{TEMP_PREFIX}0000dead0001"));
     std::os::unix::fs::symlink(setup.data_dir(0).file_name().unwrap(), &link_temp).unwrap();
     let file_temp = setup.data_dir(0).join(format!("{TEMP_PREFIX}0000dead0002"));
@@ -1488,7 +1313,6 @@ fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run()
         fs::symlink_metadata(&file_temp).is_err(),
         "file temporary left"
     );
-    setup.emu.shutdown();
 }
 
 /// Found by the harness: a kill after an output set's switch but before the old data
@@ -1497,16 +1321,15 @@ fn temporaries_a_crash_left_in_an_output_directory_are_removed_by_the_next_run()
 /// until the next rotation). Outputs found current but not recorded are pruned now.
 #[test]
 fn data_directories_a_crash_kept_from_pruning_are_pruned_by_the_next_run() {
-    let scratch = Scratch::new("outputs-prune");
-    let mut setup = WithOutputs::start(&scratch);
+    let mut setup = WithOutputs::start();
     setup.rotate();
     setup.once();
     // v1 and v2 kept: keep copies of v1's files and of the state.
-    let state_v2 = fs::read(setup.state_dir.join("state.json")).unwrap();
-    let v1_files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(setup.data_dir(0))
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
+    let state_v2 = fs::read(setup.state_file()).unwrap();
+    let v1_files: Vec<(PathBuf, Vec<u8>)> = names(&setup.data_dir(0))
+        .into_iter()
+        .map(|name| {
+            let path = setup.data_dir(0).join(name);
             let bytes = fs::read(&path).unwrap();
             (path, bytes)
         })
@@ -1520,7 +1343,7 @@ fn data_directories_a_crash_kept_from_pruning_are_pruned_by_the_next_run() {
     for (path, bytes) in &v1_files {
         fs::write(path, bytes).unwrap();
     }
-    fs::write(setup.state_dir.join("state.json"), &state_v2).unwrap();
+    fs::write(setup.state_file(), &state_v2).unwrap();
     assert_eq!(setup.data_dirs().len(), 3);
 
     setup.once();
@@ -1537,5 +1360,4 @@ fn data_directories_a_crash_kept_from_pruning_are_pruned_by_the_next_run() {
         .collect();
     expected.sort();
     assert_eq!(setup.data_dirs(), expected, "v1 pruned, v2 and v3 kept");
-    setup.emu.shutdown();
 }

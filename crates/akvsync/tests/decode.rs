@@ -4,17 +4,14 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 
 use akvsync::decode::{self, DecodeError};
 
+mod common;
+
+/// A text fixture of `tests/data`.
 fn data(name: &str) -> String {
-    fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name),
-    )
-    .unwrap()
+    fs::read_to_string(common::crate_path("tests/data").join(name)).unwrap()
 }
 
 fn thumbprints() -> HashMap<String, String> {
@@ -157,13 +154,9 @@ fn recorded_key_vault_pfx_decodes_with_the_zero_length_password() {
     );
 }
 
+/// A binary fixture of `tests/data`.
 fn pfx(name: &str) -> Vec<u8> {
-    fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name),
-    )
-    .unwrap()
+    fs::read(common::crate_path("tests/data").join(name)).unwrap()
 }
 
 #[test]

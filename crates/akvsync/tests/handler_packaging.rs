@@ -2,11 +2,13 @@
 //! commands that exist; the systemd units (the one `handler enable` writes and the plain
 //! install's) pass `systemd-analyze verify` where it is installed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    common::crate_path("../..")
 }
 
 fn manifest(platform: &str) -> serde_json::Value {
@@ -42,11 +44,9 @@ fn manifests_follow_the_spec() {
 #[test]
 fn manifest_commands_exist() {
     for op in ["install", "uninstall", "update", "enable", "disable"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_akvsync"))
-            .args(["handler", op, "--help"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{op}: {out:?}");
+        common::env::akvsync(&["handler", op, "--help"])
+            .code(0)
+            .run();
     }
 }
 
@@ -62,9 +62,8 @@ fn verify(name: &str, unit: &str, dropin: Option<&str>) {
         eprintln!("systemd-analyze not installed: only the unit's text is checked");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("akvsync-unit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = common::Scratch::new(&format!("unit-{name}"));
+    let dir = &scratch.0;
     let path = dir.join("akvsync.service");
     std::fs::write(&path, unit).unwrap();
     if let Some(dropin) = dropin {
@@ -83,7 +82,6 @@ fn verify(name: &str, unit: &str, dropin: Option<&str>) {
         .arg("akvsync.service")
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{name}: {}",

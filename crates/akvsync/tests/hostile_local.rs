@@ -7,10 +7,11 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::env::{Env, EnvConfig};
+use common::store_view::{mode, owner};
 use common::users::{self, chown_tree, ensure_user, sh_as, skip_unless_root};
 
 const MALLORY: &str = "akvsync-mallory";
@@ -39,9 +40,8 @@ fn victim(env: &Env) -> std::path::PathBuf {
 
 fn assert_untouched(victim: &Path) {
     assert_eq!(fs::read_to_string(victim).unwrap(), "root's secret\n");
-    let meta = fs::metadata(victim).unwrap();
-    assert_eq!(meta.mode() & 0o7777, 0o600, "mode changed");
-    assert_eq!((meta.uid(), meta.gid()), (0, 0), "owner changed");
+    assert_eq!(mode(victim), 0o600, "mode changed");
+    assert_eq!(owner(victim), (0, 0), "owner changed");
 }
 
 /// Finding 1: the metrics textfile's directory belongs to another account, which plants
@@ -75,12 +75,7 @@ fn a_textfile_directory_of_another_account_is_refused_and_nothing_is_followed() 
         .run();
     assert_untouched(&victim);
     // The certificate itself was installed: one refused output does not stop the sync.
-    assert!(
-        env.scratch
-            .store()
-            .join(format!("{}.web", common::env::VAULT))
-            .exists()
-    );
+    assert!(common::agent::link(&env, "web").exists());
 }
 
 /// Finding 2: another account owns a parent of the store directory and swaps the store

@@ -378,10 +378,7 @@ fn bad_outputs_settings_are_refused_naming_the_field() {
 /// between the two opens: an immediate re-read must match; no file is ever partial.
 #[test]
 fn a_racing_reader_never_keeps_a_mismatched_pair() {
-    let rotations: usize = std::env::var("AKVSYNC_OUTPUT_ROTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
+    let rotations: usize = common::knob("AKVSYNC_OUTPUT_ROTATIONS").unwrap_or(150);
     let scratch = common::Scratch::new("outputs-race");
     let out = scratch.path("out");
     let env = env_with(

@@ -6,26 +6,15 @@
 //! To add a case, add the `.json` file and run with `UPDATE_EXPECT=1` to write its
 //! expectation, then read the written file: it is the assertion.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
-use akvsync::settings::{self, Platform, SettingsError, render};
+use std::fs;
+use std::path::Path;
+
+use akvsync::settings::{self, Platform, SettingsError, Validated, render};
 
 const MIN_VALID: usize = 15;
 const MIN_INVALID: usize = 30;
-
-fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/settings")
-        .join(kind);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    files.sort();
-    files
-}
 
 fn platform_of(path: &Path) -> Platform {
     let name = path.file_name().unwrap().to_string_lossy();
@@ -60,25 +49,28 @@ fn check(expect_file: &Path, actual: &str) -> Result<(), String> {
     }
 }
 
-#[test]
-fn valid_corpus_validates_to_its_expected_report() {
-    let files = corpus("valid");
+/// One half of the corpus: its directory, how many files it has at least, the extension
+/// of the expectation files, and what a file validates to in their form.
+struct Corpus {
+    kind: &'static str,
+    min_files: usize,
+    expect: &'static str,
+    render: fn(Result<Validated, SettingsError>) -> String,
+}
+
+/// Every file of `corpus` renders to exactly its expectation file.
+fn check_corpus(corpus: Corpus) {
+    let files = common::settings_corpus(corpus.kind);
     assert!(
-        files.len() >= MIN_VALID,
-        "only {} valid settings files",
-        files.len()
+        files.len() >= corpus.min_files,
+        "only {} {} settings files",
+        files.len(),
+        corpus.kind
     );
     let mut failures = Vec::new();
     for file in &files {
-        let result = settings::load_file(file, platform_of(file));
-        let actual = match result {
-            Ok(validated) => render::report(&validated),
-            Err(SettingsError::Invalid(diags)) => {
-                format!("INVALID\n{}", render::errors(&diags.errors))
-            }
-            Err(other) => format!("ERROR {other}\n"),
-        };
-        if let Err(failure) = check(&file.with_extension("expected"), &actual) {
+        let actual = (corpus.render)(settings::load_file(file, platform_of(file)));
+        if let Err(failure) = check(&file.with_extension(corpus.expect), &actual) {
             failures.push(failure);
         }
     }
@@ -86,16 +78,28 @@ fn valid_corpus_validates_to_its_expected_report() {
 }
 
 #[test]
+fn valid_corpus_validates_to_its_expected_report() {
+    check_corpus(Corpus {
+        kind: "valid",
+        min_files: MIN_VALID,
+        expect: "expected",
+        render: |result| match result {
+            Ok(validated) => render::report(&validated),
+            Err(SettingsError::Invalid(diags)) => {
+                format!("INVALID\n{}", render::errors(&diags.errors))
+            }
+            Err(other) => format!("ERROR {other}\n"),
+        },
+    });
+}
+
+#[test]
 fn invalid_corpus_gives_exactly_its_errors() {
-    let files = corpus("invalid");
-    assert!(
-        files.len() >= MIN_INVALID,
-        "only {} invalid settings files",
-        files.len()
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        let actual = match settings::load_file(file, platform_of(file)) {
+    check_corpus(Corpus {
+        kind: "invalid",
+        min_files: MIN_INVALID,
+        expect: "errors",
+        render: |result| match result {
             Ok(validated) => format!("VALID\n{}", render::report(&validated)),
             Err(SettingsError::Invalid(diags)) => diags
                 .errors
@@ -103,18 +107,14 @@ fn invalid_corpus_gives_exactly_its_errors() {
                 .map(|e| format!("{e}\n"))
                 .collect::<String>(),
             Err(other) => format!("ERROR {other}\n"),
-        };
-        if let Err(failure) = check(&file.with_extension("errors"), &actual) {
-            failures.push(failure);
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+        },
+    });
 }
 
 /// The same valid file means the same certificates whichever form carries it.
 #[test]
 fn runtime_and_public_forms_agree() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/settings/valid");
+    let dir = common::crate_path("tests/settings/valid");
     let public = fs::read_to_string(dir.join("windows-doc-powershell.json")).unwrap();
     let runtime = format!(
         r#"{{"runtimeSettings":[{{"handlerSettings":{{"protectedSettingsCertThumbprint":null,"protectedSettings":null,"publicSettings":{public}}}}}]}}"#

@@ -61,36 +61,54 @@ struct Generated {
     items: usize,
 }
 
+impl Generated {
+    /// `head`, then as many `item(i)` as fit in the budget, then `tail`.
+    fn filled(
+        name: &'static str,
+        platform: Platform,
+        head: String,
+        tail: &str,
+        item: impl FnMut(usize) -> String,
+    ) -> Generated {
+        let mut text = head;
+        let items = fill(&mut text, tail, BUDGET, item);
+        text.push_str(tail);
+        Generated {
+            name,
+            platform,
+            text,
+            items,
+        }
+    }
+}
+
+/// The start of a document whose `observedCertificates` list comes next.
+const OBSERVED: &str = r#"{"secretsManagementSettings":{"observedCertificates":["#;
+
+/// [`OBSERVED`] with the first `count` generated certificates listed.
+fn observing(count: usize) -> String {
+    let urls: Vec<String> = (0..count).map(url).collect();
+    format!("{OBSERVED}{}", urls.join(","))
+}
+
 /// Tens of thousands of distinct certificates (Linux, string form).
 fn many_certificates() -> Generated {
-    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
-    let tail = "]}}";
-    let items = fill(&mut text, tail, BUDGET, url);
-    text.push_str(tail);
-    Generated {
-        name: "certificates",
-        platform: Platform::Linux,
-        text,
-        items,
-    }
+    Generated::filled("certificates", Platform::Linux, OBSERVED.into(), "]}}", url)
 }
 
 /// The same vault and secret (in varying case) installed over and over into one store
 /// (Windows): each repeat is a duplicate target of the first.
 fn duplicate_certificates() -> Generated {
-    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
-    let tail = "]}}";
-    let items = fill(&mut text, tail, BUDGET, |i| {
-        let name = if i % 2 == 0 { "web" } else { "WEB" };
-        format!("\"https://myvault.vault.azure.net/secrets/{name}\"")
-    });
-    text.push_str(tail);
-    Generated {
-        name: "duplicates",
-        platform: Platform::Windows,
-        text,
-        items,
-    }
+    Generated::filled(
+        "duplicates",
+        Platform::Windows,
+        OBSERVED.into(),
+        "]}}",
+        |i| {
+            let name = if i % 2 == 0 { "web" } else { "WEB" };
+            format!("\"https://myvault.vault.azure.net/secrets/{name}\"")
+        },
+    )
 }
 
 const HOOK_CERTIFICATES: usize = 6000;
@@ -120,16 +138,11 @@ fn many_hooks() -> Generated {
 }
 
 fn many_hooks_with(missing: bool) -> Generated {
-    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
-    for i in 0..HOOK_CERTIFICATES {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(&url(i));
-    }
-    text.push_str(r#"]},"akvsync":{"hooks":["#);
-    let tail = "]}}";
-    let items = fill(&mut text, tail, BUDGET, |h| {
+    let head = format!(
+        r#"{}]}},"akvsync":{{"hooks":["#,
+        observing(HOOK_CERTIFICATES)
+    );
+    Generated::filled("hooks", Platform::Linux, head, "]}}", |h| {
         let filters: Vec<String> = (0..FILTERS_PER_HOOK)
             .map(|k| format!("\"{}\"", filter_with(h * FILTERS_PER_HOOK + k, missing)))
             .collect();
@@ -137,26 +150,13 @@ fn many_hooks_with(missing: bool) -> Generated {
             r#"{{"command":["/bin/true","{h}"],"certificates":[{}]}}"#,
             filters.join(",")
         )
-    });
-    text.push_str(tail);
-    Generated {
-        name: "hooks",
-        platform: Platform::Linux,
-        text,
-        items,
-    }
+    })
 }
 
 /// Output sets (at most 64), each listing as many certificates as fit in its share of the
 /// budget, with a file per set so that every name is unique.
 fn many_outputs() -> Generated {
-    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
-    for i in 0..HOOK_CERTIFICATES {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(&url(i));
-    }
+    let mut text = observing(HOOK_CERTIFICATES);
     text.push_str(r#"]},"akvsync":{"outputs":["#);
     let per_set = (BUDGET - text.len()) / OUTPUT_SETS;
     let mut items = 0;
@@ -190,62 +190,65 @@ const OUTPUT_SETS: usize = 64;
 
 const LIST_CERTIFICATES: usize = 8;
 
-/// A few Windows certificates, each with thousands of `accounts`.
-fn many_accounts() -> Generated {
-    let mut text = String::from(r#"{"secretsManagementSettings":{"observedCertificates":["#);
+/// [`LIST_CERTIFICATES`] certificates after `head`, each `{"url":…,<fields>"<list>":[…]}`
+/// with `item(c, i)` filling its share of the budget.
+fn per_certificate_lists(
+    name: &'static str,
+    platform: Platform,
+    head: &str,
+    fields: &str,
+    list: &str,
+    item: impl Fn(usize, usize) -> String,
+) -> Generated {
+    let mut text = head.to_owned();
     let mut items = 0;
     for c in 0..LIST_CERTIFICATES {
         if c > 0 {
             text.push(',');
         }
-        text.push_str(&format!(
-            r#"{{"url":{},"certificateStoreName":"MY","accounts":["#,
-            url(c)
-        ));
+        text.push_str(&format!(r#"{{"url":{},{fields}"{list}":["#, url(c)));
         let limit = BUDGET * (c + 1) / LIST_CERTIFICATES;
         let tail = "]}]}}";
-        items += fill(&mut text, tail, limit, |i| {
-            format!("\"NT SERVICE\\\\Account {c}-{i:06}\"")
-        });
+        items += fill(&mut text, tail, limit, |i| item(c, i));
         text.push_str("]}");
     }
     text.push_str("]}}");
     Generated {
-        name: "accounts",
-        platform: Platform::Windows,
+        name,
+        platform,
         text,
         items,
     }
 }
 
+/// A few Windows certificates, each with thousands of `accounts`.
+fn many_accounts() -> Generated {
+    per_certificate_lists(
+        "accounts",
+        Platform::Windows,
+        OBSERVED,
+        r#""certificateStoreName":"MY","#,
+        "accounts",
+        |c, i| format!("\"NT SERVICE\\\\Account {c}-{i:06}\""),
+    )
+}
+
 /// A few Linux certificates, each with thousands of `acls` entries.
 fn many_acls() -> Generated {
-    let mut text =
-        String::from(r#"{"secretsManagementSettings":{"aclEnabled":true,"observedCertificates":["#);
-    let mut items = 0;
-    for c in 0..LIST_CERTIFICATES {
-        if c > 0 {
-            text.push(',');
-        }
-        text.push_str(&format!(r#"{{"url":{},"acls":["#, url(c)));
-        let limit = BUDGET * (c + 1) / LIST_CERTIFICATES;
-        let tail = "]}]}}";
-        items += fill(&mut text, tail, limit, |i| {
+    per_certificate_lists(
+        "acls",
+        Platform::Linux,
+        r#"{"secretsManagementSettings":{"aclEnabled":true,"observedCertificates":["#,
+        "",
+        "acls",
+        |c, i| {
             if i % 3 == 0 {
                 format!(r#"{{"user":"u{c}-{i:06}","group":"g{c}-{i:06}"}}"#)
             } else {
                 format!(r#"{{"user":"u{c}-{i:06}"}}"#)
             }
-        });
-        text.push_str("]}");
-    }
-    text.push_str("]}}");
-    Generated {
-        name: "acls",
-        platform: Platform::Linux,
-        text,
-        items,
-    }
+        },
+    )
 }
 
 /// The host of `testing.connectTo` entry `i`: every 50th repeats entry `i - 25` in
@@ -260,37 +263,18 @@ fn connect_host(i: usize) -> String {
 
 /// Thousands of `akvsync.testing.connectTo` hosts, some given twice.
 fn many_connect_to() -> Generated {
-    let mut text = String::from(
-        r#"{"secretsManagementSettings":{"observedCertificates":[]},"akvsync":{"testing":{"connectTo":{"#,
-    );
-    let tail = "}}}}";
-    let items = fill(&mut text, tail, BUDGET, |i| {
+    let head = format!(r#"{OBSERVED}]}},"akvsync":{{"testing":{{"connectTo":{{"#);
+    Generated::filled("connect-to", Platform::Linux, head, "}}}}", |i| {
         format!("\"{}\":\"127.0.0.1:{}\"", connect_host(i), 1 + i % 65535)
-    });
-    text.push_str(tail);
-    Generated {
-        name: "connect-to",
-        platform: Platform::Linux,
-        text,
-        items,
-    }
+    })
 }
 
 /// One certificate object with tens of thousands of unknown fields.
 fn many_unknown_fields() -> Generated {
-    let mut text = format!(
-        r#"{{"secretsManagementSettings":{{"observedCertificates":[{{"url":{},"#,
-        url(0)
-    );
-    let tail = "}]}}";
-    let items = fill(&mut text, tail, BUDGET, |i| format!("\"x{i}\":{i}"));
-    text.push_str(tail);
-    Generated {
-        name: "unknown-fields",
-        platform: Platform::Linux,
-        text,
-        items,
-    }
+    let head = format!(r#"{OBSERVED}{{"url":{},"#, url(0));
+    Generated::filled("unknown-fields", Platform::Linux, head, "}]}}", |i| {
+        format!("\"x{i}\":{i}")
+    })
 }
 
 fn generated() -> Vec<Generated> {
@@ -326,6 +310,18 @@ fn valid(doc: &Generated) -> Validated {
     }
 }
 
+/// [`valid`], with no warning at all.
+fn valid_without_warnings(doc: &Generated) -> Validated {
+    let validated = valid(doc);
+    assert!(
+        validated.warnings.is_empty(),
+        "{}: {:?}",
+        doc.name,
+        &validated.warnings[..1]
+    );
+    validated
+}
+
 fn warning(path: &str, message: &str) -> Diagnostic {
     Diagnostic {
         path: path.to_owned(),
@@ -337,13 +333,8 @@ fn warning(path: &str, message: &str) -> Diagnostic {
 fn many_certificates_are_valid() {
     let doc = many_certificates();
     assert!(doc.items > 15_000, "{}", doc.items);
-    let validated = valid(&doc);
+    let validated = valid_without_warnings(&doc);
     assert_eq!(validated.settings.certificates.len(), doc.items);
-    assert!(
-        validated.warnings.is_empty(),
-        "{:?}",
-        &validated.warnings[..1]
-    );
     let last = validated.settings.certificates.last().unwrap();
     assert_eq!(last.secret.secret_name, secret(doc.items - 1));
 }
@@ -401,7 +392,7 @@ fn hook_filters_are_matched_case_insensitively() {
     }
     // The same document without the unknown filters validates, every filter kept.
     let known = many_hooks_with(false);
-    let validated = valid(&known);
+    let validated = valid_without_warnings(&known);
     assert_eq!(validated.settings.certificates.len(), HOOK_CERTIFICATES);
     let hooks = &validated.settings.akvsync.hooks;
     assert_eq!(hooks.len(), known.items);
@@ -409,28 +400,18 @@ fn hook_filters_are_matched_case_insensitively() {
         hooks[1].certificates[1],
         filter(FILTERS_PER_HOOK + 1).to_lowercase()
     );
-    assert!(
-        validated.warnings.is_empty(),
-        "{:?}",
-        &validated.warnings[..1]
-    );
 }
 
 #[test]
 fn many_output_filters_are_valid() {
     let doc = many_outputs();
     assert!(doc.items > 20_000, "{}", doc.items);
-    let validated = valid(&doc);
+    let validated = valid_without_warnings(&doc);
     let outputs = &validated.settings.akvsync.outputs;
     assert_eq!(outputs.len(), OUTPUT_SETS);
     assert_eq!(
         outputs.iter().map(|o| o.certificates.len()).sum::<usize>(),
         doc.items
-    );
-    assert!(
-        validated.warnings.is_empty(),
-        "{:?}",
-        &validated.warnings[..1]
     );
 }
 
@@ -438,8 +419,7 @@ fn many_output_filters_are_valid() {
 fn many_accounts_are_valid() {
     let doc = many_accounts();
     assert!(doc.items > 20_000, "{}", doc.items);
-    let validated = valid(&doc);
-    assert!(validated.warnings.is_empty());
+    let validated = valid_without_warnings(&doc);
     let mut total = 0;
     for (c, certificate) in validated.settings.certificates.iter().enumerate() {
         let Target::WindowsStore(target) = &certificate.target else {
@@ -458,8 +438,7 @@ fn many_accounts_are_valid() {
 fn many_acls_are_valid() {
     let doc = many_acls();
     assert!(doc.items > 15_000, "{}", doc.items);
-    let validated = valid(&doc);
-    assert!(validated.warnings.is_empty());
+    let validated = valid_without_warnings(&doc);
     let mut total = 0;
     for (c, certificate) in validated.settings.certificates.iter().enumerate() {
         let Target::LinuxDirectory(target) = &certificate.target else {

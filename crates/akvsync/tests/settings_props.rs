@@ -1,8 +1,9 @@
 //! Property tests: no input, however malformed, panics the settings parser, and every
 //! URL the strict grammar accepts maps to a Key Vault host and a safe file name.
 
+mod common;
+
 use std::fs;
-use std::path::Path;
 
 use akvsync::settings::{self, Platform};
 use proptest::prelude::*;
@@ -94,19 +95,11 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn corpus_files() -> Vec<Vec<u8>> {
-    let mut files = Vec::new();
-    for kind in ["valid", "invalid"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/settings")
-            .join(kind);
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "json") {
-                files.push(fs::read(path).unwrap());
-            }
-        }
-    }
-    files
+    ["valid", "invalid"]
+        .into_iter()
+        .flat_map(common::settings_corpus)
+        .map(|path| fs::read(path).unwrap())
+        .collect()
 }
 
 #[test]

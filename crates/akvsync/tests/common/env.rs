@@ -1,6 +1,6 @@
 //! One test environment: the emulator (HTTPS on loopback), a scratch directory with the
 //! store, the state directory and the settings file, and must-run commands of the real
-//! `akvsync` binary with a clean environment.
+//! `akvsync` binary with a clean environment ([`akvsync`] for the verbs without one).
 //!
 //! ```ignore
 //! let env = Env::start(EnvConfig { certificates: &["web"], ..Default::default() });
@@ -36,6 +36,8 @@ pub struct Env {
     pub emu: BlockingEmulator,
     pub scratch: Scratch,
     config: EnvConfig,
+    /// The `akvsync` binary its commands run (see [`Env::use_binary_copy`]).
+    binary: PathBuf,
 }
 
 /// Merges the object `extra` into `target` (top-level keys replace).
@@ -70,6 +72,7 @@ impl Env {
             emu,
             scratch,
             config,
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_akvsync")),
         };
         env.write_settings(&env.settings_json());
         env
@@ -124,6 +127,20 @@ impl Env {
         self.scratch.settings_file()
     }
 
+    /// Runs a copy of the binary in the scratch directory (mode 0755) from now on: another
+    /// account may not be able to traverse the build directory (a clone in a 0700
+    /// temporary directory).
+    pub fn use_binary_copy(&mut self) {
+        let copy = self.scratch.path("akvsync");
+        std::fs::copy(&self.binary, &copy).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        self.binary = copy;
+    }
+
     /// `akvsync <args…> --settings <file> --state-dir <state>` for the verbs that take
     /// them (`once`, `run`, `status`, `wait`), plain `akvsync <args…>` otherwise.
     pub fn cmd(&self, args: &[&str]) -> Cmd {
@@ -133,20 +150,21 @@ impl Env {
     /// What [`Env::cmd`] runs, as a plain `Command` with the clean environment (for a
     /// process the test starts in the background, e.g. with [`super::service::Service`]).
     pub fn command(&self, args: &[&str]) -> Command {
-        self.wrapped_command(&[], args)
+        self.command_under(&[], args)
     }
 
     /// `akvsync run --settings <file> --state-dir <state>` with the clean environment, for
     /// [`super::service::Service::spawn`] (or to be wrapped, e.g. by `setpriv`: `prefix`
     /// is the program and arguments that run it).
     pub fn run_command(&self, prefix: &[String]) -> Command {
-        self.wrapped_command(prefix, &["run"])
+        self.command_under(prefix, &["run"])
     }
 
-    /// `akvsync <args…>` (run by `prefix` when given), with `--settings` and `--state-dir`
-    /// for the verbs that take them, and the clean environment.
-    fn wrapped_command(&self, prefix: &[String], args: &[&str]) -> Command {
-        let binary = env!("CARGO_BIN_EXE_akvsync");
+    /// `akvsync <args…>` (run by `prefix` when given: a program and its arguments, e.g.
+    /// [`super::users::setpriv`]), with `--settings` and `--state-dir` for the verbs that
+    /// take them, and the clean environment.
+    pub fn command_under(&self, prefix: &[String], args: &[&str]) -> Command {
+        let binary = &self.binary;
         let mut command = match prefix.split_first() {
             Some((program, wrapper_args)) => {
                 let mut command = Command::new(program);
@@ -168,6 +186,13 @@ impl Env {
     }
 }
 
+/// `akvsync <args…>` with the clean environment and no emulator (`validate`, `--help`).
+pub fn akvsync(args: &[&str]) -> Cmd {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
+    command.args(args);
+    Cmd::new(command)
+}
+
 /// The environment a command of the binary sees: nothing inherited from the machine but
 /// `PATH` (no `AKVSYNC_*`, proxy or guest-agent variables).
 pub fn clean(command: &mut Command) -> &mut Command {
@@ -186,6 +211,8 @@ pub struct Cmd {
     code: Option<i32>,
     stdout_has: Vec<String>,
     stderr_has: Vec<String>,
+    stdout_is: Option<String>,
+    stderr_is: Option<String>,
     ran: bool,
 }
 
@@ -197,6 +224,8 @@ impl Cmd {
             code: None,
             stdout_has: Vec::new(),
             stderr_has: Vec::new(),
+            stdout_is: None,
+            stderr_is: None,
             ran: false,
         }
     }
@@ -214,6 +243,18 @@ impl Cmd {
 
     pub fn stderr_has(mut self, text: &str) -> Self {
         self.stderr_has.push(text.to_owned());
+        self
+    }
+
+    /// Its whole stdout must be `text` (`""` for nothing).
+    pub fn stdout_is(mut self, text: &str) -> Self {
+        self.stdout_is = Some(text.to_owned());
+        self
+    }
+
+    /// Its whole stderr must be `text` (`""` for nothing).
+    pub fn stderr_is(mut self, text: &str) -> Self {
+        self.stderr_is = Some(text.to_owned());
         self
     }
 
@@ -243,6 +284,12 @@ impl Cmd {
                 "stdout lacks {text:?}: {}",
                 describe()
             );
+        }
+        if let Some(text) = &self.stdout_is {
+            assert_eq!(stdout, text.as_str(), "stdout: {}", describe());
+        }
+        if let Some(text) = &self.stderr_is {
+            assert_eq!(stderr, text.as_str(), "stderr: {}", describe());
         }
         for text in &self.stderr_has {
             assert!(

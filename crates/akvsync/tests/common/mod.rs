@@ -2,7 +2,9 @@
 //! scratch directories that clean up after themselves ([`Scratch`]), an emulator with a
 //! settings file and must-run commands of the real binary ([`env`]), long-running processes
 //! killed on drop ([`service`]), real users and
-//! dropped privileges ([`users`]), and polling with a named limit ([`wait_until`]).
+//! dropped privileges ([`users`]), polling with a named limit ([`wait_until`]), knobs of
+//! long tests from the environment ([`knob`]), and the
+//! crate's files: fixtures and the settings corpus ([`crate_path`], [`settings_corpus`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod agent;
@@ -88,6 +90,30 @@ pub fn wait_until<T>(
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }
+}
+
+/// A knob of a long test read from the environment (`AKVSYNC_CRASH_KILLS`, …): `None`
+/// when unset or not a `T`.
+pub fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// `rel` inside this crate's directory (`tests/data/…`, `tests/settings/…`, `../../packaging/…`).
+pub fn crate_path(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The `.json` files of the settings corpus `tests/settings/<kind>` (`valid`, `invalid`),
+/// sorted.
+pub fn settings_corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = crate_path("tests/settings").join(kind);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
 }
 
 /// Every `.rs` file below `dir` (the source scans of `write_paths.rs` and `module_layers.rs`).

@@ -89,6 +89,12 @@ impl Service {
         nix::sys::signal::kill(pid, signal).unwrap();
     }
 
+    /// SIGKILL now (a crash), then its exit status.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
+    }
+
     /// SIGTERM, then waits for the exit (at most 30 s, then kills).
     pub fn stop(self) -> ExitStatus {
         self.stop_with_log().0

@@ -1,5 +1,5 @@
 //! Reading back what the agent wrote: a store directory's links and version files, a
-//! snapshot of a directory, modes, owners and PEM blocks, so that every test reads the
+//! snapshot or the sorted names of a directory, modes, owners and PEM blocks, so that every test reads the
 //! store the same way.
 //!
 //! ```ignore
@@ -46,6 +46,19 @@ impl StoreView {
         fs::symlink_metadata(self.dir.join(name)).is_ok()
     }
 
+    /// The names of the directory's entries, sorted; empty when it does not exist.
+    pub fn names(&self) -> Vec<String> {
+        names(&self.dir)
+    }
+
+    /// The names of the entries that start with `prefix` (temporaries, version files of
+    /// one certificate, data directories), sorted.
+    pub fn names_starting(&self, prefix: &str) -> Vec<String> {
+        let mut names = self.names();
+        names.retain(|name| name.starts_with(prefix));
+        names
+    }
+
     /// The entries whose target does not exist (dangling links), sorted.
     pub fn dangling(&self) -> Vec<String> {
         self.snapshot()
@@ -70,6 +83,18 @@ pub enum Entry {
     /// A file and its contents (a snapshot compares bytes: "the store is byte-identical").
     File(Vec<u8>),
     Other,
+}
+
+/// The names of `dir`'s entries, sorted; empty when it does not exist.
+pub fn names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The entries of `dir` (name → what it is), not following links; empty when it does not
@@ -117,8 +142,11 @@ pub fn owner(path: &Path) -> (u32, u32) {
 
 /// How many `-----BEGIN <label>-----` blocks the file holds.
 pub fn pem_blocks(path: &Path, label: &str) -> usize {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .matches(&format!("-----BEGIN {label}-----"))
-        .count()
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pem_blocks_in(&text, label)
+}
+
+/// How many `-----BEGIN <label>-----` blocks `text` holds.
+pub fn pem_blocks_in(text: &str, label: &str) -> usize {
+    text.matches(&format!("-----BEGIN {label}-----")).count()
 }

@@ -1,6 +1,6 @@
 //! Real accounts for tests of ownership and of a hostile local user (root only; CI runs as
 //! root): `ensure_user` creates a system account once, `as_user` runs a command with the
-//! account's uid/gid (what `setpriv` does), so the kernel enforces every check.
+//! account's uid/gid through `setpriv` (`setpriv` is that prefix for `Env::command_under`), so the kernel enforces every check.
 
 use std::process::Command;
 
@@ -47,16 +47,23 @@ pub fn ensure_group(name: &str) -> nix::unistd::Group {
         .unwrap_or_else(|| panic!("groupadd {name}: {status}"))
 }
 
-/// A command that runs `program` as `user` (uid, gid, no supplementary groups) through
-/// `setpriv`.
+/// `setpriv` and its arguments that run a program as `user` (uid, gid, no supplementary
+/// groups): a prefix for [`super::env::Env::command_under`].
+pub fn setpriv(user: &nix::unistd::User) -> Vec<String> {
+    vec![
+        "setpriv".to_owned(),
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        "--clear-groups".to_owned(),
+        "--".to_owned(),
+    ]
+}
+
+/// A command that runs `program` as `user` through [`setpriv`].
 pub fn as_user(user: &nix::unistd::User, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new("setpriv");
-    command
-        .arg(format!("--reuid={}", user.uid))
-        .arg(format!("--regid={}", user.gid))
-        .arg("--clear-groups")
-        .arg("--")
-        .arg(program);
+    let prefix = setpriv(user);
+    let mut command = Command::new(&prefix[0]);
+    command.args(&prefix[1..]).arg(program);
     command
 }
 
