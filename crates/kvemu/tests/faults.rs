@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::faults::{self, Row};
+use common::faults::{self, Row, ms, status};
 use common::*;
 use kvemu::{Fault, FaultKind, ThrottleConfig};
 use std::time::Duration;
@@ -18,17 +18,6 @@ async fn setup() -> (Env, String, String) {
         .set_secret("vault1", "s1", &b64(b"payload"), Some(PKCS12));
     let url = env.v1("/secrets/s1?api-version=7.4");
     (env, tok, url)
-}
-
-fn status(status: u16, retry_after: Option<u64>) -> FaultKind {
-    FaultKind::Status {
-        status,
-        retry_after,
-    }
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 #[tokio::test]

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::faults::{self, Row};
+use common::faults::{self, Row, Seen, ms, status};
 use common::*;
 use kvemu::{Config, Fault, FaultKind, IdentityMode};
-use std::time::Duration;
 
 const UA: &str = "c7373ae5-91c2-4165-8ab6-7381d6e75619";
 const Q: &str = "api-version=2018-02-01&resource=https://vault.azure.net";
@@ -18,54 +17,47 @@ fn lifetime(v: &Value) -> i64 {
     secs("expires_on") - secs("not_before")
 }
 
+/// Requests the identity endpoint refuses, `WHAT QUERY`: what is wrong and
+/// the query (sent with `Metadata: true` unless WHAT says otherwise).
+const REFUSED: [&str; 5] = [
+    "no-metadata  api-version=2018-02-01&resource=https://vault.azure.net",
+    "no-resource  api-version=2018-02-01",
+    "no-version   resource=https://vault.azure.net",
+    "proxied      api-version=2018-02-01&resource=https://vault.azure.net",
+    "unknown-id   api-version=2018-02-01&resource=https://vault.azure.net&client_id=00000000-0000-0000-0000-000000000001",
+];
+
 #[tokio::test]
 async fn imds_rules_and_shapes() {
-    let env = start_with(Config {
-        identities: vec![UA.into()],
-        ..Default::default()
-    })
-    .await;
-    let ua = env.emu.identities().into_iter().find(|i| i.client_id == UA);
-    let ua = ua.unwrap();
+    let env = start_with(with_identities(&[UA])).await;
     let endpoint = env.emu.identity_endpoint();
-    let no_metadata = env.http.get(format!("{endpoint}?{Q}"));
-    let proxied = env.imds(Q).header("X-Forwarded-For", "10.0.0.1");
-    let refused = [
-        ("no Metadata header", no_metadata),
-        ("no resource", env.imds("api-version=2018-02-01")),
-        (
-            "no api-version",
-            env.imds("resource=https://vault.azure.net"),
-        ),
-        ("proxied requests are refused", proxied),
-        (
-            "unknown client_id",
-            env.imds(&format!("{Q}&client_id={OTHER}")),
-        ),
-    ];
-    for (row, req) in refused {
-        let r = req.reply().await;
+    for row in REFUSED {
+        let (what, query) = row.split_once(' ').unwrap();
+        let query = query.trim();
+        let r = match what {
+            "no-metadata" => env.http.get(format!("{endpoint}?{query}")),
+            "proxied" => env.imds(query).header("X-Forwarded-For", "10.0.0.1"),
+            _ => env.imds(query),
+        };
+        let r = r.reply().await;
         assert_eq!(r.status, 400, "{row}");
         assert_eq!(r["error"], "invalid_request", "{row}: {}", r.body);
         assert!(r["error_description"].is_string(), "{row}");
     }
     let v = env.imds(Q).reply().await.expect(200, "", "system identity");
-    for k in [
-        "access_token",
-        "expires_in",
-        "expires_on",
-        "ext_expires_in",
-        "not_before",
-        "resource",
-        "token_type",
-        "client_id",
-    ] {
+    let fields = "access_token expires_in expires_on ext_expires_in not_before";
+    for k in fields
+        .split(' ')
+        .chain(["resource", "token_type", "client_id"])
+    {
         assert!(v[k].is_string(), "{k}: {}", v.body);
     }
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["resource"], "https://vault.azure.net");
     assert_eq!(v["client_id"], env.emu.system_identity().client_id);
     assert_eq!(lifetime(&v.body), 86400);
+    let ua = env.emu.identities().into_iter().find(|i| i.client_id == UA);
+    let ua = ua.unwrap();
     for sel in [
         format!("client_id={UA}"),
         format!("object_id={}", ua.object_id),
@@ -125,46 +117,32 @@ async fn arc_basic_challenge() {
     env.emu.shutdown().await;
 }
 
+fn retry_after_2(s: &Seen) {
+    assert_eq!(s.header("retry-after"), "2");
+}
+
 #[tokio::test]
 async fn identity_faults() {
     let env = start().await;
     let fault = |kind| Fault::identity(kind, 1);
-    let mut rows: Vec<Row> = vec![];
-    for (row, status) in [("404", 404), ("410", 410), ("429", 429), ("500", 500)] {
-        let retry_after = Some(2);
-        let kind = FaultKind::Status {
-            status,
-            retry_after,
-        };
-        rows.push((row, fault(kind), |s| {
-            assert_eq!(s.header("retry-after"), "2")
-        }));
-    }
-    rows.extend::<[Row; 3]>([
-        (
-            "delay",
-            fault(FaultKind::Delay(Duration::from_millis(300))),
-            |s| {
-                assert_eq!(s.status(), 200);
-                assert!(s.elapsed >= Duration::from_millis(300));
-            },
-        ),
-        (
-            "expires_on skew",
-            fault(FaultKind::ExpiresOnSkew(-7200)),
-            |s| {
-                assert_eq!(lifetime(&s.json()), 86400 - 7200);
-            },
-        ),
+    let rows: Vec<Row> = vec![
+        ("404", fault(status(404, Some(2))), retry_after_2),
+        ("410", fault(status(410, Some(2))), retry_after_2),
+        ("429", fault(status(429, Some(2))), retry_after_2),
+        ("500", fault(status(500, Some(2))), retry_after_2),
+        ("delay", fault(FaultKind::Delay(ms(300))), |s| {
+            assert_eq!(s.status(), 200);
+            assert!(s.elapsed >= ms(300));
+        }),
+        ("skew", fault(FaultKind::ExpiresOnSkew(-7200)), |s| {
+            assert_eq!(lifetime(&s.json()), 86400 - 7200);
+        }),
         ("reset", fault(FaultKind::Reset), |s| {
             assert!(s.answer.is_err())
         }),
-    ]);
-    faults::run(&env, rows, |http| {
-        let url = format!("{}?{Q}", env.emu.identity_endpoint());
-        http.get(url).header("Metadata", "true")
-    })
-    .await;
+    ];
+    let url = format!("{}?{Q}", env.emu.identity_endpoint());
+    faults::run(&env, rows, |http| http.get(&url).header("Metadata", "true")).await;
     assert_eq!(env.emu.counters().identity, 7);
     env.emu.shutdown().await;
 }

@@ -80,12 +80,7 @@ async fn bad_tokens_are_refused_with_a_challenge() {
 
 #[tokio::test]
 async fn denied_identity_gets_forbidden() {
-    let identities = vec![UA.into()];
-    let config = kvemu::Config {
-        identities,
-        ..Default::default()
-    };
-    let env = start_with(config).await;
+    let env = start_with(with_identities(&[UA])).await;
     env.emu.set_secret("vault1", "s1", "x", None);
     env.emu.set_secret("vault2", "s1", "y", None);
     env.emu.deny_identity("vault1", UA);

@@ -42,6 +42,15 @@ pub async fn start_with(cfg: Config) -> Env {
     Env { emu, http }
 }
 
+/// A default config with these user-assigned identities.
+pub fn with_identities(client_ids: &[&str]) -> Config {
+    let identities = client_ids.iter().map(|c| c.to_string()).collect();
+    Config {
+        identities,
+        ..Default::default()
+    }
+}
+
 /// [`start`], and a token for the system identity.
 pub async fn start_signed_in() -> (Env, String) {
     let env = start().await;

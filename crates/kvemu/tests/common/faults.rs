@@ -45,6 +45,19 @@ impl Seen {
     }
 }
 
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A [`FaultKind::Status`] fault kind.
+pub fn status(status: u16, retry_after: Option<u64>) -> FaultKind {
+    FaultKind::Status {
+        status,
+        retry_after,
+    }
+}
+
 /// Runs every row against the request `send` builds on a given client; the
 /// panic names the row that failed.
 pub async fn run(env: &Env, rows: Vec<Row>, send: impl Fn(&reqwest::Client) -> RequestBuilder) {
