@@ -25,18 +25,14 @@ fn with_policy(value: String, content_type: &str) -> Value {
 }
 
 /// `POST /certificates/{name}/import` on vault1.
-async fn import(env: &Env, tok: &str, name: &str, body: Value) -> Reply {
+async fn import(env: &Env, name: &str, body: Value) -> Reply {
     let path = format!("/certificates/{name}/import?api-version=7.4");
-    env.req(Method::POST, &path)
-        .bearer_auth(tok)
-        .json(&body)
-        .reply()
-        .await
+    env.call(Method::POST, &path).json(&body).reply().await
 }
 
 #[tokio::test]
 async fn pem_import_creates_certificate_and_managed_secret() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     let pki = TestPki::generate().unwrap();
     let issued = issue(&pki, "web.example.test", LeafKey::Rsa2048, 90);
     // Certificates first and the key last: the import must find the leaf anyway.
@@ -47,44 +43,37 @@ async fn pem_import_creates_certificate_and_managed_secret() {
     for (i, value) in [b64(&reordered), reordered.clone()].into_iter().enumerate() {
         let mut body = with_policy(value, PEM_FILE);
         body["tags"] = json!({"app": "web"});
-        let cert = import(&env, &tok, "web", body)
-            .await
-            .expect(200, "", "import");
+        let cert = import(&env, "web", body).await;
+        let cert = cert.expect(200, "", "import");
         let version = cert.version();
-        assert!(
-            cert.str("id")
-                .starts_with(&format!("{BASE}/certificates/web/"))
-        );
-        assert_eq!(cert["sid"], format!("{BASE}/secrets/web/{version}"));
-        assert_eq!(cert["kid"], format!("{BASE}/keys/web/{version}"));
+        let id = cert.str("id");
+        assert!(id.starts_with(&format!("{BASE}/certificates/web/")));
         let cer = unb64(cert.str("cer"));
         assert_eq!(cer, issued.chain[0], "cer is the leaf");
         use base64::Engine as _;
         let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha1::digest(&cer));
-        assert_eq!(cert["x5t"], x5t);
-        let policy = &cert["policy"];
-        assert_eq!(policy["secret_props"]["contentType"], PEM_FILE);
-        assert_eq!(policy["key_props"]["kty"], "RSA");
-        assert_eq!(policy["key_props"]["key_size"], 2048);
-        let x509 = &policy["x509_props"];
-        assert_eq!(x509["subject"], "CN=web.example.test");
-        assert_eq!(x509["sans"]["dns_names"][0], "web.example.test");
-        let ekus = json!(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
-        assert_eq!(x509["ekus"], ekus);
-        let usage = json!(["digitalSignature", "keyEncipherment"]);
-        assert_eq!(x509["key_usage"], usage);
+        let (ekus, usage) = (
+            ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"],
+            ["digitalSignature", "keyEncipherment"],
+        );
+        cert.has(json!({
+            "sid": format!("{BASE}/secrets/web/{version}"), "kid": format!("{BASE}/keys/web/{version}"),
+            "x5t": x5t,
+            "policy": {
+                "secret_props": {"contentType": PEM_FILE},
+                "key_props": {"kty": "RSA", "key_size": 2048},
+                "x509_props": {"subject": "CN=web.example.test", "sans": {"dns_names": ["web.example.test"]},
+                               "ekus": ekus, "key_usage": usage}
+            }
+        }));
         assert!(cert["attributes"]["nbf"].is_i64() && cert["attributes"]["exp"].is_i64());
 
-        let sec = env
-            .get_as(&tok, "/secrets/web/?api-version=2025-07-01")
-            .await;
-        let sec = sec.expect(200, "", "managed secret");
-        assert_eq!(sec["id"], format!("{BASE}/secrets/web/{version}"));
-        assert_eq!(sec["kid"], cert["kid"]);
-        assert_eq!(sec["managed"], true);
-        assert_eq!(sec["contentType"], PEM_FILE);
-        assert_eq!(sec["tags"]["app"], "web");
-        assert_eq!(sec["attributes"]["exp"], cert["attributes"]["exp"]);
+        let sec = env.get("/secrets/web/?api-version=2025-07-01");
+        let sec = sec.await.expect(200, "", "managed secret");
+        sec.has(json!({
+            "id": format!("{BASE}/secrets/web/{version}"), "kid": cert["kid"], "managed": true,
+            "contentType": PEM_FILE, "tags": {"app": "web"}, "attributes": {"exp": cert["attributes"]["exp"]}
+        }));
         let value = sec.str("value");
         let key_first = value.starts_with("-----BEGIN PRIVATE KEY-----");
         assert!(key_first, "Key Vault puts the key first");
@@ -92,21 +81,19 @@ async fn pem_import_creates_certificate_and_managed_secret() {
         assert_eq!(certs, 3, "iteration {i}");
         assert_eq!(value, pem, "key, leaf, intermediate, root");
     }
-    let v = env.get_as(&tok, "/certificates/web/versions?api-version=7.4");
+    let v = env.get("/certificates/web/versions?api-version=7.4");
     assert_eq!(v.await.items().len(), 2);
-    let v = env
-        .get_as(&tok, "/secrets/web/versions?api-version=7.4")
-        .await;
+    let v = env.get("/secrets/web/versions?api-version=7.4").await;
     assert_eq!(v.items().len(), 2);
     assert_eq!(v["value"][0]["managed"], true);
-    let v = env.get_as(&tok, "/certificates?api-version=7.4").await;
+    let v = env.get("/certificates?api-version=7.4").await;
     assert_eq!(v["value"][0]["id"], format!("{BASE}/certificates/web"));
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn import_errors() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     let pki = TestPki::generate().unwrap();
     let pem = pki.issue("x", &["x.test".into()], LeafKey::EcP256, 30);
     let pem = pem.unwrap().pem_key_first();
@@ -117,7 +104,7 @@ async fn import_errors() {
         (json!({"value": "%%%"}), "not base64"),
         (with_policy(b64(&pem), "text/plain"), "content type"),
     ] {
-        import(&env, &tok, "c", body)
+        import(&env, "c", body)
             .await
             .expect(400, "BadParameter", row);
     }
@@ -126,13 +113,12 @@ async fn import_errors() {
 
 #[tokio::test]
 async fn seed_and_rotate() {
-    let env = start().await;
+    let env = start_signed_in().await;
     let seeded = env.emu.seed("vault1").unwrap();
     let names: Vec<&str> = seeded.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["seed-rsa-pfx", "seed-ec-pfx", "seed-rsa-pem"]);
-    let tok = env.token().await;
     let pem_secret = "/secrets/seed-rsa-pem?api-version=7.4";
-    let v = env.get_as(&tok, pem_secret).await.expect(200, "", "seeded");
+    let v = env.get(pem_secret).await.expect(200, "", "seeded");
     assert_eq!(v["contentType"], PEM_FILE);
     let first = seeded.iter().find(|i| i.name == "seed-rsa-pem").unwrap();
     assert_eq!(v.version(), first.version);
@@ -141,15 +127,13 @@ async fn seed_and_rotate() {
     assert_ne!(rotated.version, first.version);
     assert_ne!(rotated.thumbprint, first.thumbprint);
     assert_eq!(rotated.thumbprint.len(), 40);
-    let v = env.get_as(&tok, pem_secret).await;
+    let v = env.get(pem_secret).await;
     assert!(v.str("id").ends_with(&rotated.version));
     assert_eq!(env.emu.secret_versions("vault1", "seed-rsa-pem").len(), 2);
     // PFX-served certificates rotate too, keeping their form.
     let r = env.emu.rotate_certificate("vault1", "seed-ec-pfx").unwrap();
     assert_eq!(r.content_type, PKCS12);
-    let c = env
-        .get_as(&tok, "/certificates/seed-ec-pfx?api-version=7.4")
-        .await;
+    let c = env.get("/certificates/seed-ec-pfx?api-version=7.4").await;
     assert_eq!(c["policy"]["key_props"]["kty"], "EC");
     assert_eq!(c["x5t"], r.x5t);
     // EC leaf via PEM through the library.
@@ -157,7 +141,7 @@ async fn seed_and_rotate() {
     let imp = env
         .emu
         .import_pem("vault1", "ec", &ec.pem_key_first(), CT_PEM);
-    let c = env.get_as(&tok, "/certificates/ec?api-version=7.4").await;
+    let c = env.get("/certificates/ec?api-version=7.4").await;
     assert_eq!(c["x5t"], imp.unwrap().x5t);
     assert_eq!(c["policy"]["key_props"]["kty"], "EC");
     assert_eq!(c["policy"]["key_props"]["crv"], "P-256");
@@ -166,7 +150,7 @@ async fn seed_and_rotate() {
 
 #[tokio::test]
 async fn pfx_import_in_every_form_serves_key_vaults_pfx() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     let pki = TestPki::generate().unwrap();
     let rsa = issue(&pki, "rsa.example.test", LeafKey::Rsa2048, 90);
     let ec = issue(&pki, "ec.example.test", LeafKey::EcP256, 90);
@@ -183,11 +167,11 @@ async fn pfx_import_in_every_form_serves_key_vaults_pfx() {
         if let Some(p) = pwd {
             body["pwd"] = json!(p);
         }
-        let cert = import(&env, &tok, name, body).await.expect(200, "", name);
+        let cert = import(&env, name, body).await.expect(200, "", name);
         assert_eq!(unb64(cert.str("cer")), issued.chain[0], "{name}");
         assert_eq!(cert["policy"]["secret_props"]["contentType"], PKCS12);
         let path = format!("/secrets/{name}?api-version=7.4");
-        let sec = env.get_as(&tok, &path).await;
+        let sec = env.get(&path).await;
         assert_eq!(sec["contentType"], PKCS12);
         assert_eq!(sec["managed"], true);
         // Served in Key Vault's own form: decodes with a zero-length password,
@@ -204,7 +188,7 @@ async fn pfx_import_in_every_form_serves_key_vaults_pfx() {
         assert_eq!(key.csp_name.is_some(), rsa_key, "{name}: CSP name");
         // 2025-07-01: on request, the same certificate as PEM, key first.
         let path = format!("/secrets/{name}?api-version=2025-07-01&outContentType={PEM_FILE}");
-        let pem = env.get_as(&tok, &path).await.expect(200, "", "as PEM");
+        let pem = env.get(&path).await.expect(200, "", "as PEM");
         assert_eq!(pem["contentType"], PEM_FILE);
         assert_eq!(pem.str("value"), issued.pem_key_first());
     }
@@ -212,27 +196,23 @@ async fn pfx_import_in_every_form_serves_key_vaults_pfx() {
     let wrong_pwd = json!({"value": b64(&with_pwd), "pwd": "wrong"});
     let not_pfx = json!({"value": b64([0x30u8, 0x03, 0x02, 0x01, 0x03])});
     for (row, body) in [("wrong password", wrong_pwd), ("not a PFX", not_pfx)] {
-        import(&env, &tok, "bad", body)
+        import(&env, "bad", body)
             .await
             .expect(400, "BadParameter", row);
     }
     // PFX uploaded, served as PEM (policy), and PEM uploaded, served as PFX.
     let pfx = b64(rsa.pfx(PfxForm::Modern).unwrap());
     let body = with_policy(pfx, PEM_FILE);
-    import(&env, &tok, "pfx-as-pem", body)
+    import(&env, "pfx-as-pem", body)
         .await
         .expect(200, "", "pfx-as-pem");
-    let sec = env
-        .get_as(&tok, "/secrets/pfx-as-pem?api-version=7.4")
-        .await;
+    let sec = env.get("/secrets/pfx-as-pem?api-version=7.4").await;
     assert_eq!(sec.str("value"), rsa.pem_key_first());
     let body = json!({"value": b64(ec.pem_key_first())});
-    import(&env, &tok, "pem-as-pfx", body)
+    import(&env, "pem-as-pfx", body)
         .await
         .expect(200, "", "pem-as-pfx");
-    let sec = env
-        .get_as(&tok, "/secrets/pem-as-pfx?api-version=7.4")
-        .await;
+    let sec = env.get("/secrets/pem-as-pfx?api-version=7.4").await;
     assert_eq!(sec["contentType"], PKCS12);
     let served = akvsync_pkcs12::decode(&unb64(sec.str("value")), None).unwrap();
     assert_eq!(served.certificates[0].der, ec.chain[0]);

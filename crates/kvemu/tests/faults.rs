@@ -11,18 +11,18 @@ use std::time::Duration;
 const OK: &str = "200 - GET /secrets/s1?api-version=7.4";
 const PKCS12: &str = "application/x-pkcs12";
 
-/// An emulator with `s1` (base64 of `payload`, as a PFX), a token, `s1`'s URL.
-async fn setup() -> (Env, String, String) {
-    let (env, tok) = start_signed_in().await;
+/// A signed-in emulator with `s1` (base64 of `payload`, as a PFX); `s1`'s URL.
+async fn setup() -> (Env, String) {
+    let env = start_signed_in().await;
     env.emu
         .set_secret("vault1", "s1", &b64(b"payload"), Some(PKCS12));
     let url = env.v1("/secrets/s1?api-version=7.4");
-    (env, tok, url)
+    (env, url)
 }
 
 #[tokio::test]
 async fn throttling_answers_429_with_retry_after() {
-    let (env, tok, _) = setup().await;
+    let (env, _) = setup().await;
     // 3 requests per 30 s: one token back every 10 s, so a slow (loaded)
     // machine cannot refill the bucket before the fourth request.
     let window = Duration::from_secs(30);
@@ -31,18 +31,18 @@ async fn throttling_answers_429_with_retry_after() {
         window,
     });
     for _ in 0..3 {
-        env.check(&tok, OK).await;
+        env.check(OK).await;
     }
-    let r = env.check(&tok, "429 Throttled GET /secrets/s1?api-version=7.4");
+    let r = env.check("429 Throttled GET /secrets/s1?api-version=7.4");
     let ra: u64 = r.await.header("retry-after").parse().unwrap();
     assert!((1..=10).contains(&ra), "{ra}");
     // Per vault: another vault is unaffected.
     env.emu.set_secret("vault2", "s1", "x", None);
     let vault2 = env.url("vault2.vault.azure.net", "/secrets/s1?api-version=7.4");
-    env.check(&tok, &format!("200 - GET {vault2}")).await;
+    env.check(&format!("200 - GET {vault2}")).await;
     // Refill over time is unit-tested (throttle.rs); a new budget resets it.
     env.emu.set_throttle(ThrottleConfig::default());
-    env.check(&tok, OK).await;
+    env.check(OK).await;
     let c = env.emu.counters();
     assert_eq!((c.throttled, c.status_count("vault1", 429)), (1, 1));
     env.emu.shutdown().await;
@@ -50,20 +50,17 @@ async fn throttling_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn status_faults_with_retry_after_and_counters() {
-    let (env, tok, _) = setup().await;
+    let (env, _) = setup().await;
     let unavailable = "503 ServiceUnavailable GET /secrets/s1?api-version=7.4";
     env.emu
         .inject(Fault::object("vault1", "s1", status(503, Some(7)), 2));
     for _ in 0..2 {
-        assert_eq!(
-            env.check(&tok, unavailable).await.header("retry-after"),
-            "7"
-        );
+        assert_eq!(env.check(unavailable).await.header("retry-after"), "7");
     }
-    env.check(&tok, OK).await;
+    env.check(OK).await;
     env.emu
         .inject(Fault::vault("vault1", status(429, Some(1)), 1));
-    env.check(&tok, "429 Throttled GET /secrets/s1?api-version=7.4")
+    env.check("429 Throttled GET /secrets/s1?api-version=7.4")
         .await;
     let c = env.emu.counters();
     assert_eq!(c.object_requests("vault1", "s1"), 4);
@@ -76,21 +73,18 @@ async fn status_faults_with_retry_after_and_counters() {
 
 #[tokio::test]
 async fn challenge_requests_are_not_faulted() {
-    let (env, tok, url) = setup().await;
+    let (env, url) = setup().await;
     env.emu.inject(Fault::vault("vault1", status(500, None), 1));
     assert_eq!(env.http.get(&url).send().await.unwrap().status(), 401);
-    env.check(
-        &tok,
-        "500 InternalServerError GET /secrets/s1?api-version=7.4",
-    )
-    .await;
+    env.check("500 InternalServerError GET /secrets/s1?api-version=7.4")
+        .await;
     env.emu.shutdown().await;
 }
 
 /// Every fault kind of the vault listener, one GET of `s1` each.
 #[tokio::test]
 async fn every_fault_kind() {
-    let (env, tok, url) = setup().await;
+    let (env, url) = setup().await;
     let object = |kind| Fault::object("vault1", "s1", kind, 1);
     let vault = |kind| Fault::vault("vault1", kind, 1);
     let evil = "https://evil.example.com/secrets/s1";
@@ -168,34 +162,34 @@ async fn every_fault_kind() {
             assert!(s.elapsed >= ms(150), "{:?}", s.elapsed);
         }),
     ];
-    faults::run(&env, rows, |http| http.get(&url).bearer_auth(&tok)).await;
-    env.check(&tok, OK).await; // Recovered.
+    faults::run(&env, rows, |http| http.get(&url).bearer_auth(&env.token)).await;
+    env.check(OK).await; // Recovered.
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn body_faults_wait_for_a_success() {
-    let (env, tok, _) = setup().await;
+    let (env, _) = setup().await;
     // Body faults wait for a 2xx: a 404 does not use them up.
     env.emu
         .inject(Fault::vault("vault1", FaultKind::CorruptBase64, 1));
     let missing = "404 SecretNotFound GET /secrets/missing?api-version=7.4";
-    env.check(&tok, missing).await;
+    env.check(missing).await;
     assert_eq!(env.emu.pending_faults(), 1);
     env.emu.clear_faults();
-    assert_eq!(env.check(&tok, OK).await["contentType"], PKCS12);
+    assert_eq!(env.check(OK).await["contentType"], PKCS12);
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn probability_faults_are_reproducible() {
     async fn run() -> Vec<u16> {
-        let (env, tok, url) = setup().await;
+        let (env, url) = setup().await;
         let fault = Fault::vault("vault1", status(500, None), 0);
         env.emu.inject(fault.with_probability(0.5));
         let mut out = Vec::new();
         for _ in 0..20 {
-            out.push(env.get(&url, &tok).await.status().as_u16());
+            out.push(env.get(&url).await.status);
         }
         env.emu.shutdown().await;
         out
@@ -207,7 +201,7 @@ async fn probability_faults_are_reproducible() {
 
 #[tokio::test]
 async fn path_targeted_fault() {
-    let (env, tok, _) = setup().await;
+    let (env, _) = setup().await;
     let path_contains = Some("/versions".into());
     let target = kvemu::FaultTarget {
         path_contains,
@@ -219,11 +213,8 @@ async fn path_targeted_fault() {
         kind,
         trigger,
     });
-    env.check(&tok, OK).await;
-    env.check(
-        &tok,
-        "500 InternalServerError GET /secrets/s1/versions?api-version=7.4",
-    )
-    .await;
+    env.check(OK).await;
+    env.check("500 InternalServerError GET /secrets/s1/versions?api-version=7.4")
+        .await;
     env.emu.shutdown().await;
 }

@@ -25,7 +25,7 @@ fn shape(v: &Value) -> Value {
 
 #[tokio::test]
 async fn managed_secret_has_the_recorded_shape() {
-    let env = start().await;
+    let env = start_signed_in().await;
     let pki = env.emu.test_pki().unwrap();
     let sans = ["shape.test".into()];
     let issued = pki.issue("shape", &sans, kvemu::seed::LeafKey::Rsa2048, 30);
@@ -33,8 +33,7 @@ async fn managed_secret_has_the_recorded_shape() {
     env.emu
         .import_pem("vault1", "shape", &pem, kvemu::CT_PEM)
         .unwrap();
-    let tok = env.token().await;
-    let ours = env.get_as(&tok, "/secrets/shape/?api-version=7.4").await;
+    let ours = env.get("/secrets/shape/?api-version=7.4").await;
     let ours = ours.expect(200, "", "managed secret").body;
     assert_eq!(shape(&ours), shape(&recorded()), "ours: {ours:#}");
     // Ids have the recorded form: https://<vault>/secrets|keys/<name>/<32 hex>.
@@ -51,7 +50,7 @@ async fn managed_secret_has_the_recorded_shape() {
 /// Key Vault's own PFX (zero-length password) imports, with the service's `x5t`.
 #[tokio::test]
 async fn recorded_key_vault_pfx_imports_with_the_service_x5t() {
-    let env = start().await;
+    let env = start_signed_in().await;
     let rec = recorded();
     let der = unb64(rec["value"].as_str().unwrap());
     let imp = env
@@ -60,13 +59,12 @@ async fn recorded_key_vault_pfx_imports_with_the_service_x5t() {
     let imp = imp.unwrap();
     assert_eq!(imp.x5t, "q_RvEU8m6RjDjaZW_YWARMVna-Q");
     assert_eq!(imp.thumbprint, "ABF46F114F26E918C38DA656FD858044C5676BE4");
-    let tok = env.token().await;
-    let s = env.get_as(&tok, "/secrets/recorded?api-version=7.4").await;
+    let s = env.get("/secrets/recorded?api-version=7.4").await;
     assert_eq!(s["contentType"], "application/x-pkcs12");
     assert_eq!(shape(&s.body), shape(&rec), "ours: {:#}", s.body);
     // 2025-07-01: served as PEM on request, key first.
     let as_pem = "/secrets/recorded?api-version=2025-07-01&outContentType=application/x-pem-file";
-    let p = env.get_as(&tok, as_pem).await.expect(200, "", "as PEM");
+    let p = env.get(as_pem).await.expect(200, "", "as PEM");
     assert!(p.str("value").starts_with("-----BEGIN PRIVATE KEY-----"));
     env.emu.shutdown().await;
 }

@@ -12,7 +12,7 @@ const UA: &str = "c7373ae5-91c2-4165-8ab6-7381d6e75619";
 
 #[tokio::test]
 async fn challenge_then_token_flow() {
-    let env = start().await;
+    let mut env = start().await;
     let url = "/secrets/s1/?api-version=2026-04-01";
     let text = Some("text/plain");
     env.emu.set_secret("vault1", "s1", "hello", text);
@@ -30,8 +30,8 @@ async fn challenge_then_token_flow() {
     let missing = "AKV10000: Request is missing a Bearer or PoP token.";
     assert_eq!(r["error"]["message"], missing);
 
-    let tok = env.token().await;
-    let v = env.get_as(&tok, url).await.expect(200, "", "with a token");
+    env.token = env.new_token().await;
+    let v = env.get(url).await.expect(200, "", "with a token");
     assert_eq!(
         (&v["value"], &v["contentType"]),
         (&json!("hello"), &json!(text))
@@ -43,7 +43,9 @@ async fn challenge_then_token_flow() {
     assert!(v.body.get("managed").is_none() && v.body.get("kid").is_none());
     // Without the trailing slash too.
     let r = env.req(Method::GET, "/secrets/s1?api-version=7.6");
-    let r = r.bearer_auth(&tok).header("x-ms-client-request-id", "abc");
+    let r = r
+        .bearer_auth(&env.token)
+        .header("x-ms-client-request-id", "abc");
     let r = r.reply().await.expect(200, "", "no trailing slash");
     assert_eq!(r.header("x-ms-client-request-id"), "abc");
     env.emu.shutdown().await;
@@ -70,11 +72,11 @@ async fn bad_tokens_are_refused_with_a_challenge() {
     }
     // Expired (whole-second clock: a 3 s token is valid for at least 2 s).
     env.emu.set_token_lifetime(Duration::from_secs(3));
-    let short = env.token().await;
-    env.check(&short, OK).await;
+    let short = env.new_token().await;
+    env.check_as(&short, OK).await;
     tokio::time::sleep(Duration::from_millis(4100)).await;
     let expired = "401 Unauthorized GET /secrets/s1?api-version=7.4";
-    env.check(&short, expired).await;
+    env.check_as(&short, expired).await;
     env.emu.shutdown().await;
 }
 
@@ -86,14 +88,14 @@ async fn denied_identity_gets_forbidden() {
     env.emu.deny_identity("vault1", UA);
     let tok = env.token_for(Some(UA), VAULT_RESOURCE).await;
     let denied = "403 Forbidden/AccessDenied GET /secrets/s1?api-version=7.4";
-    let v = env.check(&tok, denied).await;
+    let v = env.check_as(&tok, denied).await;
     assert!(v.str("/error/message").contains(UA));
     // Other vault fine; system identity fine.
     let u2 = env.url("vault2.vault.azure.net", S1);
-    env.check(&tok, &format!("200 - GET {u2}")).await;
-    env.check(&env.token().await, OK).await;
+    env.check_as(&tok, &format!("200 - GET {u2}")).await;
+    env.check_as(&env.new_token().await, OK).await;
     env.emu.allow_identity("vault1", UA);
-    env.check(&tok, OK).await;
+    env.check_as(&tok, OK).await;
     env.emu.shutdown().await;
 }
 
@@ -128,37 +130,34 @@ const API_VERSIONS: [&str; 13] = [
 
 #[tokio::test]
 async fn status_and_error_codes() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     env.emu.set_secret("vault1", "s", "x", None);
     env.emu.set_secret("vault1", "d", "x", None);
     env.emu.set_secret_enabled("vault1", "d", None, false);
-    check_rows(&env, &tok, &ERRORS).await;
+    check_rows(&env, &ERRORS).await;
     let as_get = |row: &&str| {
         let (status_code, version) = row.rsplit_once(' ').unwrap();
         format!("{status_code} GET /secrets/s?api-version={version}")
     };
     let versions: Vec<String> = API_VERSIONS.iter().map(as_get).collect();
-    check_rows(&env, &tok, &versions).await;
-    let put = || env.req(Method::PUT, "/secrets/x?api-version=7.4");
-    let r = put().bearer_auth(&tok).body("not json").reply().await;
+    check_rows(&env, &versions).await;
+    let put = || env.call(Method::PUT, "/secrets/x?api-version=7.4");
+    let r = put().body("not json").reply().await;
     r.expect(400, "BadParameter", "not JSON");
     let too_long = json!({"value": "a".repeat(26 * 1024)});
-    let r = put().bearer_auth(&tok).json(&too_long).reply().await;
+    let r = put().json(&too_long).reply().await;
     r.expect(400, "BadParameter", "value over 25 KiB");
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn set_get_versions_list_delete_with_paging() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     env.emu.set_page_size(2);
-    let check = |row: &'static str| env.check(&tok, row);
+    let check = |row: &'static str| env.check(row);
     let put = |name: &str, body: Value| {
         let path = format!("/secrets/{name}?api-version=7.4");
-        env.req(Method::PUT, &path)
-            .bearer_auth(&tok)
-            .json(&body)
-            .reply()
+        env.call(Method::PUT, &path).json(&body).reply()
     };
     let mut versions = Vec::new();
     for i in 0..5 {
@@ -177,10 +176,10 @@ async fn set_get_versions_list_delete_with_paging() {
     assert_eq!(v["value"], "v4");
     assert!(v.str("id").contains("/secrets/Rotating/"));
     let path = format!("/secrets/Rotating/{}?api-version=7.4", versions[1]);
-    assert_eq!(env.get_as(&tok, &path).await["value"], "v1");
+    assert_eq!(env.get(&path).await["value"], "v1");
     // Versions, paged by 2 via nextLink.
     let first = env.v1("/secrets/Rotating/versions?api-version=7.4");
-    let (n, items) = pages(&env, &tok, &first).await;
+    let (n, items) = pages(&env, &first).await;
     assert_eq!(n, 3);
     assert!(items.iter().all(|i| i.get("value").is_none()));
     let seen: Vec<&str> = ids(&items).into_iter().map(last_segment).collect();
@@ -227,14 +226,12 @@ const CLOUDS: [&str; 3] = [
 
 #[tokio::test]
 async fn vaults_are_selected_by_host_in_every_cloud() {
-    let (env, tok) = start_signed_in().await;
+    let env = start_signed_in().await;
     for (vault, value) in [("vault1", "one"), ("vault2", "two")] {
         env.emu.set_secret(vault, "s", value, None);
     }
     let s = "/secrets/s?api-version=7.4";
-    let v = env
-        .get_as(&tok, &env.url("vault2.vault.azure.net", s))
-        .await;
+    let v = env.get(&env.url("vault2.vault.azure.net", s)).await;
     assert_eq!(v["value"], "two");
     for (host, res) in CLOUDS.map(|row| row.split_once(' ').unwrap()) {
         let res = res.trim();
@@ -255,13 +252,11 @@ async fn vaults_are_selected_by_host_in_every_cloud() {
 
 #[tokio::test]
 async fn sni_selects_the_vault_when_host_is_not_a_vault() {
-    let env = start().await;
+    let env = start_signed_in().await;
     env.emu.set_secret("vault1", "s", "via-sni", None);
-    let tok = env.token().await;
-    let r = env
-        .req(Method::GET, "/secrets/s?api-version=7.4")
-        .header("Host", "127.0.0.1");
-    let v = r.bearer_auth(&tok).reply().await.expect(200, "", "via SNI");
+    let r = env.call(Method::GET, "/secrets/s?api-version=7.4");
+    let r = r.header("Host", "127.0.0.1").reply().await;
+    let v = r.expect(200, "", "via SNI");
     assert_eq!(v["value"], "via-sni");
     env.emu.shutdown().await;
 }

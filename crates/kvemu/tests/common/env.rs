@@ -30,6 +30,9 @@ pub const VAULTS: [&str; 6] = [
 pub struct Env {
     pub emu: Emulator,
     pub http: reqwest::Client,
+    /// The system identity's token after [`start_signed_in`], else empty:
+    /// what [`Env::get`] and [`Env::check`] send.
+    pub token: String,
 }
 
 pub async fn start() -> Env {
@@ -39,7 +42,11 @@ pub async fn start() -> Env {
 pub async fn start_with(cfg: Config) -> Env {
     let emu = Emulator::start(cfg).await.expect("emulator starts");
     let http = client(&emu, None);
-    Env { emu, http }
+    Env {
+        emu,
+        http,
+        token: String::new(),
+    }
 }
 
 /// A default config with these user-assigned identities.
@@ -51,11 +58,11 @@ pub fn with_identities(client_ids: &[&str]) -> Config {
     }
 }
 
-/// [`start`], and a token for the system identity.
-pub async fn start_signed_in() -> (Env, String) {
-    let env = start().await;
-    let token = env.token().await;
-    (env, token)
+/// [`start`], signed in as the system identity.
+pub async fn start_signed_in() -> Env {
+    let mut env = start().await;
+    env.token = env.new_token().await;
+    env
 }
 
 /// A client for `emu`, with a whole-request `timeout` if given.
@@ -103,9 +110,25 @@ impl Env {
         self.http.request(method, url)
     }
 
-    /// [`check`](crate::common::check) of one `STATUS CODE METHOD TARGET` row.
-    pub async fn check(&self, token: &str, row: &str) -> Reply {
+    /// [`Env::req`] with [`Env::token`].
+    pub fn call(&self, method: Method, target: &str) -> RequestBuilder {
+        self.req(method, target).bearer_auth(&self.token)
+    }
+
+    /// [`check`](crate::common::check) of one `STATUS CODE METHOD TARGET`
+    /// row with [`Env::token`].
+    pub async fn check(&self, row: &str) -> Reply {
+        crate::common::check(self, &self.token, row).await
+    }
+
+    /// [`Env::check`] with another token.
+    pub async fn check_as(&self, token: &str, row: &str) -> Reply {
         crate::common::check(self, token, row).await
+    }
+
+    /// `GET target` with [`Env::token`], read as a [`Reply`].
+    pub async fn get(&self, target: &str) -> Reply {
+        self.get_as(&self.token, target).await
     }
 
     /// `GET target` with a bearer token, read as a [`Reply`].
@@ -116,11 +139,6 @@ impl Env {
             .await
     }
 
-    /// The raw response of `GET url` with a bearer token (for body faults).
-    pub async fn get(&self, url: &str, token: &str) -> reqwest::Response {
-        self.http.get(url).bearer_auth(token).send().await.unwrap()
-    }
-
     /// A request to the identity endpoint with `query`, `Metadata: true` included.
     pub fn imds(&self, query: &str) -> RequestBuilder {
         let url = format!("{}?{query}", self.emu.identity_endpoint());
@@ -128,7 +146,7 @@ impl Env {
     }
 
     /// A token for the system identity via the identity endpoint.
-    pub async fn token(&self) -> String {
+    pub async fn new_token(&self) -> String {
         self.token_for(None, VAULT_RESOURCE).await
     }
 

@@ -51,6 +51,24 @@ impl Reply {
         self
     }
 
+    /// Asserts that every field of `expected` is in the body with the same
+    /// value: objects recursively, anything else (arrays too) equal.
+    #[track_caller]
+    pub fn has(&self, expected: Value) -> &Self {
+        fn at(path: &str, actual: &Value, expected: &Value, body: &Value) {
+            match expected {
+                Value::Object(fields) => {
+                    for (k, v) in fields {
+                        at(&format!("{path}/{k}"), &actual[k], v, body);
+                    }
+                }
+                _ => assert_eq!(actual, expected, "{path} in {body}"),
+            }
+        }
+        at("", &self.body, &expected, &self.body);
+        self
+    }
+
     /// The header's value; panics if it is absent.
     #[track_caller]
     pub fn header(&self, name: &str) -> &str {
@@ -114,15 +132,10 @@ impl SendReply for reqwest::RequestBuilder {
 }
 
 /// Follows `nextLink` from `first`: the number of pages and every item.
-pub async fn pages(env: &Env, token: &str, first: &str) -> (usize, Vec<Value>) {
+pub async fn pages(env: &Env, first: &str) -> (usize, Vec<Value>) {
     let (mut url, mut pages, mut items) = (first.to_string(), 0, Vec::new());
     loop {
-        let r = env
-            .get_as(token, &url)
-            .await
-            .expect(200, "", &url)
-            .body
-            .clone();
+        let r = env.get(&url).await.expect(200, "", &url).body.clone();
         pages += 1;
         items.extend(r["value"].as_array().unwrap().iter().cloned());
         match r["nextLink"].as_str() {
@@ -147,9 +160,9 @@ pub async fn check(env: &Env, token: &str, row: &str) -> Reply {
     r.expect(status.parse().unwrap(), code, row)
 }
 
-/// [`check`] for every row of a table.
-pub async fn check_rows(env: &Env, token: &str, rows: &[impl AsRef<str>]) {
+/// [`check`] for every row of a table, with [`Env::token`].
+pub async fn check_rows(env: &Env, rows: &[impl AsRef<str>]) {
     for row in rows {
-        check(env, token, row.as_ref()).await;
+        check(env, &env.token, row.as_ref()).await;
     }
 }
