@@ -25,40 +25,24 @@ fn shape(v: &Value) -> Value {
 
 #[tokio::test]
 async fn managed_secret_has_the_recorded_shape() {
-    let env = start().await;
+    let env = start_signed_in().await;
     let pki = env.emu.test_pki().unwrap();
-    let issued = pki
-        .issue(
-            "shape",
-            &["shape.test".into()],
-            kvemu::seed::LeafKey::Rsa2048,
-            30,
-        )
-        .unwrap();
+    let sans = ["shape.test".into()];
+    let issued = pki.issue("shape", &sans, kvemu::seed::LeafKey::Rsa2048, 30);
+    let pem = issued.unwrap().pem_key_first();
     env.emu
-        .import_pem("vault1", "shape", &issued.pem_key_first(), kvemu::CT_PEM)
+        .import_pem("vault1", "shape", &pem, kvemu::CT_PEM)
         .unwrap();
-    let tok = env.token().await;
-    let (s, ours) = json(
-        env.get(&env.v1("/secrets/shape/?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200);
+    let ours = env.get("/secrets/shape/?api-version=7.4").await;
+    let ours = ours.expect(200, "", "managed secret").body;
     assert_eq!(shape(&ours), shape(&recorded()), "ours: {ours:#}");
     // Ids have the recorded form: https://<vault>/secrets|keys/<name>/<32 hex>.
     let rec = recorded();
     for (k, kind) in [("id", "secrets"), ("kid", "keys")] {
-        let r = rec[k].as_str().unwrap();
-        let o = ours[k].as_str().unwrap();
-        assert!(
-            r.contains(&format!(".vault.azure.net/{kind}/"))
-                && o.contains(&format!(".vault.azure.net/{kind}/"))
-        );
-        assert_eq!(
-            r.rsplit('/').next().unwrap().len(),
-            o.rsplit('/').next().unwrap().len()
-        );
+        let (r, o) = (rec[k].as_str().unwrap(), ours[k].as_str().unwrap());
+        let form = format!(".vault.azure.net/{kind}/");
+        assert!(r.contains(&form) && o.contains(&form));
+        assert_eq!(last_segment(r).len(), last_segment(o).len());
     }
     env.emu.shutdown().await;
 }
@@ -66,43 +50,21 @@ async fn managed_secret_has_the_recorded_shape() {
 /// Key Vault's own PFX (zero-length password) imports, with the service's `x5t`.
 #[tokio::test]
 async fn recorded_key_vault_pfx_imports_with_the_service_x5t() {
-    use base64::Engine as _;
-    let env = start().await;
+    let env = start_signed_in().await;
     let rec = recorded();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(rec["value"].as_str().unwrap())
-        .unwrap();
+    let der = unb64(rec["value"].as_str().unwrap());
     let imp = env
         .emu
-        .import_pfx("vault1", "recorded", &der, None, kvemu::CT_PKCS12)
-        .unwrap();
+        .import_pfx("vault1", "recorded", &der, None, kvemu::CT_PKCS12);
+    let imp = imp.unwrap();
     assert_eq!(imp.x5t, "q_RvEU8m6RjDjaZW_YWARMVna-Q");
     assert_eq!(imp.thumbprint, "ABF46F114F26E918C38DA656FD858044C5676BE4");
-    let tok = env.token().await;
-    let (_, s) = json(
-        env.get(&env.v1("/secrets/recorded?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
+    let s = env.get("/secrets/recorded?api-version=7.4").await;
     assert_eq!(s["contentType"], "application/x-pkcs12");
-    assert_eq!(shape(&s), shape(&rec), "ours: {s:#}");
+    assert_eq!(shape(&s.body), shape(&rec), "ours: {:#}", s.body);
     // 2025-07-01: served as PEM on request, key first.
-    let (c, p) = json(
-        env.get(
-            &env.v1(
-                "/secrets/recorded?api-version=2025-07-01&outContentType=application/x-pem-file",
-            ),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(c, 200, "{p}");
-    assert!(
-        p["value"]
-            .as_str()
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    let as_pem = "/secrets/recorded?api-version=2025-07-01&outContentType=application/x-pem-file";
+    let p = env.get(as_pem).await.expect(200, "", "as PEM");
+    assert!(p.str("value").starts_with("-----BEGIN PRIVATE KEY-----"));
     env.emu.shutdown().await;
 }

@@ -4,75 +4,45 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use std::time::Duration;
+
+const S1: &str = "/secrets/s1?api-version=7.4";
+const OK: &str = "200 - GET /secrets/s1?api-version=7.4";
+const UA: &str = "c7373ae5-91c2-4165-8ab6-7381d6e75619";
 
 #[tokio::test]
 async fn challenge_then_token_flow() {
-    let env = start().await;
-    env.emu
-        .set_secret("vault1", "s1", "hello", Some("text/plain"));
-    let r = env
-        .http
-        .get(env.v1("/secrets/s1/?api-version=2026-04-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let chal = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        chal.starts_with("Bearer authorization=\"https://login.windows.net/"),
-        "{chal}"
-    );
-    assert!(
-        chal.ends_with("resource=\"https://vault.azure.net\""),
-        "{chal}"
-    );
-    for h in [
-        "x-ms-keyvault-service-version",
-        "x-ms-request-id",
-        "x-ms-keyvault-region",
-    ] {
-        assert!(r.headers().contains_key(h), "{h}");
+    let mut env = start().await;
+    let url = "/secrets/s1/?api-version=2026-04-01";
+    let text = Some("text/plain");
+    env.emu.set_secret("vault1", "s1", "hello", text);
+    let r = env.req(Method::GET, url).reply().await;
+    let r = r.expect(401, "Unauthorized", "no token");
+    let chal = r.header("www-authenticate");
+    let authority = "Bearer authorization=\"https://login.windows.net/";
+    assert!(chal.starts_with(authority), "{chal}");
+    let resource = "resource=\"https://vault.azure.net\"";
+    assert!(chal.ends_with(resource), "{chal}");
+    let service = "x-ms-keyvault-service-version";
+    for h in [service, "x-ms-request-id", "x-ms-keyvault-region"] {
+        assert!(r.headers.contains_key(h), "{h}");
     }
-    let (_, body) = json(r).await;
-    assert_eq!(error_code(&body), "Unauthorized");
-    assert_eq!(
-        body["error"]["message"],
-        "AKV10000: Request is missing a Bearer or PoP token."
-    );
+    let missing = "AKV10000: Request is missing a Bearer or PoP token.";
+    assert_eq!(r["error"]["message"], missing);
 
-    let tok = env.token().await;
-    let (s, v) = json(
-        env.get(&env.v1("/secrets/s1/?api-version=2026-04-01"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(v["value"], "hello");
-    assert_eq!(v["contentType"], "text/plain");
-    assert!(
-        v["id"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://vault1.vault.azure.net/secrets/s1/")
-    );
+    env.token = env.new_token().await;
+    let v = env.get(url).await.expect(200, "", "with a token");
+    let recovery_level = "Recoverable+Purgeable";
+    v.has(json!({"value": "hello", "contentType": text, "attributes": {"recoveryLevel": recovery_level}}));
+    let id = "https://vault1.vault.azure.net/secrets/s1/";
+    assert!(v.str("id").starts_with(id));
     assert!(v["attributes"]["created"].is_i64());
-    assert_eq!(v["attributes"]["recoveryLevel"], "Recoverable+Purgeable");
-    assert!(v.get("managed").is_none() && v.get("kid").is_none());
+    assert!(v.body.get("managed").is_none() && v.body.get("kid").is_none());
     // Without the trailing slash too.
-    let r = env
-        .http
-        .get(env.v1("/secrets/s1?api-version=7.6"))
-        .bearer_auth(&tok)
-        .header("x-ms-client-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-ms-client-request-id"], "abc-123");
+    let r = env.call(Method::GET, "/secrets/s1?api-version=7.6");
+    let r = r.header("x-ms-client-request-id", "abc");
+    let r = r.reply().await.expect(200, "", "no trailing slash");
+    assert_eq!(r.header("x-ms-client-request-id"), "abc");
     env.emu.shutdown().await;
 }
 
@@ -80,425 +50,191 @@ async fn challenge_then_token_flow() {
 async fn bad_tokens_are_refused_with_a_challenge() {
     let env = start().await;
     env.emu.set_secret("vault1", "s1", "x", None);
-    let url = env.v1("/secrets/s1?api-version=7.4");
-    // Not issued by us.
-    let r = env.get(&url, "eyJhbGciOi.forged.token").await;
-    assert_eq!(r.status(), 401);
-    assert!(r.headers().contains_key("www-authenticate"));
-    // Wrong scheme counts as missing.
-    let r = env
-        .http
-        .get(&url)
-        .header("Authorization", "Basic abc")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    // Token for another cloud's resource.
     let cn = env.token_for(None, "https://vault.azure.cn").await;
-    let (s, v) = json(env.get(&url, &cn).await).await;
-    assert_eq!(s, 401);
-    assert!(v["error"]["message"].as_str().unwrap().contains("AKV10022"));
+    let cn = format!("Bearer {cn}");
+    for (row, authorization, message) in [
+        ("not issued by us", "Bearer eyJhbGciOi.forged.token", ""),
+        ("a wrong scheme counts as missing", "Basic abc", ""),
+        ("another cloud's token", cn.as_str(), "AKV10022"),
+    ] {
+        let r = env
+            .req(Method::GET, S1)
+            .header("Authorization", authorization);
+        let r = r.reply().await.expect(401, "Unauthorized", row);
+        assert!(r.headers.contains_key("www-authenticate"), "{row}");
+        let text = r.str("/error/message");
+        assert!(text.contains(message), "{row}: {text}");
+    }
     // Expired (whole-second clock: a 3 s token is valid for at least 2 s).
-    env.emu
-        .set_token_lifetime(std::time::Duration::from_secs(3));
-    let short = env.token().await;
-    assert_eq!(env.get(&url, &short).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
-    let (s, v) = json(env.get(&url, &short).await).await;
-    assert_eq!(s, 401);
-    assert_eq!(error_code(&v), "Unauthorized");
+    env.emu.set_token_lifetime(Duration::from_secs(3));
+    let short = env.new_token().await;
+    env.check_as(&short, OK).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    let expired = "401 Unauthorized GET /secrets/s1?api-version=7.4";
+    env.check_as(&short, expired).await;
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn denied_identity_gets_forbidden() {
-    let env = start_with(kvemu::Config {
-        identities: vec!["c7373ae5-91c2-4165-8ab6-7381d6e75619".into()],
-        ..Default::default()
-    })
-    .await;
+    let env = start_with(with_identities(&[UA])).await;
     env.emu.set_secret("vault1", "s1", "x", None);
     env.emu.set_secret("vault2", "s1", "y", None);
-    let ua = "c7373ae5-91c2-4165-8ab6-7381d6e75619";
-    env.emu.deny_identity("vault1", ua);
-    let tok = env.token_for(Some(ua), "https://vault.azure.net").await;
-    let (s, v) = json(env.get(&env.v1("/secrets/s1?api-version=7.4"), &tok).await).await;
-    assert_eq!(s, 403);
-    assert_eq!(error_code(&v), "Forbidden");
-    assert_eq!(v["error"]["innererror"]["code"], "AccessDenied");
-    assert!(v["error"]["message"].as_str().unwrap().contains(ua));
+    env.emu.deny_identity("vault1", UA);
+    let tok = env.token_for(Some(UA), VAULT_RESOURCE).await;
+    let denied = "403 Forbidden/AccessDenied GET /secrets/s1?api-version=7.4";
+    let v = env.check_as(&tok, denied).await;
+    assert!(v.str("/error/message").contains(UA));
     // Other vault fine; system identity fine.
-    let u2 = env.url("vault2.vault.azure.net", "/secrets/s1?api-version=7.4");
-    assert_eq!(env.get(&u2, &tok).await.status(), 200);
-    let sys = env.token().await;
-    assert_eq!(
-        env.get(&env.v1("/secrets/s1?api-version=7.4"), &sys)
-            .await
-            .status(),
-        200
-    );
-    env.emu.allow_identity("vault1", ua);
-    assert_eq!(
-        env.get(&env.v1("/secrets/s1?api-version=7.4"), &tok)
-            .await
-            .status(),
-        200
-    );
+    let u2 = env.url("vault2.vault.azure.net", S1);
+    env.check_as(&tok, &format!("200 - GET {u2}")).await;
+    env.check_as(&env.new_token().await, OK).await;
+    env.emu.allow_identity("vault1", UA);
+    env.check_as(&tok, OK).await;
     env.emu.shutdown().await;
 }
 
+/// Answers to bad requests (Throttled is covered in faults.rs, Unauthorized
+/// above): `STATUS CODE METHOD TARGET`.
+const ERRORS: [&str; 7] = [
+    "404 SecretNotFound           GET /secrets/nope?api-version=7.4",
+    "404 SecretNotFound           GET /secrets/nope/0123456789abcdef0123456789abcdef?api-version=7.4",
+    "404 CertificateNotFound      GET /certificates/nope?api-version=7.4",
+    "400 BadParameter             GET /secrets/bad_name?api-version=7.4",
+    "400 BadParameter             GET /secrets?api-version=7.4&maxresults=26",
+    "403 Forbidden/SecretDisabled GET /secrets/d?api-version=7.4",
+    "400 BadParameter             GET /secrets/s",
+];
+
+/// The api-version rule: `STATUS CODE VERSION`.
+const API_VERSIONS: [&str; 13] = [
+    "200 - 7.0",
+    "200 - 7.4",
+    "200 - 7.5",
+    "200 - 7.6",
+    "200 - 2025-06-01",
+    "200 - 2025-07-01",
+    "200 - 2026-04-01",
+    "200 - 2026-03-01-preview",
+    "400 BadParameter 7.7",
+    "400 BadParameter 2016-10-01",
+    "400 BadParameter 2025-05-31",
+    "400 BadParameter latest",
+    "400 BadParameter 2025-06-01-beta",
+];
+
 #[tokio::test]
-async fn error_codes() {
-    let env = start().await;
-    let tok = env.token().await;
-    let (s, v) = json(
-        env.get(&env.v1("/secrets/nope?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (404, "SecretNotFound"));
-    let (s, v) = json(
-        env.get(
-            &env.v1("/secrets/nope/0123456789abcdef0123456789abcdef?api-version=7.4"),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (404, "SecretNotFound"));
-    let (s, v) = json(
-        env.get(&env.v1("/certificates/nope?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (404, "CertificateNotFound"));
-    let (s, v) = json(
-        env.get(&env.v1("/secrets/bad_name?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (400, "BadParameter"));
-    let (s, v) = json(
-        env.get(&env.v1("/secrets?api-version=7.4&maxresults=26"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (400, "BadParameter"));
-    let r = env
-        .http
-        .put(env.v1("/secrets/x?api-version=7.4"))
-        .bearer_auth(&tok)
-        .body("not json")
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = json(r).await;
-    assert_eq!((s, error_code(&v)), (400, "BadParameter"));
-    let (s, v) = json(
-        env.put_secret(
-            "vault1.vault.azure.net",
-            "x",
-            json!({"value": "a".repeat(26 * 1024)}),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (400, "BadParameter"));
-    // Disabled secret.
+async fn status_and_error_codes() {
+    let env = start_signed_in().await;
+    env.emu.set_secret("vault1", "s", "x", None);
     env.emu.set_secret("vault1", "d", "x", None);
     env.emu.set_secret_enabled("vault1", "d", None, false);
-    let (s, v) = json(env.get(&env.v1("/secrets/d?api-version=7.4"), &tok).await).await;
-    assert_eq!((s, error_code(&v)), (403, "Forbidden"));
-    assert_eq!(v["error"]["innererror"]["code"], "SecretDisabled");
-    // Throttled is covered in faults.rs; Unauthorized above.
-    env.emu.shutdown().await;
-}
-
-#[tokio::test]
-async fn api_version_rule() {
-    let env = start().await;
-    let tok = env.token().await;
-    env.emu.set_secret("vault1", "s", "x", None);
-    for ok in [
-        "7.0",
-        "7.4",
-        "7.5",
-        "7.6",
-        "2025-06-01",
-        "2025-07-01",
-        "2026-04-01",
-        "2026-03-01-preview",
-    ] {
-        let r = env
-            .get(&env.v1(&format!("/secrets/s?api-version={ok}")), &tok)
-            .await;
-        assert_eq!(r.status(), 200, "{ok}");
-    }
-    for bad in [
-        "7.7",
-        "2016-10-01",
-        "2025-05-31",
-        "latest",
-        "2025-06-01-beta",
-    ] {
-        let (s, v) = json(
-            env.get(&env.v1(&format!("/secrets/s?api-version={bad}")), &tok)
-                .await,
-        )
-        .await;
-        assert_eq!((s, error_code(&v)), (400, "BadParameter"), "{bad}");
-    }
-    let (s, v) = json(env.get(&env.v1("/secrets/s"), &tok).await).await;
-    assert_eq!((s, error_code(&v)), (400, "BadParameter"));
+    check_rows(&env, &ERRORS).await;
+    let as_get = |row: &&str| {
+        let (status_code, version) = row.rsplit_once(' ').unwrap();
+        format!("{status_code} GET /secrets/s?api-version={version}")
+    };
+    let versions: Vec<String> = API_VERSIONS.iter().map(as_get).collect();
+    check_rows(&env, &versions).await;
+    let put = || env.call(Method::PUT, "/secrets/x?api-version=7.4");
+    let r = put().body("not json").reply().await;
+    r.expect(400, "BadParameter", "not JSON");
+    let too_long = json!({"value": "a".repeat(26 * 1024)});
+    let r = put().json(&too_long).reply().await;
+    r.expect(400, "BadParameter", "value over 25 KiB");
     env.emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn set_get_versions_list_delete_with_paging() {
-    let env = start().await;
+    let env = start_signed_in().await;
     env.emu.set_page_size(2);
-    let tok = env.token().await;
-    let h = "vault1.vault.azure.net";
+    let check = |row: &'static str| env.check(row);
+    let put = |name: &str, body: Value| {
+        let path = format!("/secrets/{name}?api-version=7.4");
+        env.call(Method::PUT, &path).json(&body).reply()
+    };
     let mut versions = Vec::new();
     for i in 0..5 {
-        let (s, v) = json(
-            env.put_secret(
-                h,
-                "Rotating",
-                json!({"value": format!("v{i}"), "contentType": "text/plain",
-                       "attributes": {"enabled": true, "exp": 4102444800i64}, "tags": {"k": "v"}}),
-                &tok,
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        assert_eq!(v["value"], format!("v{i}"));
-        assert_eq!(v["tags"]["k"], "v");
-        assert_eq!(v["attributes"]["exp"], 4102444800i64);
-        versions.push(
-            v["id"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string(),
-        );
+        let attributes = json!({"enabled": true, "exp": 4102444800i64});
+        let body = json!({"value": format!("v{i}"), "contentType": "text/plain",
+                          "attributes": attributes, "tags": {"k": "v"}});
+        let v = put("Rotating", body.clone()).await.expect(200, "", "set");
+        v.has(json!({"value": body["value"], "tags": {"k": "v"}, "attributes": {"exp": 4102444800i64}}));
+        versions.push(v.version().to_string());
     }
     assert_eq!(versions[0].len(), 32);
     // Latest and by version (name lookup ignores case; id keeps the created casing).
-    let (_, v) = json(
-        env.get(&env.v1("/secrets/rotating/?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
+    let v = check("200 - GET /secrets/rotating/?api-version=7.4").await;
     assert_eq!(v["value"], "v4");
-    assert!(v["id"].as_str().unwrap().contains("/secrets/Rotating/"));
-    let (_, v) = json(
-        env.get(
-            &env.v1(&format!(
-                "/secrets/Rotating/{}?api-version=7.4",
-                versions[1]
-            )),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(v["value"], "v1");
+    assert!(v.str("id").contains("/secrets/Rotating/"));
+    let path = format!("/secrets/Rotating/{}?api-version=7.4", versions[1]);
+    assert_eq!(env.get(&path).await["value"], "v1");
     // Versions, paged by 2 via nextLink.
-    let mut url = env.v1("/secrets/Rotating/versions?api-version=7.4");
-    let mut seen = Vec::new();
-    let mut pages = 0;
-    loop {
-        let (s, v) = json(env.get(&url, &tok).await).await;
-        assert_eq!(s, 200);
-        pages += 1;
-        for item in v["value"].as_array().unwrap() {
-            assert!(item.get("value").is_none());
-            seen.push(
-                item["id"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        match v["nextLink"].as_str() {
-            Some(n) => url = n.to_string(),
-            None => {
-                assert!(v["nextLink"].is_null());
-                break;
-            }
-        }
-    }
-    assert_eq!(pages, 3);
+    let first = env.v1("/secrets/Rotating/versions?api-version=7.4");
+    let (n, items) = pages(&env, &first).await;
+    assert_eq!(n, 3);
+    assert!(items.iter().all(|i| i.get("value").is_none()));
+    let seen: Vec<&str> = ids(&items).into_iter().map(last_segment).collect();
     assert_eq!(seen, versions);
     // List secrets; maxresults overrides the page size.
     for n in ["a", "b", "c"] {
         env.emu.set_secret("vault1", n, "x", None);
     }
-    let (_, v) = json(
-        env.get(&env.v1("/secrets?api-version=7.4&maxresults=25"), &tok)
-            .await,
-    )
-    .await;
-    let ids: Vec<&str> = v["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 4);
-    assert!(ids.contains(&"https://vault1.vault.azure.net/secrets/Rotating"));
+    let v = check("200 - GET /secrets?api-version=7.4&maxresults=25").await;
+    let listed = ids(v.items());
+    assert_eq!(listed.len(), 4);
+    assert!(listed.contains(&"https://vault1.vault.azure.net/secrets/Rotating"));
     assert!(v["nextLink"].is_null());
-    // Delete.
-    let r = env
-        .http
-        .delete(env.v1("/secrets/a?api-version=7.4"))
-        .bearer_auth(&tok)
-        .send()
+    // Delete; a soft-deleted secret is under /deletedsecrets and its name is
+    // not reusable until purged or recovered.
+    let recovery_id = "https://vault1.vault.azure.net/deletedsecrets/a";
+    let v = check("200 - DELETE /secrets/a?api-version=7.4").await;
+    assert_eq!(v["recoveryId"], recovery_id);
+    assert!(v["scheduledPurgeDate"].is_i64() && v.body.get("value").is_none());
+    check("404 SecretNotFound GET /secrets/a?api-version=7.4").await;
+    let v = check("200 - GET /deletedsecrets/a?api-version=7.4").await;
+    assert_eq!(v["recoveryId"], recovery_id);
+    let again = || json!({"value": "again"});
+    put("a", again())
         .await
-        .unwrap();
-    let (s, v) = json(r).await;
-    assert_eq!(s, 200);
-    assert_eq!(
-        v["recoveryId"],
-        "https://vault1.vault.azure.net/deletedsecrets/a"
-    );
-    assert!(v["scheduledPurgeDate"].is_i64() && v.get("value").is_none());
-    assert_eq!(
-        env.get(&env.v1("/secrets/a?api-version=7.4"), &tok)
-            .await
-            .status(),
-        404
-    );
-    // Soft delete: visible under /deletedsecrets, name not reusable until purged or recovered.
-    let (s, v) = json(
-        env.get(&env.v1("/deletedsecrets/a?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(
-        v["recoveryId"],
-        "https://vault1.vault.azure.net/deletedsecrets/a"
-    );
-    let (s, v) = json(
-        env.put_secret(
-            "vault1.vault.azure.net",
-            "a",
-            json!({"value": "again"}),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (409, "Conflict"));
-    let r = env
-        .http
-        .post(env.v1("/deletedsecrets/a/recover?api-version=7.4"))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        env.get(&env.v1("/secrets/a?api-version=7.4"), &tok)
-            .await
-            .status(),
-        200
-    );
-    env.http
-        .delete(env.v1("/secrets/a?api-version=7.4"))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
-    let (_, v) = json(
-        env.get(&env.v1("/deletedsecrets?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!(
-        v["value"][0]["recoveryId"],
-        "https://vault1.vault.azure.net/deletedsecrets/a"
-    );
-    let r = env
-        .http
-        .delete(env.v1("/deletedsecrets/a?api-version=7.4"))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let (s, v) = json(
-        env.get(&env.v1("/deletedsecrets/a?api-version=7.4"), &tok)
-            .await,
-    )
-    .await;
-    assert_eq!((s, error_code(&v)), (404, "SecretNotFound"));
-    let (s, _) = json(
-        env.put_secret(
-            "vault1.vault.azure.net",
-            "a",
-            json!({"value": "again"}),
-            &tok,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 200);
+        .expect(409, "Conflict", "name in use");
+    check("200 - POST /deletedsecrets/a/recover?api-version=7.4").await;
+    check("200 - GET /secrets/a?api-version=7.4").await;
+    check("200 - DELETE /secrets/a?api-version=7.4").await;
+    let v = check("200 - GET /deletedsecrets?api-version=7.4").await;
+    assert_eq!(v["value"][0]["recoveryId"], recovery_id);
+    check("204 - DELETE /deletedsecrets/a?api-version=7.4").await;
+    check("404 SecretNotFound GET /deletedsecrets/a?api-version=7.4").await;
+    put("a", again()).await.expect(200, "", "name free again");
     env.emu.shutdown().await;
 }
 
+/// Sovereign clouds: `HOST RESOURCE` (the resource its tokens are for).
+const CLOUDS: [&str; 3] = [
+    "cnvault.vault.azure.cn           https://vault.azure.cn",
+    "govvault.vault.usgovcloudapi.net https://vault.usgovcloudapi.net",
+    "devault.vault.microsoftazure.de  https://vault.microsoftazure.de",
+];
+
 #[tokio::test]
 async fn vaults_are_selected_by_host_in_every_cloud() {
-    let env = start().await;
-    env.emu.set_secret("vault1", "s", "one", None);
-    env.emu.set_secret("vault2", "s", "two", None);
-    let tok = env.token().await;
-    let (_, v) = json(
-        env.get(
-            &env.url("vault2.vault.azure.net", "/secrets/s?api-version=7.4"),
-            &tok,
-        )
-        .await,
-    )
-    .await;
+    let env = start_signed_in().await;
+    for (vault, value) in [("vault1", "one"), ("vault2", "two")] {
+        env.emu.set_secret(vault, "s", value, None);
+    }
+    let s = "/secrets/s?api-version=7.4";
+    let v = env.get(&env.url("vault2.vault.azure.net", s)).await;
     assert_eq!(v["value"], "two");
-    for (host, res) in [
-        ("cnvault.vault.azure.cn", "https://vault.azure.cn"),
-        (
-            "govvault.vault.usgovcloudapi.net",
-            "https://vault.usgovcloudapi.net",
-        ),
-        (
-            "devault.vault.microsoftazure.de",
-            "https://vault.microsoftazure.de",
-        ),
-    ] {
-        let r = env
-            .http
-            .get(env.url(host, "/secrets/s?api-version=7.4"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"].to_str().unwrap();
+    for (host, res) in CLOUDS.map(|row| row.split_once(' ').unwrap()) {
+        let res = res.trim();
+        let r = env.req(Method::GET, &env.url(host, s)).reply().await;
+        assert_eq!(r.status, 401, "{host}");
+        let chal = r.header("www-authenticate");
         assert!(chal.contains(&format!("resource=\"{res}\"")), "{chal}");
         let t = env.token_for(None, res).await;
-        let (s, v) = json(
-            env.get(&env.url(host, "/secrets/s?api-version=7.4"), &t)
-                .await,
-        )
-        .await;
-        assert_eq!((s, error_code(&v)), (404, "SecretNotFound"), "{host}");
+        let r = env.get_as(&t, &env.url(host, s)).await;
+        r.expect(404, "SecretNotFound", host);
     }
     let c = env.emu.counters();
     assert!(c.vault_requests("vault2") >= 1);
@@ -509,19 +245,11 @@ async fn vaults_are_selected_by_host_in_every_cloud() {
 
 #[tokio::test]
 async fn sni_selects_the_vault_when_host_is_not_a_vault() {
-    let env = start().await;
+    let env = start_signed_in().await;
     env.emu.set_secret("vault1", "s", "via-sni", None);
-    let tok = env.token().await;
-    let r = env
-        .http
-        .get(env.v1("/secrets/s?api-version=7.4"))
-        .header("Host", "127.0.0.1")
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = json(r).await;
-    assert_eq!(s, 200, "{v}");
+    let r = env.call(Method::GET, "/secrets/s?api-version=7.4");
+    let r = r.header("Host", "127.0.0.1").reply().await;
+    let v = r.expect(200, "", "via SNI");
     assert_eq!(v["value"], "via-sni");
     env.emu.shutdown().await;
 }
@@ -530,16 +258,16 @@ async fn sni_selects_the_vault_when_host_is_not_a_vault() {
 fn blocking_wrapper_and_debug_hide_secrets() {
     let emu = kvemu::BlockingEmulator::start(kvemu::Config::default()).unwrap();
     emu.set_secret("vault1", "s", "top-secret-value", None);
-    let token = emu
-        .issue_token(&emu.system_identity().client_id, "https://vault.azure.net")
-        .unwrap();
+    let client_id = emu.system_identity().client_id;
+    let token = emu.issue_token(&client_id, VAULT_RESOURCE).unwrap();
     let dbg = format!("{emu:?} {:?}", *emu);
     assert!(
         !dbg.contains("top-secret-value") && !dbg.contains(&token),
         "{dbg}"
     );
+    let value = "top-secret-value".into();
     let spec = kvemu::SecretSpec {
-        value: "top-secret-value".into(),
+        value,
         ..Default::default()
     };
     assert!(!format!("{spec:?}").contains("top-secret-value"));

@@ -4,44 +4,33 @@
 
 mod common;
 
-use akvsync_pkcs12::{Decoded, Error, decode};
+use akvsync_pkcs12::{Error, decode};
 
 const PASSWORD: &str = "Pässwörd-1";
 
-/// Checks `d` against the PEM files of chain `prefix` (rsa or ec).
-fn check(prefix: &str, d: &Decoded, attributes: bool) {
-    let leaf = common::pem(&format!("{prefix}-leaf.pem"));
-    let int = common::pem(&format!("{prefix}-int.pem"));
-    let root = common::pem(&format!("{prefix}-root.pem"));
-    let key = common::pem(&format!("{prefix}-leaf.p8.pem"));
-
-    let certs: Vec<&[u8]> = d.certificates.iter().map(|c| c.der.as_slice()).collect();
-    assert_eq!(
-        certs,
-        vec![&leaf[..], &int[..], &root[..]],
-        "certificates in file order"
-    );
-    assert_eq!(d.keys.len(), 1);
-    assert_eq!(&d.keys[0].pkcs8_der[..], &key[..], "private key");
-    if attributes {
-        let id = common::sha1(&leaf);
-        let name = format!("{prefix} leaf");
-        assert_eq!(d.certificates[0].local_key_id.as_deref(), Some(&id[..]));
-        assert_eq!(
-            d.certificates[0].friendly_name.as_deref(),
-            Some(name.as_str())
-        );
-        assert_eq!(d.certificates[1].local_key_id, None);
-        assert_eq!(d.keys[0].local_key_id.as_deref(), Some(&id[..]));
-        assert_eq!(d.keys[0].friendly_name.as_deref(), Some(name.as_str()));
-        assert_eq!(d.keys[0].csp_name, None);
-    }
-}
-
+/// Decodes `{prefix}-{variant}.pfx` and checks it against chain `prefix`
+/// (rsa or ec), OpenSSL's attributes included.
 fn fixture(prefix: &str, variant: &str, password: Option<&str>) {
     let name = format!("{prefix}-{variant}.pfx");
     let d = decode(&common::read(&name), password).unwrap_or_else(|e| panic!("{name}: {e}"));
-    check(prefix, &d, true);
+    let c = common::chain(prefix);
+    let certs: Vec<&Vec<u8>> = d.certificates.iter().map(|c| &c.der).collect();
+    assert_eq!(
+        certs,
+        c.certs.iter().collect::<Vec<_>>(),
+        "{name}: certificates in file order"
+    );
+    assert_eq!(d.keys.len(), 1);
+    let key = &d.keys[0];
+    assert_eq!(&key.pkcs8_der[..], &c.key[..], "{name}: private key");
+    let (id, friendly) = (common::sha1(&c.certs[0]), format!("{prefix} leaf"));
+    let (leaf, int) = (&d.certificates[0], &d.certificates[1]);
+    assert_eq!(leaf.local_key_id.as_deref(), Some(&id[..]));
+    assert_eq!(leaf.friendly_name.as_deref(), Some(friendly.as_str()));
+    assert_eq!(int.local_key_id, None);
+    assert_eq!(key.local_key_id.as_deref(), Some(&id[..]));
+    assert_eq!(key.friendly_name.as_deref(), Some(friendly.as_str()));
+    assert_eq!(key.csp_name, None);
 }
 
 macro_rules! fixtures {
@@ -104,17 +93,13 @@ fn wrong_password_without_mac_is_a_decryption_error() {
 #[test]
 fn iteration_count_above_the_bound_is_rejected() {
     let err = decode(&common::read("rsa-iter-2000000.pfx"), None).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::IterationsTooHigh {
-                iterations: 2_000_000,
-                max: 1_000_000,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let Error::IterationsTooHigh {
+        iterations, max, ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!((*iterations, *max), (2_000_000, 1_000_000), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("2000000") && msg.contains("1000000"), "{msg}");
 }
@@ -125,10 +110,8 @@ fn truncated_fixtures_are_malformed() {
         let pfx = common::read(name);
         for cut in [1, 7, pfx.len() / 3, pfx.len() - 30] {
             let err = decode(&pfx[..pfx.len() - cut], None).unwrap_err();
-            assert!(
-                matches!(err, Error::Malformed { .. }),
-                "{name} -{cut}: {err:?}"
-            );
+            let malformed = matches!(err, Error::Malformed { .. });
+            assert!(malformed, "{name} -{cut}: {err:?}");
         }
     }
 }

@@ -16,9 +16,7 @@ fn seeds() -> &'static [Vec<u8>] {
 }
 
 fn make_seeds() -> Vec<Vec<u8>> {
-    let leaf = common::pem("ec-leaf.pem");
-    let int = common::pem("ec-int.pem");
-    let key = common::pem("ec-leaf.p8.pem");
+    let common::Chain { certs, key } = common::chain("ec");
     let mut out = vec![common::keyvault_pfx(), common::read("ec-unencrypted.pfx")];
     for scheme in [Scheme::Legacy3Des, Scheme::LegacyRc2, Scheme::ModernAes256] {
         let opts = EncodeOptions {
@@ -27,7 +25,7 @@ fn make_seeds() -> Vec<Vec<u8>> {
             friendly_name: Some("n".into()),
             ..EncodeOptions::key_vault()
         };
-        let pfx = encode(&[&leaf, &int], &key, &opts).unwrap();
+        let pfx = encode(&[&certs[0], &certs[1]], &key, &opts).unwrap();
         // Without the MAC, mutations reach the bag parsing and decryption.
         out.push(strip_mac(&pfx));
         out.push(pfx);

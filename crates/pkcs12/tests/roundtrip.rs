@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use common::{Chain, chain};
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 use akvsync_pkcs12::{
     CSP_MS_ENHANCED_RSA_AES, EmptyPassword, EncodeOptions, Error, Scheme, decode, encode,
@@ -12,20 +13,36 @@ use akvsync_pkcs12::{
 
 const SCHEMES: [Scheme; 3] = [Scheme::Legacy3Des, Scheme::LegacyRc2, Scheme::ModernAes256];
 const EMPTY: [EmptyPassword; 2] = [EmptyPassword::ZeroLength, EmptyPassword::BmpTerminator];
+const PASSWORD: &str = "Pässwörd-1";
 
-struct Chain {
-    certs: Vec<Vec<u8>>,
-    key: Vec<u8>,
+/// One case: the chain (`rsa`, `ec`), the scheme, how an empty password is
+/// encoded, and a password or none.
+type Row = (&'static str, Scheme, EmptyPassword, Option<&'static str>);
+
+/// Every chain × scheme × empty-password form without a password (12 rows),
+/// then every chain × scheme with one (6 rows).
+fn rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    for prefix in ["rsa", "ec"] {
+        for scheme in SCHEMES {
+            rows.extend(EMPTY.map(|empty| (prefix, scheme, empty, None)));
+        }
+    }
+    for prefix in ["rsa", "ec"] {
+        rows.extend(SCHEMES.map(|s| (prefix, s, EmptyPassword::ZeroLength, Some(PASSWORD))));
+    }
+    rows
 }
 
-fn chain(prefix: &str) -> Chain {
-    Chain {
-        certs: ["leaf", "int", "root"]
-            .iter()
-            .map(|n| common::pem(&format!("{prefix}-{n}.pem")))
-            .collect(),
-        key: common::pem(&format!("{prefix}-leaf.p8.pem")),
+/// The row's chain, options and encoded PFX.
+fn encode_row(&(prefix, scheme, empty, password): &Row) -> (Chain, EncodeOptions, Vec<u8>) {
+    let c = chain(prefix);
+    let mut opts = options(scheme, empty);
+    if let Some(p) = password {
+        opts = opts.with_password(p);
     }
+    let pfx = encode_chain(&c, &opts);
+    (c, opts, pfx)
 }
 
 fn encode_chain(c: &Chain, opts: &EncodeOptions) -> Vec<u8> {
@@ -70,34 +87,27 @@ fn check_decoded(c: &Chain, pfx: &[u8], password: Option<&str>, opts: &EncodeOpt
 }
 
 #[test]
-fn every_scheme_and_empty_password_round_trips() {
-    let mut n = 0;
-    for prefix in ["rsa", "ec"] {
-        let c = chain(prefix);
-        for scheme in SCHEMES {
-            for empty in EMPTY {
-                let opts = options(scheme, empty);
-                let pfx = encode_chain(&c, &opts);
+fn every_row_round_trips() {
+    let rows = rows();
+    assert_eq!(rows.len(), 18);
+    for row in &rows {
+        let (c, opts, pfx) = encode_row(row);
+        match row.3 {
+            None => {
                 check_decoded(&c, &pfx, None, &opts);
                 check_decoded(&c, &pfx, Some(""), &opts);
                 // A non-empty password never opens an empty-password file.
-                assert!(decode(&pfx, Some("x")).unwrap_err().is_wrong_password());
-                n += 1;
+                assert!(
+                    decode(&pfx, Some("x")).unwrap_err().is_wrong_password(),
+                    "{row:?}"
+                );
+            }
+            Some(password) => {
+                check_decoded(&c, &pfx, Some(password), &opts);
+                let err = decode(&pfx, None).unwrap_err();
+                assert!(matches!(err, Error::MacMismatch { .. }), "{row:?}: {err:?}");
             }
         }
-    }
-    assert_eq!(n, 12);
-}
-
-#[test]
-fn every_scheme_round_trips_with_a_password() {
-    let c = chain("rsa");
-    for scheme in SCHEMES {
-        let opts = options(scheme, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
-        let pfx = encode_chain(&c, &opts);
-        check_decoded(&c, &pfx, Some("Pässwörd-1"), &opts);
-        let err = decode(&pfx, None).unwrap_err();
-        assert!(matches!(err, Error::MacMismatch { .. }), "{err:?}");
     }
 }
 
@@ -172,35 +182,25 @@ fn openssl_available() -> bool {
     }
 }
 
-fn temp_file(bytes: &[u8]) -> std::path::PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "akvsync-pkcs12-test-{}-{}.pfx",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// Runs `openssl pkcs12 -nodes` (with `-legacy` for RC2) and returns its stdout.
+/// Runs `openssl pkcs12 -nodes` (with `-legacy` for RC2) on `pfx` given on
+/// stdin and returns its stdout and stderr.
 fn openssl_read(pfx: &[u8], password: &str, legacy: bool, info: bool) -> String {
-    let path = temp_file(pfx);
-    let mut cmd = Command::new("openssl");
-    cmd.arg("pkcs12")
-        .arg("-in")
-        .arg(&path)
-        .arg("-passin")
-        .arg(format!("pass:{password}"));
-    cmd.arg("-nodes");
-    if info {
-        cmd.arg("-info");
-    }
-    if legacy {
-        cmd.arg("-legacy");
-    }
-    let out = cmd.output().unwrap();
-    std::fs::remove_file(&path).ok();
+    let pass = format!("pass:{password}");
+    let mut args = vec!["pkcs12", "-passin", &pass, "-nodes"];
+    args.extend(
+        info.then_some("-info")
+            .into_iter()
+            .chain(legacy.then_some("-legacy")),
+    );
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(pfx).unwrap();
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "openssl failed: {stderr}");
     format!("{}{stderr}", String::from_utf8_lossy(&out.stdout))
@@ -211,41 +211,15 @@ fn openssl_reads_what_we_encode() {
     if !openssl_available() {
         return;
     }
-    for prefix in ["rsa", "ec"] {
-        let c = chain(prefix);
-        for scheme in SCHEMES {
-            for empty in EMPTY {
-                let opts = options(scheme, empty);
-                let pfx = encode_chain(&c, &opts);
-                let out = openssl_read(&pfx, "", scheme == Scheme::LegacyRc2, false);
-                assert_eq!(
-                    out.matches("-----BEGIN CERTIFICATE-----").count(),
-                    3,
-                    "{opts:?}\n{out}"
-                );
-                assert_eq!(
-                    out.matches("-----BEGIN PRIVATE KEY-----").count(),
-                    1,
-                    "{opts:?}\n{out}"
-                );
-                assert!(out.contains("friendlyName: akvsync test "), "{out}");
-            }
-        }
-        let opts =
-            options(Scheme::ModernAes256, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
-        let out = openssl_read(&encode_chain(&c, &opts), "Pässwörd-1", false, false);
-        assert_eq!(
-            out.matches("-----BEGIN PRIVATE KEY-----").count(),
-            1,
-            "{out}"
-        );
-        let opts =
-            options(Scheme::Legacy3Des, EmptyPassword::ZeroLength).with_password("Pässwörd-1");
-        let out = openssl_read(&encode_chain(&c, &opts), "Pässwörd-1", false, false);
-        assert_eq!(
-            out.matches("-----BEGIN PRIVATE KEY-----").count(),
-            1,
-            "{out}"
+    for row in rows() {
+        let (_, opts, pfx) = encode_row(&row);
+        let out = openssl_read(&pfx, row.3.unwrap_or(""), row.1 == Scheme::LegacyRc2, false);
+        let count = |block: &str| out.matches(block).count();
+        assert_eq!(count("-----BEGIN CERTIFICATE-----"), 3, "{opts:?}\n{out}");
+        assert_eq!(count("-----BEGIN PRIVATE KEY-----"), 1, "{opts:?}\n{out}");
+        assert!(
+            out.contains("friendlyName: akvsync test "),
+            "{row:?}\n{out}"
         );
     }
 }
@@ -265,20 +239,11 @@ fn openssl_sees_key_vaults_shape_in_the_key_vault_preset() {
     let ours = openssl_read(&leaf_only, "", false, true);
     let theirs = openssl_read(&common::keyvault_pfx(), "", false, true);
     // The -info lines (algorithms, iterations, MAC, attribute names) match.
-    let shape = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| {
-                l.starts_with("MAC")
-                    || l.starts_with("PKCS7")
-                    || l.starts_with("Shrouded")
-                    || l.contains("localKeyID")
-                    || l.contains("Microsoft CSP Name")
-                    || l.contains("friendlyName")
-                    || l.starts_with("Bag Attributes")
-            })
-            .map(str::to_owned)
-            .collect()
-    };
+    let starts = ["MAC", "PKCS7", "Shrouded", "Bag Attributes"];
+    let has = ["localKeyID", "Microsoft CSP Name", "friendlyName"];
+    let kept =
+        |l: &&str| starts.iter().any(|p| l.starts_with(p)) || has.iter().any(|p| l.contains(p));
+    let shape = |s: &str| -> Vec<String> { s.lines().filter(kept).map(str::to_owned).collect() };
     assert_eq!(
         shape(&ours),
         shape(&theirs),

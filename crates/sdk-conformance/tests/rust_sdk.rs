@@ -25,6 +25,32 @@ struct EndpointCredential {
     http: reqwest::Client,
 }
 
+impl EndpointCredential {
+    async fn fetch(&self, scopes: &[&str]) -> Result<AccessToken, Box<dyn std::error::Error>> {
+        let resource = scopes
+            .first()
+            .ok_or("no scope")?
+            .trim_end_matches("/.default");
+        let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
+        if let Some(c) = &self.client_id {
+            query.push(("client_id", c));
+        }
+        let url = reqwest::Url::parse_with_params(&self.endpoint, &query)?;
+        let rsp = self.http.get(url).header("Metadata", "true").send().await?;
+        let status = rsp.status();
+        let body = rsp.text().await?;
+        if !status.is_success() {
+            return Err(format!("identity endpoint: {status}: {body}").into());
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let token = v["access_token"].as_str().ok_or("no access_token")?;
+        let expires_on = v["expires_on"].as_str().and_then(|s| s.parse().ok());
+        let expires_on = expires_on.ok_or("expires_on is not a string of digits")?;
+        let expires_on = OffsetDateTime::from_unix_timestamp(expires_on)?;
+        Ok(AccessToken::new(token.to_string(), expires_on))
+    }
+}
+
 #[async_trait::async_trait]
 impl TokenCredential for EndpointCredential {
     async fn get_token(
@@ -32,40 +58,9 @@ impl TokenCredential for EndpointCredential {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let err = |m: String| {
-            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, m)
-        };
-        let scope = scopes.first().ok_or_else(|| err("no scope".into()))?;
-        let resource = scope.trim_end_matches("/.default");
-        let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
-        if let Some(c) = &self.client_id {
-            query.push(("client_id", c));
-        }
-        let url = reqwest::Url::parse_with_params(&self.endpoint, &query)
-            .map_err(|e| err(e.to_string()))?;
-        let rsp = self
-            .http
-            .get(url)
-            .header("Metadata", "true")
-            .send()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let status = rsp.status();
-        let body = rsp.text().await.map_err(|e| err(e.to_string()))?;
-        if !status.is_success() {
-            return Err(err(format!("identity endpoint: {status}: {body}")));
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| err(e.to_string()))?;
-        let token = v["access_token"]
-            .as_str()
-            .ok_or_else(|| err("no access_token".into()))?;
-        let expires_on: i64 = v["expires_on"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err("expires_on is not a string of digits".into()))?;
-        let expires_on =
-            OffsetDateTime::from_unix_timestamp(expires_on).map_err(|e| err(e.to_string()))?;
-        Ok(AccessToken::new(token.to_string(), expires_on))
+        let credential = azure_core::error::ErrorKind::Credential;
+        let token = self.fetch(scopes).await;
+        token.map_err(|e| azure_core::Error::with_message(credential, e.to_string()))
     }
 }
 
@@ -93,37 +88,56 @@ fn transport(emu: &kvemu::Emulator, hosts: &[&str]) -> reqwest::Client {
     b.build().expect("reqwest client")
 }
 
+/// The model of a call's response; the panic names the call.
+macro_rules! model {
+    ($call:expr) => {
+        $call
+            .await
+            .and_then(|r| r.into_model())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", stringify!($call)))
+    };
+}
+
+/// Every item of a pager; the panic names the call.
+macro_rules! all {
+    ($pager:expr) => {
+        $pager
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", stringify!($pager)))
+    };
+}
+
+fn client_options(http: &Arc<reqwest::Client>) -> ClientOptions {
+    let transport = Some(Transport::new(http.clone()));
+    ClientOptions {
+        transport,
+        ..Default::default()
+    }
+}
+
 async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
     let host = format!("{vault}.vault.azure.net");
-    let http = transport(emu, &[&host]);
+    let http = Arc::new(transport(emu, &[&host]));
     let credential = Arc::new(EndpointCredential {
         endpoint: emu.identity_endpoint(),
         client_id: client_id.map(str::to_string),
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
     });
-    let http = Arc::new(http);
+    let url = format!("https://{host}/");
+    let client_options = client_options(&http);
     let options = SecretClientOptions {
-        client_options: ClientOptions {
-            transport: Some(Transport::new(http.clone())),
-            ..Default::default()
-        },
+        client_options,
         ..Default::default()
     };
-    let client = SecretClient::new(
-        &format!("https://{host}/"),
-        credential.clone(),
-        Some(options),
-    )
-    .expect("client");
-    let cert_options = CertificateClientOptions {
-        client_options: ClientOptions {
-            transport: Some(Transport::new(http)),
-            ..Default::default()
-        },
+    let client = SecretClient::new(&url, credential.clone(), Some(options)).expect("client");
+    let client_options = self::client_options(&http);
+    let options = CertificateClientOptions {
+        client_options,
         ..Default::default()
     };
-    let certs = CertificateClient::new(&format!("https://{host}/"), credential, Some(cert_options))
-        .expect("certificate client");
+    let certs = CertificateClient::new(&url, credential, Some(options)).expect("certificates");
 
     let mut versions = Vec::new();
     for i in 0..3 {
@@ -132,62 +146,40 @@ async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
             content_type: Some("text/plain".into()),
             ..Default::default()
         };
-        let secret = client
-            .set_secret("rs-secret", params.try_into().unwrap(), None)
-            .await
-            .expect("set_secret")
-            .into_model()
-            .unwrap();
+        let secret = model!(client.set_secret("rs-secret", params.try_into().unwrap(), None));
         assert_eq!(secret.value.as_deref(), Some(format!("value-{i}").as_str()));
         versions.push(secret.resource_id().unwrap().version.unwrap());
     }
-    let latest = client
-        .get_secret("rs-secret", None)
-        .await
-        .expect("get_secret")
-        .into_model()
-        .unwrap();
+    let latest = model!(client.get_secret("rs-secret", None));
     assert_eq!(latest.value.as_deref(), Some("value-2"));
     assert_eq!(latest.content_type.as_deref(), Some("text/plain"));
     assert!(latest.attributes.as_ref().unwrap().created.is_some());
-    let first = client
-        .get_secret(
-            "rs-secret",
-            Some(SecretClientGetSecretOptions {
-                secret_version: Some(versions[0].clone()),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let secret_version = Some(versions[0].clone());
+    let first = SecretClientGetSecretOptions {
+        secret_version,
+        ..Default::default()
+    };
+    let first = model!(client.get_secret("rs-secret", Some(first)));
     assert_eq!(first.value.as_deref(), Some("value-0"));
 
     for n in ["a", "b", "c"] {
+        let value = Some(n.into());
         let p = SetSecretParameters {
-            value: Some(n.into()),
+            value,
             ..Default::default()
         };
-        client
-            .set_secret(&format!("rs-{n}"), p.try_into().unwrap(), None)
-            .await
-            .unwrap();
+        model!(client.set_secret(&format!("rs-{n}"), p.try_into().unwrap(), None));
     }
-    let mut names = Vec::new();
-    let mut pager = client.list_secret_properties(None).unwrap();
-    while let Some(p) = pager.try_next().await.expect("list page") {
-        names.push(p.resource_id().unwrap().name);
-    }
+    let listed = all!(client.list_secret_properties(None));
+    let mut names: Vec<_> = listed
+        .iter()
+        .map(|p| p.resource_id().unwrap().name)
+        .collect();
     names.sort();
     assert_eq!(names, ["rs-a", "rs-b", "rs-c", "rs-secret"]);
-    let mut seen = Vec::new();
-    let mut pager = client
-        .list_secret_properties_versions("rs-secret", None)
-        .unwrap();
-    while let Some(p) = pager.try_next().await.expect("versions page") {
-        seen.push(p.resource_id().unwrap().version.unwrap());
-    }
+    let listed = all!(client.list_secret_properties_versions("rs-secret", None));
+    let version = |p: &_| -> String { ResourceExt::resource_id(p).unwrap().version.unwrap() };
+    let mut seen: Vec<String> = listed.iter().map(version).collect();
     seen.sort();
     versions.sort();
     assert_eq!(seen, versions);
@@ -199,133 +191,65 @@ async fn flow(emu: &kvemu::Emulator, vault: &str, client_id: Option<&str>) {
     // Import a PEM certificate with the official certificates client; its
     // managed secret has the same version, key first.
     let pki = emu.test_pki().unwrap();
-    let issued = pki
-        .issue(
-            "rs.example.test",
-            &["rs.example.test".into()],
-            kvemu::seed::LeafKey::EcP256,
-            30,
-        )
-        .unwrap();
+    let cn = "rs.example.test";
+    let issued = pki.issue(cn, &[cn.into()], kvemu::seed::LeafKey::EcP256, 30);
+    let issued = issued.unwrap();
+    let content_type = Some("application/x-pem-file".into());
     let params = ImportCertificateParameters {
         base64_encoded_certificate: Some(issued.pem_key_first()),
         certificate_policy: Some(CertificatePolicy {
-            secret_properties: Some(CertSecretProperties {
-                content_type: Some("application/x-pem-file".into()),
-            }),
+            secret_properties: Some(CertSecretProperties { content_type }),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let cert = certs
-        .import_certificate("rs-cert", params.try_into().unwrap(), None)
-        .await
-        .expect("import_certificate")
-        .into_model()
-        .unwrap();
-    assert_eq!(cert.cer.as_deref(), Some(issued.chain[0].as_slice()));
+    let cert = model!(certs.import_certificate("rs-cert", params.try_into().unwrap(), None));
+    let leaf = issued.chain[0].as_slice();
+    assert_eq!(cert.cer.as_deref(), Some(leaf));
     use sha1::Digest as _;
-    assert_eq!(
-        cert.x509_thumbprint.as_deref(),
-        Some(sha1::Sha1::digest(&issued.chain[0]).as_slice())
-    );
-    let cert_version = cert
-        .id
-        .as_deref()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let got = certs
-        .get_certificate("rs-cert", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let thumbprint = sha1::Sha1::digest(leaf);
+    assert_eq!(cert.x509_thumbprint.as_deref(), Some(thumbprint.as_slice()));
+    let cert_version = cert.id.as_deref().unwrap().rsplit('/').next().unwrap();
+    let got = model!(certs.get_certificate("rs-cert", None));
     assert_eq!(got.id, cert.id);
-    let mut n = 0;
-    let mut pager = certs
-        .list_certificate_properties_versions("rs-cert", None)
-        .unwrap();
-    while pager
-        .try_next()
-        .await
-        .expect("certificate versions page")
-        .is_some()
-    {
-        n += 1;
-    }
-    assert_eq!(n, 1);
-    let managed = client
-        .get_secret("rs-cert", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let listed = all!(certs.list_certificate_properties_versions("rs-cert", None));
+    assert_eq!(listed.len(), 1);
+    let managed = model!(client.get_secret("rs-cert", None));
     assert_eq!(managed.managed, Some(true));
     assert_eq!(managed.kid, cert.kid);
-    assert_eq!(
-        managed.content_type.as_deref(),
-        Some("application/x-pem-file")
-    );
-    assert_eq!(
-        managed.resource_id().unwrap().version.as_deref(),
-        Some(cert_version.as_str())
-    );
-    assert!(
-        managed
-            .value
-            .as_deref()
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    let pem = Some("application/x-pem-file");
+    assert_eq!(managed.content_type.as_deref(), pem);
+    let managed_version = managed.resource_id().unwrap().version;
+    assert_eq!(managed_version.as_deref(), Some(cert_version));
+    let value = managed.value.as_deref().unwrap();
+    assert!(value.starts_with("-----BEGIN PRIVATE KEY-----"));
 
     // A PFX (OpenSSL's modern form) imported with the official client is
     // served in Key Vault's form, decodable with the empty password.
     use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let pfx = issued.pfx(kvemu::PfxForm::Modern).unwrap();
+    let base64_encoded_certificate = Some(b64.encode(&pfx));
     let params = ImportCertificateParameters {
-        base64_encoded_certificate: Some(base64::engine::general_purpose::STANDARD.encode(&pfx)),
+        base64_encoded_certificate,
         ..Default::default()
     };
-    let cert = certs
-        .import_certificate("rs-pfx", params.try_into().unwrap(), None)
-        .await
-        .expect("import_certificate (PFX)")
-        .into_model()
-        .unwrap();
-    assert_eq!(cert.cer.as_deref(), Some(issued.chain[0].as_slice()));
-    let managed = client
-        .get_secret("rs-pfx", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
-    assert_eq!(
-        managed.content_type.as_deref(),
-        Some("application/x-pkcs12")
-    );
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(managed.value.as_deref().unwrap())
-        .unwrap();
+    let cert = model!(certs.import_certificate("rs-pfx", params.try_into().unwrap(), None));
+    assert_eq!(cert.cer.as_deref(), Some(leaf));
+    let managed = model!(client.get_secret("rs-pfx", None));
+    let pkcs12 = Some("application/x-pkcs12");
+    assert_eq!(managed.content_type.as_deref(), pkcs12);
+    let der = b64.decode(managed.value.as_deref().unwrap()).unwrap();
     let decoded = akvsync_pkcs12::decode(&der, None).unwrap();
-    assert_eq!(decoded.certificates[0].der, issued.chain[0]);
+    assert_eq!(decoded.certificates[0].der, leaf);
 
     // A certificate-backed secret (imported through the emulator's import path).
     let seeded = emu.seed(vault).unwrap();
     let pem = seeded.iter().find(|i| i.name == "seed-rsa-pem").unwrap();
-    let s = client
-        .get_secret("seed-rsa-pem", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let s = model!(client.get_secret("seed-rsa-pem", None));
     assert_eq!(s.managed, Some(true));
-    assert_eq!(
-        s.resource_id().unwrap().version.as_deref(),
-        Some(pem.version.as_str())
-    );
+    let version = s.resource_id().unwrap().version;
+    assert_eq!(version.as_deref(), Some(pem.version.as_str()));
     assert!(s.value.unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
 }
 

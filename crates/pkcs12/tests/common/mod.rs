@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: fixture paths, PEM and the
-//! recorded Key Vault response.
+//! Helpers shared by the integration tests: fixture paths, PEM, the test
+//! chains and the recorded Key Vault response.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -40,6 +40,22 @@ pub fn pem_blocks(name: &str) -> Vec<Vec<u8>> {
 
 pub fn pem(name: &str) -> Vec<u8> {
     pem_blocks(name).remove(0)
+}
+
+/// A test chain (leaf, intermediate, root) and the leaf's PKCS#8 key.
+pub struct Chain {
+    pub certs: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+}
+
+/// The chain of `tests/data/{prefix}-*.pem` (`rsa` or `ec`).
+pub fn chain(prefix: &str) -> Chain {
+    let pem_of = |n: &str| pem(&format!("{prefix}-{n}.pem"));
+    let certs = ["leaf", "int", "root"].map(pem_of).to_vec();
+    Chain {
+        certs,
+        key: pem_of("leaf.p8"),
+    }
 }
 
 /// The PFX of the recorded Key Vault `GET /secrets/{name}` response.
