@@ -9,6 +9,7 @@ use cbc::cipher::{BlockCipher, BlockDecryptMut, BlockEncryptMut, InnerIvInit, Ke
 use zeroize::Zeroizing;
 
 use crate::asn1::{self, Tlv, is_oid, oid, tag};
+use crate::des3::TripleDes;
 use crate::error::Error;
 use crate::kdf::{self, Hash, Password, Purpose};
 
@@ -257,11 +258,8 @@ impl Pbe {
                 );
                 let iv = Hash::Sha1.kdf(&password.bmp, salt, Purpose::Iv, *iterations, 8);
                 match cipher {
-                    LegacyCipher::Des3 => {
-                        cbc_decrypt(des::TdesEde3::new_from_slice(&key).ok()?, &iv, ciphertext)
-                    }
-                    LegacyCipher::Des2 => {
-                        cbc_decrypt(des::TdesEde2::new_from_slice(&key).ok()?, &iv, ciphertext)
+                    LegacyCipher::Des3 | LegacyCipher::Des2 => {
+                        TripleDes::new(&key)?.cbc_decrypt(&iv, ciphertext)
                     }
                     LegacyCipher::Rc2_128 => {
                         cbc_decrypt(rc2::Rc2::new_with_eff_key_len(&key, 128), &iv, ciphertext)
@@ -289,9 +287,7 @@ impl Pbe {
                     Pbes2Cipher::Aes256 => {
                         cbc_decrypt(aes::Aes256::new_from_slice(&key).ok()?, iv, ciphertext)
                     }
-                    Pbes2Cipher::Des3 => {
-                        cbc_decrypt(des::TdesEde3::new_from_slice(&key).ok()?, iv, ciphertext)
-                    }
+                    Pbes2Cipher::Des3 => TripleDes::new(&key)?.cbc_decrypt(iv, ciphertext),
                 }
             }
         }

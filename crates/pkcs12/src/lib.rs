@@ -27,6 +27,7 @@
 mod asn1;
 mod cipher;
 mod decode;
+mod des3;
 mod encode;
 mod error;
 mod kdf;
