@@ -249,14 +249,12 @@ impl Pbe {
                 salt,
                 iterations,
             } => {
-                let key = Hash::Sha1.kdf(
+                let [key, iv] = kdf::sha1_kdf_many(
                     &password.bmp,
                     salt,
-                    Purpose::Key,
                     *iterations,
-                    cipher.key_len(),
+                    [(Purpose::Key, cipher.key_len()), (Purpose::Iv, 8)],
                 );
-                let iv = Hash::Sha1.kdf(&password.bmp, salt, Purpose::Iv, *iterations, 8);
                 match cipher {
                     LegacyCipher::Des3 | LegacyCipher::Des2 => {
                         TripleDes::new(&key)?.cbc_decrypt(&iv, ciphertext)
@@ -387,14 +385,12 @@ pub(crate) fn encrypt(
     let bad_key = |_| Error::InvalidInput("internal: key length".into());
     match with {
         EncryptWith::Pkcs12(cipher) => {
-            let key = Hash::Sha1.kdf(
+            let [key, iv] = kdf::sha1_kdf_many(
                 &password.bmp,
                 &salt,
-                Purpose::Key,
                 iterations,
-                cipher.key_len(),
+                [(Purpose::Key, cipher.key_len()), (Purpose::Iv, 8)],
             );
-            let iv = Hash::Sha1.kdf(&password.bmp, &salt, Purpose::Iv, iterations, 8);
             let ct = match cipher {
                 LegacyCipher::Des3 => cbc_encrypt(
                     des::TdesEde3::new_from_slice(&key).map_err(bad_key)?,
