@@ -21,28 +21,49 @@ async fn setup() -> (Env, String, String) {
     (env, tok, url)
 }
 
+fn retry_after(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+fn limit(requests: u32, window_secs: u64, subscription_multiple: u32) -> ThrottleConfig {
+    ThrottleConfig {
+        requests,
+        window: Duration::from_secs(window_secs),
+        subscription_multiple,
+        ..ThrottleConfig::default()
+    }
+}
+
 #[tokio::test]
-async fn throttling_answers_429_with_retry_after() {
+async fn throttling_answers_429_with_retry_after_until_the_window_has_room() {
     let (env, tok, url) = setup().await;
-    // 3 requests per 30 s: one token back every 10 s, so a slow (loaded)
-    // machine cannot refill the bucket before the fourth request.
-    env.emu.set_throttle(ThrottleConfig {
-        requests: 3,
-        window: Duration::from_secs(30),
-    });
+    // 3 requests per 30 s: the fourth is refused until the first leaves the window,
+    // 30 s after it was accepted (less the time the requests took on a loaded machine).
+    env.emu.set_throttle(limit(3, 30, 0));
+    let first = Instant::now();
     for _ in 0..3 {
         assert_eq!(env.get(&url, &tok).await.status(), 200);
     }
     let r = env.get(&url, &tok).await;
     assert_eq!(r.status(), 429);
-    let ra: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=10).contains(&ra), "{ra}");
+    let ra = retry_after(&r).expect("Retry-After");
+    let elapsed = first.elapsed().as_secs();
+    assert!(
+        ra <= 30 && ra + elapsed >= 29,
+        "Retry-After {ra} after {elapsed} s"
+    );
     let (_, v) = json(r).await;
     assert_eq!(error_code(&v), "Throttled");
+    assert_eq!(
+        v["error"]["message"],
+        "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"
+    );
+    // Refused requests do not count: another 429 names no later time.
+    let again = env.get(&url, &tok).await;
+    assert_eq!(again.status(), 429);
+    assert!(retry_after(&again).unwrap() <= ra);
     // Per vault: another vault is unaffected.
     env.emu.set_secret("vault2", "s1", "x", None);
     assert_eq!(
@@ -54,12 +75,75 @@ async fn throttling_answers_429_with_retry_after() {
         .status(),
         200
     );
-    // Refill over time is unit-tested (throttle.rs); a new budget resets it.
+    // A new budget starts with an empty window.
     env.emu.set_throttle(ThrottleConfig::default());
     assert_eq!(env.get(&url, &tok).await.status(), 200);
     let c = env.emu.counters();
-    assert_eq!(c.throttled, 1);
-    assert_eq!(c.status_count("vault1", 429), 1);
+    assert_eq!(c.throttled, 2);
+    assert_eq!(c.status_count("vault1", 429), 2);
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_window_slides_a_request_is_accepted_once_the_oldest_left() {
+    let (env, tok, url) = setup().await;
+    env.emu.set_throttle(limit(1, 2, 0));
+    assert_eq!(env.get(&url, &tok).await.status(), 200);
+    let accepted = Instant::now();
+    let r = env.get(&url, &tok).await;
+    assert_eq!(r.status(), 429);
+    assert!((1..=2).contains(&retry_after(&r).unwrap()));
+    // Wait out the window measured from (after) the accepted request.
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(accepted.elapsed())).await;
+    assert_eq!(env.get(&url, &tok).await.status(), 200);
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_subscription_limit_spans_every_vault() {
+    let (env, tok, url) = setup().await;
+    // Three per vault and three across vaults (a multiple of 1), per minute.
+    env.emu.set_throttle(limit(3, 60, 1));
+    env.emu.set_secret("vault2", "s1", "x", None);
+    let v2 = env.url("vault2.vault.azure.net", "/secrets/s1?api-version=7.4");
+    for u in [&url, &url, &v2] {
+        assert_eq!(env.get(u, &tok).await.status(), 200);
+    }
+    // vault2 has sent one of its three, but the subscription is full.
+    let r = env.get(&v2, &tok).await;
+    assert_eq!(r.status(), 429);
+    assert!(retry_after(&r).unwrap() > 30);
+    let (_, v) = json(r).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Reason: SubscriptionRequestTypeLimitReached"),
+        "{v}"
+    );
+    // Without the subscription limit the same vault is served.
+    env.emu.set_throttle(limit(3, 60, 0));
+    assert_eq!(env.get(&v2, &tok).await.status(), 200);
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_can_be_left_out_through_the_control_endpoint() {
+    let (env, tok, url) = setup().await;
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .put(format!("{}/settings", env.emu.control_endpoint()))
+        .json(&serde_json::json!({"throttle": {"requests": 1, "window_secs": 60, "retry_after": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.get(&url, &tok).await.status(), 200);
+    let r = env.get(&url, &tok).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(retry_after(&r), None);
+    let (_, v) = json(r).await;
+    assert_eq!(error_code(&v), "Throttled");
     env.emu.shutdown().await;
 }
 
