@@ -1,14 +1,16 @@
-//! The discrete-event simulation of a fleet of agents sharing one vault: a virtual clock
-//! (integer microseconds), one priority queue of every agent's next action, the agent's
-//! real scheduling and retry decisions (`akvsync::schedule`, `akvsync::backoff`,
-//! `akvsync::sync::CONCURRENCY`) and the emulator's per-vault token bucket
-//! (`kvemu`'s `throttle.rs`). Owns the model; `main.rs` owns the scenarios and the table.
+//! The discrete-event simulation of a fleet of agents sharing one or more vaults of one
+//! subscription: a virtual clock (integer microseconds), one priority queue of every agent's
+//! next action, the agent's real scheduling and retry decisions (`akvsync::schedule`,
+//! `akvsync::backoff`, `akvsync::sync::CONCURRENCY`) and the emulator's throttle (`kvemu`'s
+//! `throttle.rs`: Key Vault's per-vault and subscription-wide sliding windows and its
+//! `Retry-After`, or none). Owns the model; `main.rs` owns the scenarios and the tables.
 //!
 //! One agent = one `akvsync run` process: a round syncs every certificate with at most
 //! `CONCURRENCY` tasks at once; a task is `VaultClient::get_secret`: wait for the vault's
 //! push-back, take the cached token (a token request when it is no longer fresh), send one
-//! GET; on 429 record the push-back (`Retry-After` + jitter) and follow
-//! `Backoff::VAULT.after_failure`. When every task is done the round ends and the next one
+//! GET; on 429 record the push-back (`Retry-After` + jitter) when the vault sent one and
+//! follow `Backoff::VAULT.after_failure`. Agent `i` observes its certificates in vault
+//! `i mod vaults` (a scale set per vault). When every task is done the round ends and the next one
 //! is scheduled as the service does: `schedule::initial_retry` while `requireInitialSync`
 //! waits for a fully successful round, `schedule::next_poll` afterwards.
 
@@ -20,8 +22,7 @@ use akvsync::backoff::{self, Backoff, Retry};
 use akvsync::schedule::{self, Phase};
 use akvsync::sync::CONCURRENCY;
 
-use crate::kvemu_config::ThrottleConfig;
-use crate::throttle::Throttle;
+use crate::throttle::{self, Scope, Throttle, ThrottleConfig};
 
 /// Virtual time in microseconds since the simulation started.
 pub type Micros = u64;
@@ -55,53 +56,12 @@ pub enum Boot {
     Spread(Duration),
 }
 
-/// How the vault limits GETs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleModel {
-    /// The emulator's token bucket (`kvemu`'s `throttle.rs`, run unchanged): a burst of
-    /// `requests`, refilled at `requests / window`; up to twice `requests` can pass in one
-    /// window.
-    Bucket,
-    /// A strict sliding window: a GET is refused when `requests` GETs were accepted in the
-    /// last `window` (Key Vault's documented "4,000 GETs per 10 s", read literally).
-    Window,
-}
-
-/// A strict sliding-window limit: at most `limit` accepted requests in any `width`.
-#[derive(Debug)]
-pub struct StrictWindow {
-    accepted: std::collections::VecDeque<Micros>,
-    limit: usize,
-    width: Micros,
-}
-
-impl StrictWindow {
-    pub fn new(config: ThrottleConfig) -> Self {
-        StrictWindow {
-            accepted: std::collections::VecDeque::new(),
-            limit: config.requests.max(1) as usize,
-            width: micros(config.window),
-        }
-    }
-
-    /// Accepts a request at `t` (non-decreasing), or says how long until one would be.
-    pub fn take(&mut self, t: Micros) -> Result<(), Duration> {
-        while self.accepted.front().is_some_and(|&s| s + self.width <= t) {
-            self.accepted.pop_front();
-        }
-        if self.accepted.len() < self.limit {
-            self.accepted.push_back(t);
-            return Ok(());
-        }
-        let oldest = self.accepted.front().copied().unwrap_or(t);
-        Err(Duration::from_micros(oldest + self.width - t))
-    }
-}
-
 /// One run's inputs.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub agents: usize,
+    /// Vaults of the one subscription; agent `i` uses vault `i mod vaults`.
+    pub vaults: usize,
     pub certificates: usize,
     pub interval: Duration,
     pub token_lifetime: Duration,
@@ -109,7 +69,6 @@ pub struct Scenario {
     pub jitter: Jitter,
     pub boot: Boot,
     pub throttle: ThrottleConfig,
-    pub model: ThrottleModel,
     /// Certificate 0 gets a new version at this instant.
     pub rotation_at: Duration,
     pub duration: Duration,
@@ -122,11 +81,21 @@ pub struct Outcome {
     /// GETs the vault received (answered 200 or 429).
     pub gets: u64,
     pub throttled: u64,
+    /// 429s given by the subscription-wide limit (the rest: a vault's).
+    pub throttled_subscription: u64,
+    /// When the last agent had every certificate installed (whatever its phase).
+    pub converged_at: Option<Micros>,
+    /// GETs and 429s up to `converged_at`.
+    pub gets_to_converge: u64,
+    pub throttled_to_converge: u64,
     pub token_requests: u64,
-    /// Most GETs received in any 10 s (sliding window, exact).
+    /// Most GETs received in any 10 s (sliding window, exact), all vaults together.
     pub peak_per_10s: u64,
     pub steady_throttled: u64,
     pub steady_peak_per_10s: u64,
+    /// The busiest vault's most GETs in any 10 s, over the run and in steady state.
+    pub vault_peak_per_10s: u64,
+    pub steady_vault_peak_per_10s: u64,
     /// When the last agent finished its first fully successful round; steady state is
     /// everything from then on.
     pub all_installed_at: Option<Micros>,
@@ -159,16 +128,23 @@ enum Event {
 
 #[derive(Debug)]
 struct Agent {
+    vault: u32,
     phase: Phase,
     /// The cached token is fresh until then.
     token_fresh_until: Option<Micros>,
     /// No request to the vault before then (`Retry-After` push-back).
     not_before: Micros,
+    /// Push-backs of 429s whose answers have not arrived yet: (arrives, until). Requests
+    /// the agent sends before the answer arrives do not know of it (its tasks run at once).
+    pending_push_backs: Vec<(Micros, Micros)>,
     unstarted: Vec<u32>,
     running: u32,
     round_ok: bool,
     first_success: Option<Micros>,
     has_rotation: Option<Micros>,
+    /// Certificates installed at least once (bit per certificate).
+    installed: u64,
+    all_installed: Option<Micros>,
 }
 
 /// Requests counted in a sliding window.
@@ -215,12 +191,6 @@ fn token_refresh_at(now: Micros, lifetime: Duration) -> Micros {
     now + micros(lifetime) - micros(schedule::token_refresh_margin(lifetime))
 }
 
-/// The emulator's `Retry-After` for a bucket that is `wait` from its next token
-/// (`vault_api.rs`: whole seconds, rounded up, at least 1).
-fn retry_after_header(wait: Duration) -> Duration {
-    Duration::from_secs(wait.as_secs_f64().ceil().max(1.0) as u64)
-}
-
 struct Sim<'a> {
     s: &'a Scenario,
     now: Micros,
@@ -228,10 +198,13 @@ struct Sim<'a> {
     queue: BinaryHeap<Reverse<(Micros, u64, Event)>>,
     agents: Vec<Agent>,
     throttle: Throttle,
-    window: StrictWindow,
+    vault_names: Vec<String>,
     epoch: Instant,
     get_times: Vec<Micros>,
+    /// The vault of each GET in `get_times`.
+    get_vaults: Vec<u32>,
     throttled_times: Vec<Micros>,
+    throttled_subscription: u64,
     token_requests: u64,
 }
 
@@ -302,6 +275,12 @@ impl Sim<'_> {
             } => {
                 let now = self.now;
                 let a = &mut self.agents[agent as usize];
+                a.pending_push_backs.retain(|&(arrives, until)| {
+                    if arrives <= now {
+                        a.not_before = a.not_before.max(until);
+                    }
+                    arrives > now
+                });
                 if now < a.not_before {
                     let t = a.not_before;
                     self.at(
@@ -319,16 +298,21 @@ impl Sim<'_> {
                     self.token_requests += 1;
                 }
                 self.get_times.push(now);
+                self.get_vaults.push(a.vault);
                 let answered = now + GET_LATENCY;
-                let taken = match self.s.model {
-                    ThrottleModel::Bucket => self
-                        .throttle
-                        .take("vault", self.epoch + Duration::from_micros(now)),
-                    ThrottleModel::Window => self.window.take(now),
-                };
+                let vault = &self.vault_names[a.vault as usize];
+                let taken = self
+                    .throttle
+                    .take(vault, self.epoch + Duration::from_micros(now));
                 let next = match taken {
                     Ok(()) => {
                         let a = &mut self.agents[agent as usize];
+                        a.installed |= 1 << cert;
+                        if a.all_installed.is_none()
+                            && a.installed.count_ones() as usize == self.s.certificates
+                        {
+                            a.all_installed = Some(answered);
+                        }
                         if cert == 0
                             && now >= micros(self.s.rotation_at)
                             && a.has_rotation.is_none()
@@ -341,13 +325,22 @@ impl Sim<'_> {
                             ok: true,
                         }
                     }
-                    Err(wait) => {
+                    Err(refused) => {
                         self.throttled_times.push(now);
-                        let retry_after = retry_after_header(wait).min(MAX_RETRY_AFTER);
-                        let until = answered + micros(self.push_back(retry_after));
-                        let a = &mut self.agents[agent as usize];
-                        a.not_before = a.not_before.max(until);
-                        match Backoff::VAULT.after_failure(attempt, true, Some(retry_after)) {
+                        if refused.scope == Scope::Subscription {
+                            self.throttled_subscription += 1;
+                        }
+                        // The header as the emulator writes it, capped as `vault` reads it.
+                        let retry_after = self.s.throttle.retry_after.then(|| {
+                            Duration::from_secs(throttle::retry_after_secs(refused.wait))
+                                .min(MAX_RETRY_AFTER)
+                        });
+                        if let Some(retry_after) = retry_after {
+                            let until = answered + micros(self.push_back(retry_after));
+                            let a = &mut self.agents[agent as usize];
+                            a.pending_push_backs.push((answered, until));
+                        }
+                        match Backoff::VAULT.after_failure(attempt, true, retry_after) {
                             Retry::GiveUp => Event::Done {
                                 agent,
                                 cert,
@@ -359,8 +352,7 @@ impl Sim<'_> {
                                 attempt: attempt + 1,
                             },
                             Retry::Sleep => {
-                                // Not reached for a 429 with Retry-After; kept for a
-                                // model without the header.
+                                // A 429 without Retry-After.
                                 let delay = micros(self.backoff_delay(attempt));
                                 self.at(
                                     answered + delay,
@@ -419,8 +411,10 @@ pub fn run(s: &Scenario) -> Outcome {
     // The agent's jitter comes from fastrand's thread-local generator: seed it.
     fastrand::seed(s.seed);
     let mut rng = fastrand::Rng::with_seed(s.seed ^ 0x5eed);
+    let vaults = s.vaults.max(1);
     let agents = (0..s.agents)
-        .map(|_| Agent {
+        .map(|i| Agent {
+            vault: (i % vaults) as u32,
             phase: if s.require_initial_sync {
                 Phase::InitialSync { attempt: 0 }
             } else {
@@ -428,11 +422,14 @@ pub fn run(s: &Scenario) -> Outcome {
             },
             token_fresh_until: None,
             not_before: 0,
+            pending_push_backs: Vec::new(),
             unstarted: Vec::new(),
             running: 0,
             round_ok: true,
             first_success: None,
             has_rotation: None,
+            installed: 0,
+            all_installed: None,
         })
         .collect();
     let mut sim = Sim {
@@ -442,10 +439,12 @@ pub fn run(s: &Scenario) -> Outcome {
         queue: BinaryHeap::new(),
         agents,
         throttle: Throttle::new(s.throttle),
-        window: StrictWindow::new(s.throttle),
+        vault_names: (0..vaults).map(|v| format!("vault{v}")).collect(),
         epoch: Instant::now(),
         get_times: Vec::new(),
+        get_vaults: Vec::new(),
         throttled_times: Vec::new(),
+        throttled_subscription: 0,
         token_requests: 0,
     };
     for agent in 0..s.agents as u32 {
@@ -475,9 +474,35 @@ fn outcome(sim: &Sim<'_>) -> Outcome {
         .collect();
     let converged = took.iter().all(Option::is_some);
     took.sort_unstable();
+    let alls: Option<Vec<Micros>> = sim.agents.iter().map(|a| a.all_installed).collect();
+    let converged_at = alls.and_then(|f| f.into_iter().max());
+    let until = converged_at.unwrap_or(Micros::MAX);
+    let vault_peak = |from: Micros| {
+        (0..sim.vault_names.len() as u32)
+            .map(|v| {
+                let mut window = Window::new(ten);
+                for (&t, _) in sim
+                    .get_times
+                    .iter()
+                    .zip(&sim.get_vaults)
+                    .filter(|&(&t, &gv)| gv == v && t >= from)
+                {
+                    window.record(t);
+                }
+                window.peak
+            })
+            .max()
+            .unwrap_or(0)
+    };
     Outcome {
         gets: sim.get_times.len() as u64,
         throttled: sim.throttled_times.len() as u64,
+        throttled_subscription: sim.throttled_subscription,
+        converged_at,
+        gets_to_converge: sim.get_times.iter().filter(|&&t| t <= until).count() as u64,
+        throttled_to_converge: sim.throttled_times.iter().filter(|&&t| t <= until).count() as u64,
+        vault_peak_per_10s: vault_peak(0),
+        steady_vault_peak_per_10s: steady_from.map_or(0, vault_peak),
         token_requests: sim.token_requests,
         peak_per_10s: peak_in_window(&sim.get_times, ten, 0),
         steady_throttled: steady_from.map_or(0, |from| {
@@ -506,6 +531,7 @@ mod tests {
     fn scenario(agents: usize) -> Scenario {
         Scenario {
             agents,
+            vaults: 1,
             certificates: 3,
             interval: Duration::from_secs(3600),
             token_lifetime: Duration::from_secs(24 * 3600),
@@ -513,7 +539,6 @@ mod tests {
             jitter: Jitter::Akvsync,
             boot: Boot::Spread(Duration::from_secs(3600)),
             throttle: ThrottleConfig::default(),
-            model: ThrottleModel::Bucket,
             rotation_at: Duration::from_secs(2 * 3600),
             duration: Duration::from_secs(4 * 3600),
             seed: 7,
@@ -540,35 +565,12 @@ mod tests {
     }
 
     #[test]
-    fn strict_window_refuses_the_excess_until_the_oldest_leaves() {
-        let mut w = StrictWindow::new(ThrottleConfig {
-            requests: 2,
-            window: Duration::from_secs(10),
-        });
-        assert!(w.take(0).is_ok());
-        assert!(w.take(4 * SECOND).is_ok());
-        assert_eq!(w.take(5 * SECOND), Err(Duration::from_secs(5)));
-        // Refused requests do not count: at 10 s the first one has left.
-        assert!(w.take(10 * SECOND).is_ok());
-        assert_eq!(w.take(10 * SECOND), Err(Duration::from_secs(4)));
-        assert!(w.take(14 * SECOND).is_ok());
-    }
-
-    #[test]
-    fn token_refresh_and_retry_after_follow_the_agent_and_the_emulator() {
+    fn token_refresh_follows_the_agent() {
         assert_eq!(
             token_refresh_at(0, Duration::from_secs(3600)),
             3300 * SECOND
         );
         assert_eq!(token_refresh_at(0, Duration::from_secs(60)), 30 * SECOND);
-        assert_eq!(
-            retry_after_header(Duration::from_millis(3)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            retry_after_header(Duration::from_millis(2100)),
-            Duration::from_secs(3)
-        );
     }
 
     #[test]
@@ -588,20 +590,59 @@ mod tests {
     }
 
     #[test]
-    fn a_storm_over_the_bucket_is_throttled_and_still_installs_everywhere() {
+    fn a_storm_over_the_limit_is_throttled_and_still_installs_everywhere() {
         let mut s = scenario(100);
         s.boot = Boot::AllAtOnce;
-        // 300 GETs at t = 0 against a bucket of 100 per 10 s.
+        // 300 GETs at t = 0 (an agent's three tasks go out before the first answer)
+        // against 100 per 10 s.
         s.throttle = ThrottleConfig {
             requests: 100,
-            window: Duration::from_secs(10),
+            ..ThrottleConfig::default()
         };
         let out = run(&s);
         assert!(out.throttled >= 200, "{out:?}");
+        assert_eq!(out.throttled_subscription, 0);
         assert!(out.peak_per_10s >= 300, "{out:?}");
         let installed = out.all_installed_at.expect("every agent installs");
         // 300 GETs at 10 per second need at least 20 s after the first 100.
         assert!(installed >= 20 * SECOND, "{installed}");
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn without_retry_after_a_storm_still_installs_everywhere() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled >= 200, "{out:?}");
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged >= 20 * SECOND, "{converged}");
+        assert!(out.all_installed_at.is_some());
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn the_subscription_limit_binds_across_vaults() {
+        // 3 vaults of 100 GETs / 10 s each but 200 together: 300 agents × 1 certificate at
+        // t = 0 are refused by the subscription beyond the first 200.
+        let mut s = scenario(300);
+        s.vaults = 3;
+        s.certificates = 1;
+        s.boot = Boot::AllAtOnce;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            subscription_multiple: 2,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled_subscription >= 100, "{out:?}");
+        assert!(out.vault_peak_per_10s >= 100, "{out:?}");
+        assert!(out.converged_at.is_some(), "{out:?}");
         assert_eq!(out.steady_throttled, 0, "{out:?}");
     }
 }
