@@ -340,7 +340,7 @@ impl Sim<'_> {
                             let a = &mut self.agents[agent as usize];
                             a.pending_push_backs.push((answered, until));
                         }
-                        match Backoff::VAULT.after_failure(attempt, true, retry_after) {
+                        match Backoff::VAULT.after_failure(attempt, true, retry_after.is_some()) {
                             Retry::GiveUp => Event::Done {
                                 agent,
                                 cert,
