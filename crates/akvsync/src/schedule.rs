@@ -3,7 +3,8 @@
 //! capped at min(pollingIntervalInS, 300 s)) used while `requireInitialSync` waits for every
 //! certificate, the service's phase after a round, which round comes next (a certificate
 //! never installed that failed transiently is retried on the initial-sync schedule even
-//! without `requireInitialSync`: [`next_round`]) and when a cached token stops being fresh. Pure
+//! without `requireInitialSync`: [`next_round`]), the start-up spread
+//! (`akvsync.initialSyncSpreadInS`) and when a cached token stops being fresh. Pure
 //! functions of their inputs, so that the fleet simulation runs the very same rules with a
 //! virtual clock.
 
@@ -143,6 +144,13 @@ pub fn next_round(phase: Phase, last: NextRound, waiting: bool) -> NextRound {
     }
 }
 
+/// The delay before a process's first round with `akvsync.initialSyncSpreadInS` = `spread`:
+/// uniformly random in `[0, spread]`, so that a scale set booting at once reaches its vault
+/// spread over `spread` instead of in one burst.
+pub fn start_delay(spread: Duration) -> Duration {
+    backoff::jitter_between(Duration::ZERO, spread)
+}
+
 /// How long before its expiry a token of `lifetime` is refreshed: 5 minutes, or half its
 /// life for tokens shorter than 10 minutes.
 pub fn token_refresh_margin(lifetime: Duration) -> Duration {
@@ -211,5 +219,18 @@ mod tests {
         assert_eq!(initial, NextRound::InitialSync { attempt: 3 });
         assert!(!initial.only_waiting());
         assert_eq!(initial.delay_bounds(hour), (secs(16), secs(20)));
+    }
+
+    #[test]
+    fn the_start_up_spread_is_uniform_within_its_bound() {
+        assert_eq!(start_delay(Duration::ZERO), Duration::ZERO);
+        let spread = Duration::from_secs(120);
+        let draws: Vec<Duration> = (0..1000).map(|_| start_delay(spread)).collect();
+        assert!(draws.iter().all(|d| *d <= spread));
+        let early = draws.iter().filter(|d| **d < spread / 2).count();
+        assert!(
+            (350..=650).contains(&early),
+            "{early} of 1000 in the first half"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The long-running service (`akvsync run`, SPEC §6, §8): sync everything, then poll every
+//! The long-running service (`akvsync run`, SPEC §6, §8): after an optional random
+//! start-up delay (`akvsync.initialSyncSpreadInS`), sync everything, then poll every
 //! `pollingIntervalInS` ± 10 %; with `requireInitialSync`, retry from 5 s with backoff
 //! until every certificate is installed once (or the attempt limit), and only then tell
 //! systemd READY; without it, a certificate never installed that failed transiently is
@@ -103,6 +104,22 @@ pub async fn run_observed(
         .configure(&engine.settings().akvsync.metrics, engine.metrics())
         .await;
     let mut expiry_log = ExpiryLog::default();
+    let spread = Duration::from_secs(engine.settings().akvsync.initial_sync_spread_s);
+    if !spread.is_zero() {
+        let delay = schedule::start_delay(spread);
+        tracing::info!(
+            delay_s = delay.as_secs(),
+            "first sync delayed (initialSyncSpreadInS)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => {
+                notify("STOPPING=1");
+                tracing::info!("stopped");
+                return;
+            }
+        }
+    }
     // What the next round is, and the last round's reports (a catch-up round carries the
     // installed certificates' reports over).
     let mut next = schedule::NextRound::Poll;

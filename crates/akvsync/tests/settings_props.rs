@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "akvsync",
     "retainVersions",
     "initialSyncMaxAttempts",
+    "initialSyncSpreadInS",
     "testing",
     "caFile",
     "connectTo",
