@@ -2,8 +2,9 @@
 //! [--seed S]`: the fleet simulation of issues 9 and 19 (SPEC §10). Prints three markdown
 //! tables: the issue 9 scenarios (akvsync's jitter vs none, boots spread over an hour vs a
 //! scale-out storm, `requireInitialSync` on and off, each with a rotation); a scale set of N
-//! VMs booting in the same instant against one vault, with and without `Retry-After`
-//! (targets: converged within 10 minutes, under 1 % of GETs throttled); and N × V VMs on V
+//! VMs booting in the same instant against one vault, with and without `Retry-After`, with
+//! the default settings and with `akvsync.initialSyncSpreadInS` (targets: converged within
+//! 10 minutes, under 1 % of GETs throttled); and N × V VMs on V
 //! vaults of one subscription (target: nothing throttled in steady state). The vaults are
 //! the emulator's throttle (`crates/kvemu/src/throttle.rs`, compiled here unchanged); the
 //! model is in `sim.rs` and documented in `docs/benchmarks.md`.
@@ -31,6 +32,8 @@ struct Row {
     boot: Boot,
     require_initial_sync: bool,
     retry_after: bool,
+    /// `akvsync.initialSyncSpreadInS`.
+    spread: Duration,
 }
 
 const fn row(name: &'static str, boot: Boot, require_initial_sync: bool) -> Row {
@@ -40,6 +43,16 @@ const fn row(name: &'static str, boot: Boot, require_initial_sync: bool) -> Row 
         boot,
         require_initial_sync,
         retry_after: true,
+        spread: Duration::ZERO,
+    }
+}
+
+/// A storm row with `initialSyncSpreadInS` = `spread_s` (requireInitialSync off).
+const fn spread(name: &'static str, spread_s: u64, retry_after: bool) -> Row {
+    Row {
+        retry_after,
+        spread: Duration::from_secs(spread_s),
+        ..row(name, Boot::AllAtOnce, false)
     }
 }
 
@@ -74,19 +87,15 @@ const ISSUE_9: [Row; 6] = [
     },
 ];
 
-const STORM: [Row; 7] = [
+const STORM: [Row; 10] = [
     row(
-        "requireInitialSync off (default), Retry-After",
+        "default settings (requireInitialSync off, no spread), Retry-After",
         Boot::AllAtOnce,
         false,
     ),
     Row {
         retry_after: false,
-        ..row(
-            "requireInitialSync off (default), no Retry-After",
-            Boot::AllAtOnce,
-            false,
-        )
+        ..row("default settings, no Retry-After", Boot::AllAtOnce, false)
     },
     row("requireInitialSync on, Retry-After", Boot::AllAtOnce, true),
     Row {
@@ -97,24 +106,28 @@ const STORM: [Row; 7] = [
             true,
         )
     },
-    row(
-        "for comparison: boots spread over 1 min, requireInitialSync off, Retry-After",
-        Boot::Spread(Duration::from_secs(60)),
+    spread("initialSyncSpreadInS 120, Retry-After", 120, true),
+    spread("initialSyncSpreadInS 120, no Retry-After", 120, false),
+    spread(
+        "for sizing: initialSyncSpreadInS 60, no Retry-After",
+        60,
         false,
     ),
-    row(
-        "for comparison: boots spread over 2 min, requireInitialSync off, Retry-After",
-        Boot::Spread(Duration::from_secs(120)),
+    spread(
+        "for sizing: initialSyncSpreadInS 75, no Retry-After",
+        75,
         false,
     ),
-    Row {
-        retry_after: false,
-        ..row(
-            "for comparison: boots spread over 2 min, requireInitialSync off, no Retry-After",
-            Boot::Spread(Duration::from_secs(120)),
-            false,
-        )
-    },
+    spread(
+        "for sizing: initialSyncSpreadInS 90, no Retry-After",
+        90,
+        false,
+    ),
+    spread(
+        "for sizing: initialSyncSpreadInS 180, no Retry-After",
+        180,
+        false,
+    ),
 ];
 
 const FLEET: [Row; 3] = [
@@ -164,6 +177,7 @@ fn scenario(args: &Args, agents: usize, vaults: usize, row: &Row, duration: Dura
         interval: HOUR,
         token_lifetime: 24 * HOUR,
         require_initial_sync: row.require_initial_sync,
+        initial_sync_spread: row.spread,
         jitter: row.jitter,
         boot: row.boot,
         throttle: ThrottleConfig {

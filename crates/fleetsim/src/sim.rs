@@ -5,21 +5,26 @@
 //! `throttle.rs`: Key Vault's per-vault and subscription-wide sliding windows and its
 //! `Retry-After`, or none). Owns the model; `main.rs` owns the scenarios and the tables.
 //!
-//! One agent = one `akvsync run` process: a round syncs every certificate with at most
-//! `CONCURRENCY` tasks at once; a task is `VaultClient::get_secret`: wait for the vault's
-//! push-back, take the cached token (a token request when it is no longer fresh), send one
-//! GET; on 429 record the push-back (`Retry-After` + jitter) when the vault sent one and
-//! follow `Backoff::VAULT.after_failure`. Agent `i` observes its certificates in vault
-//! `i mod vaults` (a scale set per vault). When every task is done the round ends and the next one
-//! is scheduled as the service does: `schedule::initial_retry` while `requireInitialSync`
-//! waits for a fully successful round, `schedule::next_poll` afterwards.
+//! One agent = one `akvsync run` process: its first round starts after
+//! `schedule::start_delay` (`initialSyncSpreadInS`); a round syncs every certificate (or,
+//! in a catch-up round, only those never installed) with at most `CONCURRENCY` tasks at
+//! once; a task is `VaultClient::get_secret`: wait for the vault's push-back, take the
+//! cached token (a token request when it is no longer fresh), send one GET; when a 429
+//! arrives, update the vault's push-back (`backoff::VaultPushBack::throttled`: its
+//! `Retry-After` + jitter, or without one Key Vault's window + Microsoft's growing step +
+//! jitter) and follow `Backoff::VAULT.after_failure`. Agent `i` observes its certificates in
+//! vault `i mod vaults` (a scale set per vault). When every task is done the round ends and
+//! the next one is scheduled as the service does: `schedule::next_phase`, then
+//! `schedule::next_round` (initial-sync retries while `requireInitialSync` waits for a
+//! fully successful round, catch-up rounds while a certificate never installed failed, the
+//! polling interval otherwise).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use akvsync::backoff::{self, Backoff, Retry};
-use akvsync::schedule::{self, Phase};
+use akvsync::backoff::{Backoff, Retry, ThrottlePushBack, VaultPushBack};
+use akvsync::schedule::{self, NextRound, Phase};
 use akvsync::sync::CONCURRENCY;
 
 use crate::throttle::{self, Scope, Throttle, ThrottleConfig};
@@ -66,6 +71,9 @@ pub struct Scenario {
     pub interval: Duration,
     pub token_lifetime: Duration,
     pub require_initial_sync: bool,
+    /// `akvsync.initialSyncSpreadInS`: each agent's first round starts this much later at
+    /// most (`schedule::start_delay`).
+    pub initial_sync_spread: Duration,
     pub jitter: Jitter,
     pub boot: Boot,
     pub throttle: ThrottleConfig,
@@ -121,9 +129,28 @@ pub fn histogram(times: &[Micros], width: Duration, buckets: usize) -> Vec<u64> 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Round { agent: u32 },
-    Attempt { agent: u32, cert: u32, attempt: u32 },
-    Done { agent: u32, cert: u32, ok: bool },
+    Round {
+        agent: u32,
+    },
+    Attempt {
+        agent: u32,
+        cert: u32,
+        attempt: u32,
+    },
+    /// The answer to a GET sent at `sent` arrives: accepted, or a 429 with its
+    /// `Retry-After` (`Some(None)`: none).
+    Answer {
+        agent: u32,
+        cert: u32,
+        attempt: u32,
+        sent: Micros,
+        throttled: Option<Option<Duration>>,
+    },
+    Done {
+        agent: u32,
+        cert: u32,
+        ok: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -132,14 +159,16 @@ struct Agent {
     phase: Phase,
     /// The cached token is fresh until then.
     token_fresh_until: Option<Micros>,
-    /// No request to the vault before then (`Retry-After` push-back).
-    not_before: Micros,
-    /// Push-backs of 429s whose answers have not arrived yet: (arrives, until). Requests
-    /// the agent sends before the answer arrives do not know of it (its tasks run at once).
-    pending_push_backs: Vec<(Micros, Micros)>,
+    /// The vault's push-back as the agent's client keeps it (updated when an answer
+    /// arrives: requests sent before do not know of it, the agent's tasks run at once).
+    push_back: VaultPushBack,
+    /// The round under way (or the next one).
+    next: NextRound,
     unstarted: Vec<u32>,
     running: u32,
     round_ok: bool,
+    /// A certificate never installed failed in this round.
+    round_waiting: bool,
     first_success: Option<Micros>,
     has_rotation: Option<Micros>,
     /// Certificates installed at least once (bit per certificate).
@@ -216,31 +245,32 @@ impl Sim<'_> {
         }
     }
 
-    fn poll_delay(&self) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => schedule::next_poll(self.s.interval),
-            Jitter::None => self.s.interval,
+    fn round_delay(&self, next: NextRound) -> Duration {
+        match (self.s.jitter, next) {
+            (Jitter::Akvsync, _) => next.delay(self.s.interval),
+            (Jitter::None, NextRound::Poll) => self.s.interval,
+            (Jitter::None, _) => next.delay_bounds(self.s.interval).1,
         }
     }
 
-    fn initial_retry_delay(&self, attempt: u32) -> Duration {
+    /// The vault's push-back after a 429 sent at `sent` arrived now: the agent's rule
+    /// (`VaultPushBack::throttled`), or with no jitter its nominal values (the bare
+    /// `Retry-After`; the window + step).
+    fn throttled(
+        &self,
+        state: VaultPushBack,
+        sent: Micros,
+        retry_after: Option<Duration>,
+    ) -> VaultPushBack {
+        let (sent, now) = (Duration::from_micros(sent), Duration::from_micros(self.now));
+        let rule = ThrottlePushBack::KEY_VAULT;
         match self.s.jitter {
-            Jitter::Akvsync => schedule::initial_retry(attempt, self.s.interval),
-            Jitter::None => schedule::initial_retry_bounds(attempt, self.s.interval).1,
-        }
-    }
-
-    fn push_back(&self, retry_after: Duration) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => backoff::retry_after_push_back(retry_after),
-            Jitter::None => retry_after,
-        }
-    }
-
-    fn backoff_delay(&self, attempt: u32) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => Backoff::VAULT.delay(attempt),
-            Jitter::None => Backoff::VAULT.delay_bounds(attempt).1,
+            Jitter::Akvsync => state.throttled(sent, now, retry_after, &rule),
+            Jitter::None => match (retry_after, state.counts(sent, now)) {
+                (Some(delay), _) => state.push(now, delay, state.in_row),
+                (None, Some(n)) => state.push(now, rule.bounds(n).0, n),
+                (None, None) => state,
+            },
         }
     }
 
@@ -248,8 +278,19 @@ impl Sim<'_> {
         match event {
             Event::Round { agent } => {
                 let a = &mut self.agents[agent as usize];
-                a.unstarted = (0..self.s.certificates as u32).rev().collect();
+                let only_waiting = a.next.only_waiting();
+                let installed = a.installed;
+                a.unstarted = (0..self.s.certificates as u32)
+                    .rev()
+                    .filter(|c| !only_waiting || installed & (1 << c) == 0)
+                    .collect();
+                if a.unstarted.is_empty() {
+                    // (Not reached: a catch-up round follows a failure of a certificate
+                    // never installed.) Every certificate, as a poll.
+                    a.unstarted = (0..self.s.certificates as u32).rev().collect();
+                }
                 a.round_ok = true;
+                a.round_waiting = false;
                 let mut first = Vec::new();
                 while a.running < CONCURRENCY as u32 {
                     let Some(cert) = a.unstarted.pop() else { break };
@@ -275,16 +316,10 @@ impl Sim<'_> {
             } => {
                 let now = self.now;
                 let a = &mut self.agents[agent as usize];
-                a.pending_push_backs.retain(|&(arrives, until)| {
-                    if arrives <= now {
-                        a.not_before = a.not_before.max(until);
-                    }
-                    arrives > now
-                });
-                if now < a.not_before {
-                    let t = a.not_before;
+                let until = micros(a.push_back.until);
+                if now < until {
                     self.at(
-                        t,
+                        until,
                         Event::Attempt {
                             agent,
                             cert,
@@ -299,25 +334,59 @@ impl Sim<'_> {
                 }
                 self.get_times.push(now);
                 self.get_vaults.push(a.vault);
-                let answered = now + GET_LATENCY;
                 let vault = &self.vault_names[a.vault as usize];
                 let taken = self
                     .throttle
                     .take(vault, self.epoch + Duration::from_micros(now));
-                let next = match taken {
-                    Ok(()) => {
+                let throttled = match taken {
+                    Ok(()) => None,
+                    Err(refused) => {
+                        self.throttled_times.push(now);
+                        if refused.scope == Scope::Subscription {
+                            self.throttled_subscription += 1;
+                        }
+                        // The header as the emulator writes it, capped as `vault` reads it.
+                        Some(self.s.throttle.retry_after.then(|| {
+                            Duration::from_secs(throttle::retry_after_secs(refused.wait))
+                                .min(MAX_RETRY_AFTER)
+                        }))
+                    }
+                };
+                self.at(
+                    now + GET_LATENCY,
+                    Event::Answer {
+                        agent,
+                        cert,
+                        attempt,
+                        sent: now,
+                        throttled,
+                    },
+                );
+            }
+            Event::Answer {
+                agent,
+                cert,
+                attempt,
+                sent,
+                throttled,
+            } => {
+                let now = self.now;
+                let state = self.agents[agent as usize].push_back;
+                let next = match throttled {
+                    None => {
                         let a = &mut self.agents[agent as usize];
+                        a.push_back = state.answered();
                         a.installed |= 1 << cert;
                         if a.all_installed.is_none()
                             && a.installed.count_ones() as usize == self.s.certificates
                         {
-                            a.all_installed = Some(answered);
+                            a.all_installed = Some(now);
                         }
                         if cert == 0
-                            && now >= micros(self.s.rotation_at)
+                            && sent >= micros(self.s.rotation_at)
                             && a.has_rotation.is_none()
                         {
-                            a.has_rotation = Some(answered);
+                            a.has_rotation = Some(now);
                         }
                         Event::Done {
                             agent,
@@ -325,54 +394,32 @@ impl Sim<'_> {
                             ok: true,
                         }
                     }
-                    Err(refused) => {
-                        self.throttled_times.push(now);
-                        if refused.scope == Scope::Subscription {
-                            self.throttled_subscription += 1;
-                        }
-                        // The header as the emulator writes it, capped as `vault` reads it.
-                        let retry_after = self.s.throttle.retry_after.then(|| {
-                            Duration::from_secs(throttle::retry_after_secs(refused.wait))
-                                .min(MAX_RETRY_AFTER)
-                        });
-                        if let Some(retry_after) = retry_after {
-                            let until = answered + micros(self.push_back(retry_after));
-                            let a = &mut self.agents[agent as usize];
-                            a.pending_push_backs.push((answered, until));
-                        }
-                        match Backoff::VAULT.after_failure(attempt, true, retry_after.is_some()) {
+                    Some(retry_after) => {
+                        let pushed = self.throttled(state, sent, retry_after);
+                        self.agents[agent as usize].push_back = pushed;
+                        match Backoff::VAULT.after_failure(attempt, true, true) {
                             Retry::GiveUp => Event::Done {
                                 agent,
                                 cert,
                                 ok: false,
                             },
-                            Retry::AfterPushBack => Event::Attempt {
+                            // A 429 is never retried after the short backoff.
+                            Retry::AfterPushBack | Retry::Sleep => Event::Attempt {
                                 agent,
                                 cert,
                                 attempt: attempt + 1,
                             },
-                            Retry::Sleep => {
-                                // A 429 without Retry-After.
-                                let delay = micros(self.backoff_delay(attempt));
-                                self.at(
-                                    answered + delay,
-                                    Event::Attempt {
-                                        agent,
-                                        cert,
-                                        attempt: attempt + 1,
-                                    },
-                                );
-                                return;
-                            }
                         }
                     }
                 };
-                self.at(answered, next);
+                self.at(now, next);
             }
-            Event::Done { agent, cert: _, ok } => {
+            Event::Done { agent, cert, ok } => {
                 let now = self.now;
                 let a = &mut self.agents[agent as usize];
                 a.round_ok &= ok;
+                // Every failure here is a 429: transient.
+                a.round_waiting |= !ok && a.installed & (1 << cert) == 0;
                 if let Some(cert) = a.unstarted.pop() {
                     self.at(
                         now,
@@ -392,14 +439,12 @@ impl Sim<'_> {
                 if a.round_ok && a.first_success.is_none() {
                     a.first_success = Some(now);
                 }
-                // The agent's own rule (`schedule::next_phase`); the simulated agents have
-                // no attempt limit.
+                // The agent's own rules (`schedule::next_phase`, `schedule::next_round`);
+                // the simulated agents have no attempt limit.
                 a.phase = schedule::next_phase(a.phase, a.round_ok, None).0;
-                let phase = a.phase;
-                let delay = match phase {
-                    Phase::InitialSync { attempt } => self.initial_retry_delay(attempt),
-                    Phase::Polling => self.poll_delay(),
-                };
+                a.next = schedule::next_round(a.phase, a.next, a.round_waiting);
+                let next = a.next;
+                let delay = self.round_delay(next);
                 self.at(now + micros(delay), Event::Round { agent });
             }
         }
@@ -421,11 +466,12 @@ pub fn run(s: &Scenario) -> Outcome {
                 Phase::Polling
             },
             token_fresh_until: None,
-            not_before: 0,
-            pending_push_backs: Vec::new(),
+            push_back: VaultPushBack::default(),
+            next: NextRound::Poll,
             unstarted: Vec::new(),
             running: 0,
             round_ok: true,
+            round_waiting: false,
             first_success: None,
             has_rotation: None,
             installed: 0,
@@ -452,7 +498,8 @@ pub fn run(s: &Scenario) -> Outcome {
             Boot::AllAtOnce => 0,
             Boot::Spread(over) => rng.u64(0..micros(over).max(1)),
         };
-        sim.at(boot, Event::Round { agent });
+        let spread = micros(schedule::start_delay(s.initial_sync_spread));
+        sim.at(boot + spread, Event::Round { agent });
     }
     while let Some(Reverse((t, _, event))) = sim.queue.pop() {
         sim.now = t;
@@ -536,6 +583,7 @@ mod tests {
             interval: Duration::from_secs(3600),
             token_lifetime: Duration::from_secs(24 * 3600),
             require_initial_sync: true,
+            initial_sync_spread: Duration::ZERO,
             jitter: Jitter::Akvsync,
             boot: Boot::Spread(Duration::from_secs(3600)),
             throttle: ThrottleConfig::default(),
@@ -624,6 +672,43 @@ mod tests {
         assert!(converged >= 20 * SECOND, "{converged}");
         assert!(out.all_installed_at.is_some());
         assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn without_require_initial_sync_a_storm_converges_in_catch_up_rounds_not_at_the_next_poll() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.require_initial_sync = false;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled >= 200, "{out:?}");
+        // 300 GETs at 100 per 10 s; the next poll would be 54 minutes away.
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged >= 20 * SECOND, "{converged}");
+        assert!(converged <= 300 * SECOND, "{converged}");
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn a_start_up_spread_keeps_a_storm_under_the_limit() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.require_initial_sync = false;
+        // 300 GETs against 100 per 10 s: spread over 60 s, about 50 per 10 s.
+        s.initial_sync_spread = Duration::from_secs(60);
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert_eq!(out.throttled, 0, "{out:?}");
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged <= 61 * SECOND, "{converged}");
     }
 
     #[test]
