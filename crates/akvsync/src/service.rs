@@ -1,8 +1,11 @@
-//! The long-running service (`akvsync run`, SPEC §6, §8): sync everything, then poll
-//! every `pollingIntervalInS` ± 10 %; with `requireInitialSync`, retry from 5 s with
-//! backoff until every certificate is installed once (or the attempt limit), and only
-//! then tell systemd READY; reload the settings on SIGHUP (an invalid file keeps the last
-//! good settings); stop promptly on SIGTERM/SIGINT (or the Windows service's stop).
+//! The long-running service (`akvsync run`, SPEC §6, §8): after an optional random
+//! start-up delay (`akvsync.initialSyncSpreadInS`), sync everything, then poll every
+//! `pollingIntervalInS` ± 10 %; with `requireInitialSync`, retry from 5 s with backoff
+//! until every certificate is installed once (or the attempt limit), and only then tell
+//! systemd READY; without it, a certificate never installed that failed transiently is
+//! still retried on that schedule (`schedule::next_round`); reload the settings on SIGHUP
+//! (an invalid file keeps the last good settings); stop promptly on SIGTERM/SIGINT (or the
+//! Windows service's stop).
 //! With `akvsync.metrics`, serve the metrics endpoint and rewrite the textfile after each
 //! round; log an expiry warning once per certificate per day, not at every poll.
 
@@ -101,9 +104,36 @@ pub async fn run_observed(
         .configure(&engine.settings().akvsync.metrics, engine.metrics())
         .await;
     let mut expiry_log = ExpiryLog::default();
+    let spread = Duration::from_secs(engine.settings().akvsync.initial_sync_spread_s);
+    if !spread.is_zero() {
+        let delay = schedule::start_delay(spread);
+        tracing::info!(
+            delay_s = delay.as_secs(),
+            "first sync delayed (initialSyncSpreadInS)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => {
+                notify("STOPPING=1");
+                tracing::info!("stopped");
+                return;
+            }
+        }
+    }
+    // What the next round is, and the last round's reports (a catch-up round carries the
+    // installed certificates' reports over).
+    let mut next = schedule::NextRound::Poll;
+    let mut last: Vec<Report> = Vec::new();
     loop {
+        let round = async {
+            if next.only_waiting() {
+                engine.sync_waiting(&last).await
+            } else {
+                engine.sync_all().await
+            }
+        };
         let reports = tokio::select! {
-            reports = engine.sync_all() => reports,
+            reports = round => reports,
             () = &mut shutdown => break,
         };
         log_reports(&reports, &mut expiry_log, now());
@@ -119,17 +149,19 @@ pub async fn run_observed(
         );
         observer.round(phase, engine.settings(), &reports);
         let interval = Duration::from_secs(engine.settings().polling_interval_s);
-        let delay = match phase {
-            Phase::InitialSync { attempt } => schedule::initial_retry(attempt, interval),
-            Phase::Polling => schedule::next_poll(interval),
-        };
-        tracing::debug!(?phase, ?delay, "next sync");
+        let waiting = reports.iter().any(Report::waits_for_first_install);
+        next = schedule::next_round(phase, next, waiting);
+        last = reports;
+        let delay = next.delay(interval);
+        tracing::debug!(?phase, ?next, ?delay, "next sync");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = reload() => {
                 notify("RELOADING=1");
                 let new = reload_settings(&engine, &settings_path, rebuild);
                 observer.reloaded(new.is_some());
+                // Other settings: the next round syncs every certificate.
+                next = schedule::NextRound::Poll;
                 if let Some(new) = new {
                     engine = Arc::new(new);
                     exporter
@@ -283,6 +315,7 @@ mod tests {
             expiry_warning: None,
             outputs: Vec::new(),
             outputs_error: None,
+            transient: false,
         }
     }
 
@@ -317,6 +350,22 @@ mod tests {
             Phase::Polling,
             "failures after start never go back"
         );
+    }
+
+    #[test]
+    fn only_a_transient_failure_of_a_certificate_never_installed_waits_for_a_catch_up() {
+        let mut throttled = report(SyncResult::Failed("answered 429".into()));
+        throttled.transient = true;
+        assert!(throttled.waits_for_first_install());
+        let mut installed_before = throttled.clone();
+        installed_before.version = Some("0123456789abcdef0123456789abcdef".into());
+        assert!(
+            !installed_before.waits_for_first_install(),
+            "keeps the poll"
+        );
+        let forbidden = report(SyncResult::Failed("answered 403 Forbidden".into()));
+        assert!(!forbidden.waits_for_first_install(), "permanent: next poll");
+        assert!(!report(SyncResult::Installed).waits_for_first_install());
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Report {
     /// `result` by the engine.
     #[serde(skip)]
     pub outputs_error: Option<String>,
+    /// The failure was transient (throttled, unreachable, timeout, 408, 5xx): worth
+    /// retrying before the next poll when nothing is installed yet.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +70,12 @@ impl Report {
         !matches!(self.result, SyncResult::Failed(_))
     }
 
+    /// Never installed, and the last attempt failed transiently: the service retries it on
+    /// the initial-sync schedule (`schedule::next_round`), not at the next poll.
+    pub fn waits_for_first_install(&self) -> bool {
+        !self.is_current() && self.transient && self.version.is_none()
+    }
+
     /// Every warning, the expiry warning last.
     pub fn all_warnings(&self) -> impl Iterator<Item = &str> {
         self.warnings
@@ -80,6 +90,8 @@ impl Report {
 struct Failure {
     kind: FetchErrorKind,
     message: String,
+    /// `VaultError::is_transient` (everything that is not a vault error is not).
+    transient: bool,
 }
 
 impl Failure {
@@ -87,6 +99,7 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            transient: false,
         }
     }
 }
@@ -106,7 +119,10 @@ impl From<VaultError> for Failure {
             // Unusable responses (truncated, too large, not a secret of this vault).
             _ => FetchErrorKind::Response,
         };
-        Failure::new(kind, error.to_string())
+        Failure {
+            transient: error.is_transient(),
+            ..Failure::new(kind, error.to_string())
+        }
     }
 }
 
@@ -191,6 +207,20 @@ impl Engine {
 
     /// Syncs every certificate once; reports in settings order.
     pub async fn sync_all(self: &Arc<Self>) -> Vec<Report> {
+        self.sync_round(None).await
+    }
+
+    /// Syncs only the certificates of `previous` (the last round's reports, in settings
+    /// order) that wait for their first install ([`Report::waits_for_first_install`]); the
+    /// others' reports are carried over as they were. Reports in settings order, as
+    /// [`Engine::sync_all`]; a `previous` of another length (other settings) syncs every
+    /// certificate.
+    pub async fn sync_waiting(self: &Arc<Self>, previous: &[Report]) -> Vec<Report> {
+        self.sync_round(Some(previous)).await
+    }
+
+    async fn sync_round(self: &Arc<Self>, previous: Option<&[Report]>) -> Vec<Report> {
+        let previous = previous.filter(|p| p.len() == self.settings.certificates.len());
         let started = Instant::now();
         let vault_counts = (
             self.vault.throttled_count(),
@@ -198,7 +228,15 @@ impl Engine {
         );
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
+        let mut reports: Vec<Option<Report>> = vec![None; self.settings.certificates.len()];
         for index in 0..self.settings.certificates.len() {
+            if let Some(carried) = previous
+                .map(|p| &p[index])
+                .filter(|r| !r.waits_for_first_install())
+            {
+                reports[index] = Some(carried.clone());
+                continue;
+            }
             let engine = Arc::clone(self);
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
@@ -209,7 +247,6 @@ impl Engine {
                 )
             });
         }
-        let mut reports: Vec<Option<Report>> = vec![None; self.settings.certificates.len()];
         while let Some(joined) = tasks.join_next().await {
             if let Ok((index, report)) = joined {
                 reports[index] = Some(report);
@@ -313,6 +350,7 @@ impl Engine {
             expiry_warning: None,
             outputs: output_paths(&self.settings, certificate),
             outputs_error: None,
+            transient: false,
         }
     }
 
@@ -372,10 +410,17 @@ impl Engine {
                 }
                 report
             }
-            Err(Failure { kind, message }) => {
+            Err(Failure {
+                kind,
+                message,
+                transient,
+            }) => {
                 self.count_failure(kind);
                 entry.last_error = Some(message.clone());
-                self.failed(certificate, message, Some(entry))
+                Report {
+                    transient,
+                    ..self.failed(certificate, message, Some(entry))
+                }
             }
         };
         let mut report = report;
@@ -491,8 +536,9 @@ impl Engine {
                 (set.applies_to(&name), &set.pfx_password)
             {
                 let secret = self.vault.get_secret(url).await.map_err(|e| {
-                    let Failure { kind, message } = Failure::from(e);
-                    Failure::new(kind, format!("outputs[{index}].pfxPassword: {message}"))
+                    let failure = Failure::from(e);
+                    let message = format!("outputs[{index}].pfxPassword: {}", failure.message);
+                    Failure { message, ..failure }
                 })?;
                 let password = secret.value.text().map_err(|e| {
                     Failure::new(
@@ -613,6 +659,7 @@ impl Engine {
             expiry_warning: None,
             outputs: Vec::new(),
             outputs_error: None,
+            transient: false,
         };
         let plans = outputs::plan(&self.settings, certificate);
         report.outputs = outputs::paths(&plans)

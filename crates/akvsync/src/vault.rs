@@ -7,10 +7,11 @@
 //! that resource (no user information, no port but 443, no path, query or fragment: stricter
 //! than the official SDKs' rule of same scheme and port with the vault host under the
 //! resource host), so that no challenge gets a token meant for another audience
-//! ([`accept_challenge_resource`]), and the token is then renewed once; `Retry-After` on
-//! 429/503 pushes back every request to that vault; transient errors are retried with
-//! backoff within one call; bodies are capped at 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to
-//! vault traffic only.
+//! ([`accept_challenge_resource`]), and the token is then renewed once; a 429/503 pushes
+//! back every request to that vault (its `Retry-After`, or without one Key Vault's 10 s
+//! window plus a backoff growing while the vault keeps refusing: `backoff::VaultPushBack`);
+//! other transient errors are retried with backoff within one call; bodies are capped at
+//! 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to vault traffic only.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +25,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::backoff::{self, Backoff, Retry};
+use crate::backoff::{Backoff, Retry, ThrottlePushBack, VaultPushBack};
 use crate::http;
 use crate::identity::{Credential, IdentityError};
 use crate::settings::SecretUrl;
@@ -123,9 +124,10 @@ impl VaultError {
         self.is_transient() && !matches!(self, VaultError::Identity { .. })
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// `Some(Retry-After)` for a 429/503 (`Some(None)`: without the header).
+    fn throttled(&self) -> Option<Option<Duration>> {
         match self {
-            VaultError::Throttled { retry_after, .. } => *retry_after,
+            VaultError::Throttled { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -139,6 +141,9 @@ pub struct VaultOptions {
     /// Vault host → `host:port` to connect to (the testing `connectTo`).
     pub connect_to: BTreeMap<String, String>,
     pub backoff: Option<Backoff>,
+    /// The push-back of a 429/503 without `Retry-After` (default
+    /// [`ThrottlePushBack::KEY_VAULT`]; tests shorten it).
+    pub throttle_push_back: Option<ThrottlePushBack>,
 }
 
 impl VaultOptions {
@@ -163,6 +168,7 @@ impl VaultOptions {
             extra_ca_pem,
             connect_to: testing.connect_to.clone(),
             backoff: None,
+            throttle_push_back: None,
         })
     }
 }
@@ -281,10 +287,12 @@ pub struct VaultClient {
     http: reqwest::Client,
     credential: Arc<Credential>,
     backoff: Backoff,
+    throttle_push_back: ThrottlePushBack,
     /// Vault host → token resource learnt from its challenge.
     resources: std::sync::Mutex<HashMap<String, String>>,
-    /// Vault host → no request before this instant (Retry-After).
-    not_before: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Vault host → its push-back after 429/503 (instants since `epoch`).
+    push_backs: std::sync::Mutex<HashMap<String, VaultPushBack>>,
+    epoch: Instant,
     /// Each secret's request URL, parsed once (a parse per request was ~5 % of a poll).
     urls: std::sync::Mutex<HashMap<SecretUrl, reqwest::Url>>,
     requests: AtomicU64,
@@ -329,8 +337,12 @@ impl VaultClient {
             http,
             credential,
             backoff: options.backoff.unwrap_or(Backoff::VAULT),
+            throttle_push_back: options
+                .throttle_push_back
+                .unwrap_or(ThrottlePushBack::KEY_VAULT),
             resources: std::sync::Mutex::new(HashMap::new()),
-            not_before: std::sync::Mutex::new(HashMap::new()),
+            push_backs: std::sync::Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
             urls: std::sync::Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
@@ -358,16 +370,18 @@ impl VaultClient {
         let mut attempt = 1;
         loop {
             self.wait_for(&host).await;
+            let sent = self.epoch.elapsed();
             let result = self.get_once(secret, &host).await;
+            let throttled = result.as_ref().err().and_then(VaultError::throttled);
+            if !matches!(result, Err(VaultError::Identity { .. })) {
+                self.answered(&host, sent, throttled);
+            }
             if let Err(error) = &result {
-                if let Some(delay) = error.retry_after() {
-                    self.push_back(&host, delay);
-                }
                 // The decision is a pure function so that the fleet simulation runs it too.
                 match self.backoff.after_failure(
                     attempt,
                     error.retried_within_call(),
-                    error.retry_after(),
+                    throttled.is_some(),
                 ) {
                     Retry::GiveUp => {}
                     Retry::Sleep => {
@@ -387,24 +401,28 @@ impl VaultClient {
 
     async fn wait_for(&self, host: &str) {
         let until = self
-            .not_before
+            .push_backs
             .lock()
-            .map(|m| m.get(host).copied())
+            .map(|m| m.get(host).map(|p| p.until))
             .unwrap_or(None);
         if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
+            tokio::time::sleep_until(self.epoch + until).await;
         }
     }
 
-    /// Every later request to `host` waits at least `delay` (plus jitter, so that the
-    /// certificates of one vault do not all return at the same instant).
-    fn push_back(&self, host: &str, delay: Duration) {
-        let until = Instant::now() + backoff::retry_after_push_back(delay);
-        if let Ok(mut map) = self.not_before.lock() {
-            let entry = map.entry(host.to_owned()).or_insert(until);
-            if *entry < until {
-                *entry = until;
-            }
+    /// Records `host`'s answer to a request sent at `sent`: a 429/503 (`throttled`, with its
+    /// `Retry-After` if any) pushes back every later request to the vault
+    /// ([`VaultPushBack::throttled`]); any other answer ends a series of throttles.
+    fn answered(&self, host: &str, sent: Duration, throttled: Option<Option<Duration>>) {
+        let now = self.epoch.elapsed();
+        if let Ok(mut map) = self.push_backs.lock() {
+            let state = map.entry(host.to_owned()).or_default();
+            *state = match throttled {
+                Some(retry_after) => {
+                    state.throttled(sent, now, retry_after, &self.throttle_push_back)
+                }
+                None => state.answered(),
+            };
         }
     }
 
@@ -493,7 +511,7 @@ impl VaultClient {
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             self.throttled.fetch_add(1, Ordering::Relaxed);
             let retry_after = header(reqwest::header::RETRY_AFTER)
-                .and_then(|v| backoff::parse_retry_after(&v, MAX_RETRY_AFTER));
+                .and_then(|v| crate::backoff::parse_retry_after(&v, MAX_RETRY_AFTER));
             return Err(VaultError::Throttled {
                 host: host.to_owned(),
                 status: status.as_u16(),

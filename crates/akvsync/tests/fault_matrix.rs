@@ -608,7 +608,9 @@ fn a_failed_refresh_keeps_using_the_still_valid_token() {
 }
 
 /// `akvsync once` against the product's real vault backoff: exit code 1, the cause in the
-/// printed table, and the requests the emulator saw.
+/// printed table, and the requests the emulator saw. (The outage is a 500: a 429/503
+/// without `Retry-After` pushes the vault back for Key Vault's 10 s window instead, see
+/// [`run_installs_a_throttled_new_certificate_long_before_the_next_poll`].)
 #[test]
 fn once_reports_the_cause_and_backs_off_with_the_product_delays() {
     let (env, _) = env_with(&[SECRET]);
@@ -616,13 +618,13 @@ fn once_reports_the_cause_and_backs_off_with_the_product_delays() {
 
     // First sync during a vault outage: three attempts spaced by the real backoff
     // (0.5–1 s, then 1–2 s), exit 1, nothing written.
-    let outage = FaultScope::new(&env.emu).inject(vault_fault(503));
+    let outage = FaultScope::new(&env.emu).inject(vault_fault(500));
     let started = Instant::now();
     let once = env
         .cmd(&["once"])
         .code(1)
         .stdout_has("FAILED")
-        .stdout_has("503");
+        .stdout_has("500");
     let stdout = String::from_utf8_lossy(&once.run().stdout).into_owned();
     let elapsed = started.elapsed();
     let requests = env.emu.counters().object_requests(VAULT, SECRET);
@@ -711,13 +713,14 @@ fn stop(service: Service) {
 /// `run` polling every second through a vault outage: the real backoff within each poll
 /// and the poll interval between them bound the requests (no tight loop); every failed
 /// poll is logged with its cause; the first poll after the outage installs the rotation.
+/// (A 500 outage: a 503 without `Retry-After` is a throttle, pushed back 11–36 s.)
 #[test]
 fn run_backs_off_through_a_vault_outage_and_recovers() {
     let (env, first) = env_with(&[SECRET]);
     let service = service_installed(&env, &first[0].version);
     let installed = snapshot(&env.scratch.store());
     let v2 = new_version(&env.emu, SECRET);
-    let outage = always(Fault::object(VAULT, SECRET, status(503, None), 1));
+    let outage = always(Fault::object(VAULT, SECRET, status(500, None), 1));
     let outage = FaultScope::new(&env.emu).inject(outage);
     let probe = RequestProbe::new(&env.emu);
     let window = secs(8);
@@ -728,11 +731,46 @@ fn run_backs_off_through_a_vault_outage_and_recovers() {
     let bounded = (3..=13).contains(&requests);
     assert!(bounded, "{requests} vault requests in {window:?}");
     let log = service.log();
-    assert!(lines_with(&log, &["not current", "503"]) >= 1, "{log}");
+    assert!(lines_with(&log, &["not current", "500"]) >= 1, "{log}");
     let after = snapshot(&env.scratch.store());
     assert_eq!(after, installed, "the old certificate stays");
     outage.clear();
     wait_installed(&env, &service, &v2.version, secs(15), "recovery");
+    stop(service);
+}
+
+/// Issue 19: `run` with `requireInitialSync` off (the default) and an hour's polling
+/// interval, a certificate never installed, and the vault's first answer a 429 without
+/// `Retry-After`, then two 500s: the 429 pushes the vault back for Key Vault's window
+/// (≥ 11 s, not the 0.5–1 s transient backoff), the 500s spend the round's three attempts,
+/// and the certificate — never installed — is retried on the initial-sync schedule (about
+/// 5 s later), not at the next poll an hour later. Four requests in all.
+#[test]
+fn run_installs_a_throttled_new_certificate_long_before_the_next_poll() {
+    let env = Env::start(EnvConfig {
+        secrets_management: Some(serde_json::json!({"pollingIntervalInS": "3600"})),
+        ..Default::default()
+    });
+    let v1 = new_version(&env.emu, SECRET);
+    observe(&env, &[SECRET]);
+    let throttled = Fault::object(VAULT, SECRET, status(429, None), 1);
+    let failing = Fault::object(VAULT, SECRET, status(500, None), 2);
+    let _faults = FaultScope::new(&env.emu).inject(throttled).inject(failing);
+    let probe = RequestProbe::new(&env.emu);
+    let started = Instant::now();
+    let service = Service::spawn(env.run_command(&[]));
+    // Expected after 16–28 s (push-back 11–21 s, backoff 1–2 s, catch-up 4–5 s); the next
+    // poll would come after 54 minutes. Generous for a loaded machine.
+    wait_installed(&env, &service, &v1.version, secs(150), "catch-up install");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= secs(11),
+        "the push-back was not honoured: {elapsed:?}"
+    );
+    let requests = probe.object(VAULT, SECRET);
+    assert_eq!(requests, 4, "429, 500, 500, then the catch-up round's 200");
+    let log = service.log();
+    assert!(lines_with(&log, &["not current", "500"]) >= 1, "{log}");
     stop(service);
 }
 

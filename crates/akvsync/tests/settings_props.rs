@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "akvsync",
     "retainVersions",
     "initialSyncMaxAttempts",
+    "initialSyncSpreadInS",
     "testing",
     "caFile",
     "connectTo",

@@ -1,27 +1,33 @@
-//! The discrete-event simulation of a fleet of agents sharing one vault: a virtual clock
-//! (integer microseconds), one priority queue of every agent's next action, the agent's
-//! real scheduling and retry decisions (`akvsync::schedule`, `akvsync::backoff`,
-//! `akvsync::sync::CONCURRENCY`) and the emulator's per-vault token bucket
-//! (`kvemu`'s `throttle.rs`). Owns the model; `main.rs` owns the scenarios and the table.
+//! The discrete-event simulation of a fleet of agents sharing one or more vaults of one
+//! subscription: a virtual clock (integer microseconds), one priority queue of every agent's
+//! next action, the agent's real scheduling and retry decisions (`akvsync::schedule`,
+//! `akvsync::backoff`, `akvsync::sync::CONCURRENCY`) and the emulator's throttle (`kvemu`'s
+//! `throttle.rs`: Key Vault's per-vault and subscription-wide sliding windows and its
+//! `Retry-After`, or none). Owns the model; `main.rs` owns the scenarios and the tables.
 //!
-//! One agent = one `akvsync run` process: a round syncs every certificate with at most
-//! `CONCURRENCY` tasks at once; a task is `VaultClient::get_secret`: wait for the vault's
-//! push-back, take the cached token (a token request when it is no longer fresh), send one
-//! GET; on 429 record the push-back (`Retry-After` + jitter) and follow
-//! `Backoff::VAULT.after_failure`. When every task is done the round ends and the next one
-//! is scheduled as the service does: `schedule::initial_retry` while `requireInitialSync`
-//! waits for a fully successful round, `schedule::next_poll` afterwards.
+//! One agent = one `akvsync run` process: its first round starts after
+//! `schedule::start_delay` (`initialSyncSpreadInS`); a round syncs every certificate (or,
+//! in a catch-up round, only those never installed) with at most `CONCURRENCY` tasks at
+//! once; a task is `VaultClient::get_secret`: wait for the vault's push-back, take the
+//! cached token (a token request when it is no longer fresh), send one GET; when a 429
+//! arrives, update the vault's push-back (`backoff::VaultPushBack::throttled`: its
+//! `Retry-After` + jitter, or without one Key Vault's window + Microsoft's growing step +
+//! jitter) and follow `Backoff::VAULT.after_failure`. Agent `i` observes its certificates in
+//! vault `i mod vaults` (a scale set per vault). When every task is done the round ends and
+//! the next one is scheduled as the service does: `schedule::next_phase`, then
+//! `schedule::next_round` (initial-sync retries while `requireInitialSync` waits for a
+//! fully successful round, catch-up rounds while a certificate never installed failed, the
+//! polling interval otherwise).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use akvsync::backoff::{self, Backoff, Retry};
-use akvsync::schedule::{self, Phase};
+use akvsync::backoff::{Backoff, Retry, ThrottlePushBack, VaultPushBack};
+use akvsync::schedule::{self, NextRound, Phase};
 use akvsync::sync::CONCURRENCY;
 
-use crate::kvemu_config::ThrottleConfig;
-use crate::throttle::Throttle;
+use crate::throttle::{self, Scope, Throttle, ThrottleConfig};
 
 /// Virtual time in microseconds since the simulation started.
 pub type Micros = u64;
@@ -55,61 +61,22 @@ pub enum Boot {
     Spread(Duration),
 }
 
-/// How the vault limits GETs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleModel {
-    /// The emulator's token bucket (`kvemu`'s `throttle.rs`, run unchanged): a burst of
-    /// `requests`, refilled at `requests / window`; up to twice `requests` can pass in one
-    /// window.
-    Bucket,
-    /// A strict sliding window: a GET is refused when `requests` GETs were accepted in the
-    /// last `window` (Key Vault's documented "4,000 GETs per 10 s", read literally).
-    Window,
-}
-
-/// A strict sliding-window limit: at most `limit` accepted requests in any `width`.
-#[derive(Debug)]
-pub struct StrictWindow {
-    accepted: std::collections::VecDeque<Micros>,
-    limit: usize,
-    width: Micros,
-}
-
-impl StrictWindow {
-    pub fn new(config: ThrottleConfig) -> Self {
-        StrictWindow {
-            accepted: std::collections::VecDeque::new(),
-            limit: config.requests.max(1) as usize,
-            width: micros(config.window),
-        }
-    }
-
-    /// Accepts a request at `t` (non-decreasing), or says how long until one would be.
-    pub fn take(&mut self, t: Micros) -> Result<(), Duration> {
-        while self.accepted.front().is_some_and(|&s| s + self.width <= t) {
-            self.accepted.pop_front();
-        }
-        if self.accepted.len() < self.limit {
-            self.accepted.push_back(t);
-            return Ok(());
-        }
-        let oldest = self.accepted.front().copied().unwrap_or(t);
-        Err(Duration::from_micros(oldest + self.width - t))
-    }
-}
-
 /// One run's inputs.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub agents: usize,
+    /// Vaults of the one subscription; agent `i` uses vault `i mod vaults`.
+    pub vaults: usize,
     pub certificates: usize,
     pub interval: Duration,
     pub token_lifetime: Duration,
     pub require_initial_sync: bool,
+    /// `akvsync.initialSyncSpreadInS`: each agent's first round starts this much later at
+    /// most (`schedule::start_delay`).
+    pub initial_sync_spread: Duration,
     pub jitter: Jitter,
     pub boot: Boot,
     pub throttle: ThrottleConfig,
-    pub model: ThrottleModel,
     /// Certificate 0 gets a new version at this instant.
     pub rotation_at: Duration,
     pub duration: Duration,
@@ -122,11 +89,21 @@ pub struct Outcome {
     /// GETs the vault received (answered 200 or 429).
     pub gets: u64,
     pub throttled: u64,
+    /// 429s given by the subscription-wide limit (the rest: a vault's).
+    pub throttled_subscription: u64,
+    /// When the last agent had every certificate installed (whatever its phase).
+    pub converged_at: Option<Micros>,
+    /// GETs and 429s up to `converged_at`.
+    pub gets_to_converge: u64,
+    pub throttled_to_converge: u64,
     pub token_requests: u64,
-    /// Most GETs received in any 10 s (sliding window, exact).
+    /// Most GETs received in any 10 s (sliding window, exact), all vaults together.
     pub peak_per_10s: u64,
     pub steady_throttled: u64,
     pub steady_peak_per_10s: u64,
+    /// The busiest vault's most GETs in any 10 s, over the run and in steady state.
+    pub vault_peak_per_10s: u64,
+    pub steady_vault_peak_per_10s: u64,
     /// When the last agent finished its first fully successful round; steady state is
     /// everything from then on.
     pub all_installed_at: Option<Micros>,
@@ -152,23 +129,51 @@ pub fn histogram(times: &[Micros], width: Duration, buckets: usize) -> Vec<u64> 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Round { agent: u32 },
-    Attempt { agent: u32, cert: u32, attempt: u32 },
-    Done { agent: u32, cert: u32, ok: bool },
+    Round {
+        agent: u32,
+    },
+    Attempt {
+        agent: u32,
+        cert: u32,
+        attempt: u32,
+    },
+    /// The answer to a GET sent at `sent` arrives: accepted, or a 429 with its
+    /// `Retry-After` (`Some(None)`: none).
+    Answer {
+        agent: u32,
+        cert: u32,
+        attempt: u32,
+        sent: Micros,
+        throttled: Option<Option<Duration>>,
+    },
+    Done {
+        agent: u32,
+        cert: u32,
+        ok: bool,
+    },
 }
 
 #[derive(Debug)]
 struct Agent {
+    vault: u32,
     phase: Phase,
     /// The cached token is fresh until then.
     token_fresh_until: Option<Micros>,
-    /// No request to the vault before then (`Retry-After` push-back).
-    not_before: Micros,
+    /// The vault's push-back as the agent's client keeps it (updated when an answer
+    /// arrives: requests sent before do not know of it, the agent's tasks run at once).
+    push_back: VaultPushBack,
+    /// The round under way (or the next one).
+    next: NextRound,
     unstarted: Vec<u32>,
     running: u32,
     round_ok: bool,
+    /// A certificate never installed failed in this round.
+    round_waiting: bool,
     first_success: Option<Micros>,
     has_rotation: Option<Micros>,
+    /// Certificates installed at least once (bit per certificate).
+    installed: u64,
+    all_installed: Option<Micros>,
 }
 
 /// Requests counted in a sliding window.
@@ -215,12 +220,6 @@ fn token_refresh_at(now: Micros, lifetime: Duration) -> Micros {
     now + micros(lifetime) - micros(schedule::token_refresh_margin(lifetime))
 }
 
-/// The emulator's `Retry-After` for a bucket that is `wait` from its next token
-/// (`vault_api.rs`: whole seconds, rounded up, at least 1).
-fn retry_after_header(wait: Duration) -> Duration {
-    Duration::from_secs(wait.as_secs_f64().ceil().max(1.0) as u64)
-}
-
 struct Sim<'a> {
     s: &'a Scenario,
     now: Micros,
@@ -228,10 +227,13 @@ struct Sim<'a> {
     queue: BinaryHeap<Reverse<(Micros, u64, Event)>>,
     agents: Vec<Agent>,
     throttle: Throttle,
-    window: StrictWindow,
+    vault_names: Vec<String>,
     epoch: Instant,
     get_times: Vec<Micros>,
+    /// The vault of each GET in `get_times`.
+    get_vaults: Vec<u32>,
     throttled_times: Vec<Micros>,
+    throttled_subscription: u64,
     token_requests: u64,
 }
 
@@ -243,31 +245,32 @@ impl Sim<'_> {
         }
     }
 
-    fn poll_delay(&self) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => schedule::next_poll(self.s.interval),
-            Jitter::None => self.s.interval,
+    fn round_delay(&self, next: NextRound) -> Duration {
+        match (self.s.jitter, next) {
+            (Jitter::Akvsync, _) => next.delay(self.s.interval),
+            (Jitter::None, NextRound::Poll) => self.s.interval,
+            (Jitter::None, _) => next.delay_bounds(self.s.interval).1,
         }
     }
 
-    fn initial_retry_delay(&self, attempt: u32) -> Duration {
+    /// The vault's push-back after a 429 sent at `sent` arrived now: the agent's rule
+    /// (`VaultPushBack::throttled`), or with no jitter its nominal values (the bare
+    /// `Retry-After`; the window + step).
+    fn throttled(
+        &self,
+        state: VaultPushBack,
+        sent: Micros,
+        retry_after: Option<Duration>,
+    ) -> VaultPushBack {
+        let (sent, now) = (Duration::from_micros(sent), Duration::from_micros(self.now));
+        let rule = ThrottlePushBack::KEY_VAULT;
         match self.s.jitter {
-            Jitter::Akvsync => schedule::initial_retry(attempt, self.s.interval),
-            Jitter::None => schedule::initial_retry_bounds(attempt, self.s.interval).1,
-        }
-    }
-
-    fn push_back(&self, retry_after: Duration) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => backoff::retry_after_push_back(retry_after),
-            Jitter::None => retry_after,
-        }
-    }
-
-    fn backoff_delay(&self, attempt: u32) -> Duration {
-        match self.s.jitter {
-            Jitter::Akvsync => Backoff::VAULT.delay(attempt),
-            Jitter::None => Backoff::VAULT.delay_bounds(attempt).1,
+            Jitter::Akvsync => state.throttled(sent, now, retry_after, &rule),
+            Jitter::None => match (retry_after, state.counts(sent, now)) {
+                (Some(delay), _) => state.push(now, delay, state.in_row),
+                (None, Some(n)) => state.push(now, rule.bounds(n).0, n),
+                (None, None) => state,
+            },
         }
     }
 
@@ -275,8 +278,19 @@ impl Sim<'_> {
         match event {
             Event::Round { agent } => {
                 let a = &mut self.agents[agent as usize];
-                a.unstarted = (0..self.s.certificates as u32).rev().collect();
+                let only_waiting = a.next.only_waiting();
+                let installed = a.installed;
+                a.unstarted = (0..self.s.certificates as u32)
+                    .rev()
+                    .filter(|c| !only_waiting || installed & (1 << c) == 0)
+                    .collect();
+                if a.unstarted.is_empty() {
+                    // (Not reached: a catch-up round follows a failure of a certificate
+                    // never installed.) Every certificate, as a poll.
+                    a.unstarted = (0..self.s.certificates as u32).rev().collect();
+                }
                 a.round_ok = true;
+                a.round_waiting = false;
                 let mut first = Vec::new();
                 while a.running < CONCURRENCY as u32 {
                     let Some(cert) = a.unstarted.pop() else { break };
@@ -302,10 +316,10 @@ impl Sim<'_> {
             } => {
                 let now = self.now;
                 let a = &mut self.agents[agent as usize];
-                if now < a.not_before {
-                    let t = a.not_before;
+                let until = micros(a.push_back.until);
+                if now < until {
                     self.at(
-                        t,
+                        until,
                         Event::Attempt {
                             agent,
                             cert,
@@ -319,21 +333,60 @@ impl Sim<'_> {
                     self.token_requests += 1;
                 }
                 self.get_times.push(now);
-                let answered = now + GET_LATENCY;
-                let taken = match self.s.model {
-                    ThrottleModel::Bucket => self
-                        .throttle
-                        .take("vault", self.epoch + Duration::from_micros(now)),
-                    ThrottleModel::Window => self.window.take(now),
+                self.get_vaults.push(a.vault);
+                let vault = &self.vault_names[a.vault as usize];
+                let taken = self
+                    .throttle
+                    .take(vault, self.epoch + Duration::from_micros(now));
+                let throttled = match taken {
+                    Ok(()) => None,
+                    Err(refused) => {
+                        self.throttled_times.push(now);
+                        if refused.scope == Scope::Subscription {
+                            self.throttled_subscription += 1;
+                        }
+                        // The header as the emulator writes it, capped as `vault` reads it.
+                        Some(self.s.throttle.retry_after.then(|| {
+                            Duration::from_secs(throttle::retry_after_secs(refused.wait))
+                                .min(MAX_RETRY_AFTER)
+                        }))
+                    }
                 };
-                let next = match taken {
-                    Ok(()) => {
+                self.at(
+                    now + GET_LATENCY,
+                    Event::Answer {
+                        agent,
+                        cert,
+                        attempt,
+                        sent: now,
+                        throttled,
+                    },
+                );
+            }
+            Event::Answer {
+                agent,
+                cert,
+                attempt,
+                sent,
+                throttled,
+            } => {
+                let now = self.now;
+                let state = self.agents[agent as usize].push_back;
+                let next = match throttled {
+                    None => {
                         let a = &mut self.agents[agent as usize];
+                        a.push_back = state.answered();
+                        a.installed |= 1 << cert;
+                        if a.all_installed.is_none()
+                            && a.installed.count_ones() as usize == self.s.certificates
+                        {
+                            a.all_installed = Some(now);
+                        }
                         if cert == 0
-                            && now >= micros(self.s.rotation_at)
+                            && sent >= micros(self.s.rotation_at)
                             && a.has_rotation.is_none()
                         {
-                            a.has_rotation = Some(answered);
+                            a.has_rotation = Some(now);
                         }
                         Event::Done {
                             agent,
@@ -341,46 +394,32 @@ impl Sim<'_> {
                             ok: true,
                         }
                     }
-                    Err(wait) => {
-                        self.throttled_times.push(now);
-                        let retry_after = retry_after_header(wait).min(MAX_RETRY_AFTER);
-                        let until = answered + micros(self.push_back(retry_after));
-                        let a = &mut self.agents[agent as usize];
-                        a.not_before = a.not_before.max(until);
-                        match Backoff::VAULT.after_failure(attempt, true, Some(retry_after)) {
+                    Some(retry_after) => {
+                        let pushed = self.throttled(state, sent, retry_after);
+                        self.agents[agent as usize].push_back = pushed;
+                        match Backoff::VAULT.after_failure(attempt, true, true) {
                             Retry::GiveUp => Event::Done {
                                 agent,
                                 cert,
                                 ok: false,
                             },
-                            Retry::AfterPushBack => Event::Attempt {
+                            // A 429 is never retried after the short backoff.
+                            Retry::AfterPushBack | Retry::Sleep => Event::Attempt {
                                 agent,
                                 cert,
                                 attempt: attempt + 1,
                             },
-                            Retry::Sleep => {
-                                // Not reached for a 429 with Retry-After; kept for a
-                                // model without the header.
-                                let delay = micros(self.backoff_delay(attempt));
-                                self.at(
-                                    answered + delay,
-                                    Event::Attempt {
-                                        agent,
-                                        cert,
-                                        attempt: attempt + 1,
-                                    },
-                                );
-                                return;
-                            }
                         }
                     }
                 };
-                self.at(answered, next);
+                self.at(now, next);
             }
-            Event::Done { agent, cert: _, ok } => {
+            Event::Done { agent, cert, ok } => {
                 let now = self.now;
                 let a = &mut self.agents[agent as usize];
                 a.round_ok &= ok;
+                // Every failure here is a 429: transient.
+                a.round_waiting |= !ok && a.installed & (1 << cert) == 0;
                 if let Some(cert) = a.unstarted.pop() {
                     self.at(
                         now,
@@ -400,14 +439,12 @@ impl Sim<'_> {
                 if a.round_ok && a.first_success.is_none() {
                     a.first_success = Some(now);
                 }
-                // The agent's own rule (`schedule::next_phase`); the simulated agents have
-                // no attempt limit.
+                // The agent's own rules (`schedule::next_phase`, `schedule::next_round`);
+                // the simulated agents have no attempt limit.
                 a.phase = schedule::next_phase(a.phase, a.round_ok, None).0;
-                let phase = a.phase;
-                let delay = match phase {
-                    Phase::InitialSync { attempt } => self.initial_retry_delay(attempt),
-                    Phase::Polling => self.poll_delay(),
-                };
+                a.next = schedule::next_round(a.phase, a.next, a.round_waiting);
+                let next = a.next;
+                let delay = self.round_delay(next);
                 self.at(now + micros(delay), Event::Round { agent });
             }
         }
@@ -419,20 +456,26 @@ pub fn run(s: &Scenario) -> Outcome {
     // The agent's jitter comes from fastrand's thread-local generator: seed it.
     fastrand::seed(s.seed);
     let mut rng = fastrand::Rng::with_seed(s.seed ^ 0x5eed);
+    let vaults = s.vaults.max(1);
     let agents = (0..s.agents)
-        .map(|_| Agent {
+        .map(|i| Agent {
+            vault: (i % vaults) as u32,
             phase: if s.require_initial_sync {
                 Phase::InitialSync { attempt: 0 }
             } else {
                 Phase::Polling
             },
             token_fresh_until: None,
-            not_before: 0,
+            push_back: VaultPushBack::default(),
+            next: NextRound::Poll,
             unstarted: Vec::new(),
             running: 0,
             round_ok: true,
+            round_waiting: false,
             first_success: None,
             has_rotation: None,
+            installed: 0,
+            all_installed: None,
         })
         .collect();
     let mut sim = Sim {
@@ -442,10 +485,12 @@ pub fn run(s: &Scenario) -> Outcome {
         queue: BinaryHeap::new(),
         agents,
         throttle: Throttle::new(s.throttle),
-        window: StrictWindow::new(s.throttle),
+        vault_names: (0..vaults).map(|v| format!("vault{v}")).collect(),
         epoch: Instant::now(),
         get_times: Vec::new(),
+        get_vaults: Vec::new(),
         throttled_times: Vec::new(),
+        throttled_subscription: 0,
         token_requests: 0,
     };
     for agent in 0..s.agents as u32 {
@@ -453,7 +498,8 @@ pub fn run(s: &Scenario) -> Outcome {
             Boot::AllAtOnce => 0,
             Boot::Spread(over) => rng.u64(0..micros(over).max(1)),
         };
-        sim.at(boot, Event::Round { agent });
+        let spread = micros(schedule::start_delay(s.initial_sync_spread));
+        sim.at(boot + spread, Event::Round { agent });
     }
     while let Some(Reverse((t, _, event))) = sim.queue.pop() {
         sim.now = t;
@@ -475,9 +521,35 @@ fn outcome(sim: &Sim<'_>) -> Outcome {
         .collect();
     let converged = took.iter().all(Option::is_some);
     took.sort_unstable();
+    let alls: Option<Vec<Micros>> = sim.agents.iter().map(|a| a.all_installed).collect();
+    let converged_at = alls.and_then(|f| f.into_iter().max());
+    let until = converged_at.unwrap_or(Micros::MAX);
+    let vault_peak = |from: Micros| {
+        (0..sim.vault_names.len() as u32)
+            .map(|v| {
+                let mut window = Window::new(ten);
+                for (&t, _) in sim
+                    .get_times
+                    .iter()
+                    .zip(&sim.get_vaults)
+                    .filter(|&(&t, &gv)| gv == v && t >= from)
+                {
+                    window.record(t);
+                }
+                window.peak
+            })
+            .max()
+            .unwrap_or(0)
+    };
     Outcome {
         gets: sim.get_times.len() as u64,
         throttled: sim.throttled_times.len() as u64,
+        throttled_subscription: sim.throttled_subscription,
+        converged_at,
+        gets_to_converge: sim.get_times.iter().filter(|&&t| t <= until).count() as u64,
+        throttled_to_converge: sim.throttled_times.iter().filter(|&&t| t <= until).count() as u64,
+        vault_peak_per_10s: vault_peak(0),
+        steady_vault_peak_per_10s: steady_from.map_or(0, vault_peak),
         token_requests: sim.token_requests,
         peak_per_10s: peak_in_window(&sim.get_times, ten, 0),
         steady_throttled: steady_from.map_or(0, |from| {
@@ -506,14 +578,15 @@ mod tests {
     fn scenario(agents: usize) -> Scenario {
         Scenario {
             agents,
+            vaults: 1,
             certificates: 3,
             interval: Duration::from_secs(3600),
             token_lifetime: Duration::from_secs(24 * 3600),
             require_initial_sync: true,
+            initial_sync_spread: Duration::ZERO,
             jitter: Jitter::Akvsync,
             boot: Boot::Spread(Duration::from_secs(3600)),
             throttle: ThrottleConfig::default(),
-            model: ThrottleModel::Bucket,
             rotation_at: Duration::from_secs(2 * 3600),
             duration: Duration::from_secs(4 * 3600),
             seed: 7,
@@ -540,35 +613,12 @@ mod tests {
     }
 
     #[test]
-    fn strict_window_refuses_the_excess_until_the_oldest_leaves() {
-        let mut w = StrictWindow::new(ThrottleConfig {
-            requests: 2,
-            window: Duration::from_secs(10),
-        });
-        assert!(w.take(0).is_ok());
-        assert!(w.take(4 * SECOND).is_ok());
-        assert_eq!(w.take(5 * SECOND), Err(Duration::from_secs(5)));
-        // Refused requests do not count: at 10 s the first one has left.
-        assert!(w.take(10 * SECOND).is_ok());
-        assert_eq!(w.take(10 * SECOND), Err(Duration::from_secs(4)));
-        assert!(w.take(14 * SECOND).is_ok());
-    }
-
-    #[test]
-    fn token_refresh_and_retry_after_follow_the_agent_and_the_emulator() {
+    fn token_refresh_follows_the_agent() {
         assert_eq!(
             token_refresh_at(0, Duration::from_secs(3600)),
             3300 * SECOND
         );
         assert_eq!(token_refresh_at(0, Duration::from_secs(60)), 30 * SECOND);
-        assert_eq!(
-            retry_after_header(Duration::from_millis(3)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            retry_after_header(Duration::from_millis(2100)),
-            Duration::from_secs(3)
-        );
     }
 
     #[test]
@@ -588,20 +638,96 @@ mod tests {
     }
 
     #[test]
-    fn a_storm_over_the_bucket_is_throttled_and_still_installs_everywhere() {
+    fn a_storm_over_the_limit_is_throttled_and_still_installs_everywhere() {
         let mut s = scenario(100);
         s.boot = Boot::AllAtOnce;
-        // 300 GETs at t = 0 against a bucket of 100 per 10 s.
+        // 300 GETs at t = 0 (an agent's three tasks go out before the first answer)
+        // against 100 per 10 s.
         s.throttle = ThrottleConfig {
             requests: 100,
-            window: Duration::from_secs(10),
+            ..ThrottleConfig::default()
         };
         let out = run(&s);
         assert!(out.throttled >= 200, "{out:?}");
+        assert_eq!(out.throttled_subscription, 0);
         assert!(out.peak_per_10s >= 300, "{out:?}");
         let installed = out.all_installed_at.expect("every agent installs");
         // 300 GETs at 10 per second need at least 20 s after the first 100.
         assert!(installed >= 20 * SECOND, "{installed}");
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn without_retry_after_a_storm_still_installs_everywhere() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled >= 200, "{out:?}");
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged >= 20 * SECOND, "{converged}");
+        assert!(out.all_installed_at.is_some());
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn without_require_initial_sync_a_storm_converges_in_catch_up_rounds_not_at_the_next_poll() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.require_initial_sync = false;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled >= 200, "{out:?}");
+        // 300 GETs at 100 per 10 s; the next poll would be 54 minutes away.
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged >= 20 * SECOND, "{converged}");
+        assert!(converged <= 300 * SECOND, "{converged}");
+        assert_eq!(out.steady_throttled, 0, "{out:?}");
+    }
+
+    #[test]
+    fn a_start_up_spread_keeps_a_storm_under_the_limit() {
+        let mut s = scenario(100);
+        s.boot = Boot::AllAtOnce;
+        s.require_initial_sync = false;
+        // 300 GETs against 100 per 10 s: spread over 60 s, about 50 per 10 s.
+        s.initial_sync_spread = Duration::from_secs(60);
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            retry_after: false,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert_eq!(out.throttled, 0, "{out:?}");
+        let converged = out.converged_at.expect("every agent installs");
+        assert!(converged <= 61 * SECOND, "{converged}");
+    }
+
+    #[test]
+    fn the_subscription_limit_binds_across_vaults() {
+        // 3 vaults of 100 GETs / 10 s each but 200 together: 300 agents × 1 certificate at
+        // t = 0 are refused by the subscription beyond the first 200.
+        let mut s = scenario(300);
+        s.vaults = 3;
+        s.certificates = 1;
+        s.boot = Boot::AllAtOnce;
+        s.throttle = ThrottleConfig {
+            requests: 100,
+            subscription_multiple: 2,
+            ..ThrottleConfig::default()
+        };
+        let out = run(&s);
+        assert!(out.throttled_subscription >= 100, "{out:?}");
+        assert!(out.vault_peak_per_10s >= 100, "{out:?}");
+        assert!(out.converged_at.is_some(), "{out:?}");
         assert_eq!(out.steady_throttled, 0, "{out:?}");
     }
 }

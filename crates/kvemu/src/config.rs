@@ -17,22 +17,9 @@ pub enum IdentityMode {
     Arc,
 }
 
-/// Per-vault token bucket for GET requests.
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottleConfig {
-    /// Requests allowed per `window` (Key Vault: about 4,000 secret GETs per 10 s).
-    pub requests: u32,
-    pub window: Duration,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        ThrottleConfig {
-            requests: 4000,
-            window: Duration::from_secs(10),
-        }
-    }
-}
+/// Key Vault's request limits (defined with the throttle, which the fleet simulation
+/// compiles unchanged).
+pub use crate::throttle::ThrottleConfig;
 
 /// Everything an [`crate::Emulator`] is started with.
 #[derive(Debug, Clone)]

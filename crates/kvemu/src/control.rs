@@ -197,14 +197,31 @@ async fn settings(State(sh): Sh, body: axum::body::Body) -> Response {
             .store((n as usize).clamp(1, 25), Ordering::Relaxed);
     }
     if let Some(t) = v.get("throttle") {
-        let requests = t.get("requests").and_then(Value::as_u64).unwrap_or(4000);
-        let window = t.get("window_secs").and_then(Value::as_f64).unwrap_or(10.0);
+        let defaults = ThrottleConfig::default();
+        let requests = t
+            .get("requests")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::from(defaults.requests));
+        let window = t
+            .get("window_secs")
+            .and_then(Value::as_f64)
+            .unwrap_or(defaults.window.as_secs_f64());
         if !(0.001..=86400.0).contains(&window) {
             return bad("throttle.window_secs out of range");
         }
+        let multiple = t
+            .get("subscription_multiple")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::from(defaults.subscription_multiple));
+        let retry_after = t
+            .get("retry_after")
+            .and_then(Value::as_bool)
+            .unwrap_or(defaults.retry_after);
         lock(&sh.throttle).set_config(ThrottleConfig {
             requests: u32::try_from(requests).unwrap_or(u32::MAX),
             window: Duration::from_secs_f64(window),
+            subscription_multiple: u32::try_from(multiple).unwrap_or(u32::MAX),
+            retry_after,
         });
     }
     match v.get("identity_mode").and_then(Value::as_str) {

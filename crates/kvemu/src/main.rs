@@ -46,6 +46,13 @@ enum Cmd {
         /// GET requests per vault per 10 s before 429.
         #[arg(long, default_value_t = 4000)]
         throttle: u32,
+        /// GET requests across every vault per 10 s, as a multiple of `--throttle` (Key
+        /// Vault's subscription-wide limit); 0: none.
+        #[arg(long, default_value_t = 5)]
+        throttle_subscription_multiple: u32,
+        /// Answer 429 without `Retry-After`.
+        #[arg(long)]
+        no_retry_after: bool,
     },
 }
 
@@ -83,6 +90,8 @@ async fn run(cli: Cli) -> Result<(), kvemu::Error> {
         token_lifetime,
         page_size,
         throttle,
+        throttle_subscription_multiple,
+        no_retry_after,
     } = cli.cmd;
     std::fs::create_dir_all(&state_dir)?;
     let cfg = kvemu::Config {
@@ -94,7 +103,9 @@ async fn run(cli: Cli) -> Result<(), kvemu::Error> {
         page_size,
         throttle: kvemu::ThrottleConfig {
             requests: throttle,
-            window: Duration::from_secs(10),
+            subscription_multiple: throttle_subscription_multiple,
+            retry_after: !no_retry_after,
+            ..kvemu::ThrottleConfig::default()
         },
         identity_mode: if arc {
             kvemu::IdentityMode::Arc

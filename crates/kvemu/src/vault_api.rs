@@ -13,6 +13,7 @@ use crate::ids::now_unix;
 use crate::respond::{Common, Reply, code_for_status, finish, kv_error, kv_error_inner};
 use crate::state::{Shared, lock};
 use crate::store::{self, SecretVersion, secret_bundle, secret_item};
+use crate::throttle;
 use crate::vault_host::{self, VaultHost};
 use axum::body::Body;
 use axum::extract::State;
@@ -412,18 +413,30 @@ async fn pipeline(
     }
 
     if parts.method == Method::GET {
-        let limit = lock(&sh.throttle).take(&vault.name, Instant::now());
-        if let Err(wait) = limit {
+        let mut throttle = lock(&sh.throttle);
+        let limit = throttle.take(&vault.name, Instant::now());
+        let send_retry_after = throttle.config().retry_after;
+        drop(throttle);
+        if let Err(refused) = limit {
             lock(&sh.counters).throttled += 1;
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            return Pre::Reply(
-                kv_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Throttled",
-                    "Request was not processed because too many requests were received. Reason: A maximum number of GET transactions per 10 seconds are allowed in this vault.",
-                )
-                .header(header::RETRY_AFTER, secs.to_string()),
+            // The real service's body (a captured answer); `Retry-After` is the emulator's
+            // choice (throttle.rs).
+            let reply = kv_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Throttled",
+                &format!(
+                    "Request was not processed because too many requests were received. Reason: {}",
+                    refused.scope.reason()
+                ),
             );
+            return Pre::Reply(if send_retry_after {
+                reply.header(
+                    header::RETRY_AFTER,
+                    throttle::retry_after_secs(refused.wait).to_string(),
+                )
+            } else {
+                reply
+            });
         }
     }
     Pre::Continue

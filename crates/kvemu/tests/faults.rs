@@ -6,7 +6,7 @@ mod common;
 use common::faults::{self, Row, ms, status};
 use common::*;
 use kvemu::{Fault, FaultKind, ThrottleConfig};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const OK: &str = "200 - GET /secrets/s1?api-version=7.4";
 const PKCS12: &str = "application/x-pkcs12";
@@ -20,31 +20,110 @@ async fn setup() -> (Env, String) {
     (env, url)
 }
 
+/// The `Retry-After` seconds of a reply, if it has the header.
+fn retry_after(r: &Reply) -> Option<u64> {
+    r.headers
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+fn limit(requests: u32, window_secs: u64, subscription_multiple: u32) -> ThrottleConfig {
+    ThrottleConfig {
+        requests,
+        window: Duration::from_secs(window_secs),
+        subscription_multiple,
+        ..ThrottleConfig::default()
+    }
+}
+
+const THROTTLED: &str = "429 Throttled GET /secrets/s1?api-version=7.4";
+
 #[tokio::test]
-async fn throttling_answers_429_with_retry_after() {
+async fn throttling_answers_429_with_retry_after_until_the_window_has_room() {
     let (env, _) = setup().await;
-    // 3 requests per 30 s: one token back every 10 s, so a slow (loaded)
-    // machine cannot refill the bucket before the fourth request.
-    let window = Duration::from_secs(30);
-    env.emu.set_throttle(ThrottleConfig {
-        requests: 3,
-        window,
-    });
+    // 3 requests per 30 s: the fourth is refused until the first leaves the window,
+    // 30 s after it was accepted (less the time the requests took on a loaded machine).
+    env.emu.set_throttle(limit(3, 30, 0));
+    let first = Instant::now();
     for _ in 0..3 {
         env.check(OK).await;
     }
-    let r = env.check("429 Throttled GET /secrets/s1?api-version=7.4");
-    let ra: u64 = r.await.header("retry-after").parse().unwrap();
-    assert!((1..=10).contains(&ra), "{ra}");
+    let r = env.check(THROTTLED).await;
+    let ra = retry_after(&r).expect("Retry-After");
+    let elapsed = first.elapsed().as_secs();
+    assert!(
+        ra <= 30 && ra + elapsed >= 29,
+        "Retry-After {ra} after {elapsed} s"
+    );
+    r.has(serde_json::json!({"error": {"message": "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"}}));
+    // Refused requests do not count: another 429 names no later time.
+    let again = env.check(THROTTLED).await;
+    assert!(retry_after(&again).unwrap() <= ra);
     // Per vault: another vault is unaffected.
     env.emu.set_secret("vault2", "s1", "x", None);
     let vault2 = env.url("vault2.vault.azure.net", "/secrets/s1?api-version=7.4");
     env.check(&format!("200 - GET {vault2}")).await;
-    // Refill over time is unit-tested (throttle.rs); a new budget resets it.
+    // A new budget starts with an empty window.
     env.emu.set_throttle(ThrottleConfig::default());
     env.check(OK).await;
     let c = env.emu.counters();
-    assert_eq!((c.throttled, c.status_count("vault1", 429)), (1, 1));
+    assert_eq!((c.throttled, c.status_count("vault1", 429)), (2, 2));
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_window_slides_a_request_is_accepted_once_the_oldest_left() {
+    let (env, _) = setup().await;
+    env.emu.set_throttle(limit(1, 2, 0));
+    env.check(OK).await;
+    let accepted = Instant::now();
+    let r = env.check(THROTTLED).await;
+    assert!((1..=2).contains(&retry_after(&r).unwrap()));
+    // Wait out the window measured from (after) the accepted request.
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(accepted.elapsed())).await;
+    env.check(OK).await;
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_subscription_limit_spans_every_vault() {
+    let (env, _) = setup().await;
+    // Three per vault and three across vaults (a multiple of 1), per minute.
+    env.emu.set_throttle(limit(3, 60, 1));
+    env.emu.set_secret("vault2", "s1", "x", None);
+    let v2 = env.url("vault2.vault.azure.net", "/secrets/s1?api-version=7.4");
+    env.check(OK).await;
+    env.check(OK).await;
+    env.check(&format!("200 - GET {v2}")).await;
+    // vault2 has sent one of its three, but the subscription is full.
+    let r = env.check(&format!("429 Throttled GET {v2}")).await;
+    assert!(retry_after(&r).unwrap() > 30);
+    assert!(
+        r.str("/error/message")
+            .ends_with("Reason: SubscriptionRequestTypeLimitReached"),
+        "{}",
+        r.body
+    );
+    // Without the subscription limit the same vault is served.
+    env.emu.set_throttle(limit(3, 60, 0));
+    env.check(&format!("200 - GET {v2}")).await;
+    env.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_can_be_left_out_through_the_control_endpoint() {
+    let (env, _) = setup().await;
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .put(format!("{}/settings", env.emu.control_endpoint()))
+        .json(&serde_json::json!({"throttle": {"requests": 1, "window_secs": 60, "retry_after": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    env.check(OK).await;
+    let r = env.check(THROTTLED).await;
+    assert_eq!(retry_after(&r), None);
     env.emu.shutdown().await;
 }
 

@@ -243,6 +243,7 @@ mod tests {
             expiry_warning: None,
             outputs: Vec::new(),
             outputs_error: None,
+            transient: false,
         }
     }
 

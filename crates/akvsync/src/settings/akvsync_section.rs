@@ -1,5 +1,5 @@
 //! The top-level `akvsync` object: settings that only akvsync has (version retention,
-//! the initial-sync attempt limit, hooks, expiry warnings, metrics, outputs (read by
+//! the initial-sync attempt limit and start-up spread, hooks, expiry warnings, metrics, outputs (read by
 //! `outputs`), testing overrides). Kept in one object so that no
 //! future Microsoft field can collide with ours.
 
@@ -8,7 +8,8 @@ use super::fields::{self, ObjectReader, quote};
 use super::json::Json;
 use super::model::{
     AkvsyncSettings, ChainValidation, DEFAULT_HOOK_TIMEOUT_S, Hook, MAX_EXPIRY_WARNING_DAYS,
-    MAX_POLLING_INTERVAL_S, MetricsSettings, TestingOverrides, WindowsOptions,
+    MAX_INITIAL_SYNC_SPREAD_S, MAX_POLLING_INTERVAL_S, MetricsSettings, TestingOverrides,
+    WindowsOptions,
 };
 use super::vault_url;
 
@@ -30,6 +31,18 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
     {
         settings.initial_sync_max_attempts = Some(n as u32);
     }
+    if let Some((value, path)) = reader.take("initialSyncSpreadInS", diags)
+        && let Some(seconds) = whole_number(
+            value,
+            &path,
+            MAX_INITIAL_SYNC_SPREAD_S,
+            "seconds",
+            "0: no spread",
+            diags,
+        )
+    {
+        settings.initial_sync_spread_s = seconds;
+    }
     if let Some((value, path)) = reader.take("hooks", diags)
         && let Some(items) = fields::array(value, &path, diags)
     {
@@ -40,9 +53,16 @@ pub fn parse(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> AkvsyncS
             .collect();
     }
     if let Some((value, path)) = reader.take("expiryWarningDays", diags)
-        && let Some(days) = expiry_warning_days(value, &path, diags)
+        && let Some(days) = whole_number(
+            value,
+            &path,
+            u64::from(MAX_EXPIRY_WARNING_DAYS),
+            "days",
+            "0: warn only once a certificate has expired",
+            diags,
+        )
     {
-        settings.expiry_warning_days = days;
+        settings.expiry_warning_days = days as u32;
     }
     if let Some((value, path)) = reader.take("metrics", diags) {
         settings.metrics = metrics(value, &path, diags);
@@ -100,9 +120,17 @@ fn windows(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> WindowsOpt
     options
 }
 
-/// `expiryWarningDays`: a whole number of days in `0..=3650`, as a number or a string of
-/// digits; 0 turns the early warning off (an expired certificate is still reported).
-fn expiry_warning_days(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -> Option<u32> {
+/// A whole number of `unit` in `0..=max`, as a number or a string of digits; `zero` says
+/// what 0 means (`expiryWarningDays`: 0 turns the early warning off, an expired certificate
+/// is still reported; `initialSyncSpreadInS`: 0 starts at once).
+fn whole_number(
+    value: &Json,
+    path: &JsonPath,
+    max: u64,
+    unit: &str,
+    zero: &str,
+    diags: &mut Diagnostics,
+) -> Option<u64> {
     let parsed = match value {
         Json::Number(n) => n.as_u64(),
         Json::String(s) => {
@@ -118,12 +146,12 @@ fn expiry_warning_days(value: &Json, path: &JsonPath, diags: &mut Diagnostics) -
         other => other.kind().to_owned(),
     };
     match parsed {
-        Some(days) if days <= u64::from(MAX_EXPIRY_WARNING_DAYS) => Some(days as u32),
+        Some(n) if n <= max => Some(n),
         _ => {
             diags.error(
                 path,
                 format!(
-                    "expected a whole number of days from 0 to {MAX_EXPIRY_WARNING_DAYS} (0: warn only once a certificate has expired), found {found}"
+                    "expected a whole number of {unit} from 0 to {max} ({zero}), found {found}"
                 ),
             );
             None

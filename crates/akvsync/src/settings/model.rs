@@ -259,6 +259,10 @@ pub struct AkvsyncSettings {
     pub retain_versions: u32,
     /// With `requireInitialSync`, give up after this many attempts (`None`: never).
     pub initial_sync_max_attempts: Option<u32>,
+    /// `initialSyncSpreadInS`: the service's first round starts after a random delay of
+    /// 0..=this many seconds (0: at once), so that a scale set booting together does not
+    /// reach its vault in one burst.
+    pub initial_sync_spread_s: u64,
     /// Commands run after a new version is installed.
     pub hooks: Vec<Hook>,
     /// Warn this many days before a certificate expires; 0: only once it has expired.
@@ -369,6 +373,9 @@ pub enum PfxPassword {
 pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
 /// Upper bound of `expiryWarningDays`: ten years.
 pub const MAX_EXPIRY_WARNING_DAYS: u32 = 3650;
+/// Upper bound of `initialSyncSpreadInS`: an hour, the default polling interval (a longer
+/// spread delays a machine's first certificate more than waiting for a poll would).
+pub const MAX_INITIAL_SYNC_SPREAD_S: u64 = 3600;
 
 /// `akvsync.metrics`: where the Prometheus text exposition goes. Both off by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -457,6 +464,7 @@ impl Default for AkvsyncSettings {
         AkvsyncSettings {
             retain_versions: DEFAULT_RETAIN_VERSIONS,
             initial_sync_max_attempts: None,
+            initial_sync_spread_s: 0,
             hooks: Vec::new(),
             expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
             metrics: MetricsSettings::default(),

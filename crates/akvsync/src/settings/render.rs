@@ -43,6 +43,13 @@ pub fn report(validated: &Validated) -> String {
             .map_or("unlimited".to_owned(), |n| n.to_string()),
     );
     // Lines for akvsync's optional features appear only when they differ from the default.
+    if ours.initial_sync_spread_s != 0 {
+        let _ = writeln!(
+            out,
+            "start-up spread: the first sync starts within {} s (at random)",
+            ours.initial_sync_spread_s
+        );
+    }
     if ours.expiry_warning_days != DEFAULT_EXPIRY_WARNING_DAYS {
         let _ = writeln!(
             out,

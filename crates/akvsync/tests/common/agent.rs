@@ -1,6 +1,9 @@
 //! The agent in-process, for tests that need its reports or its exact retry settings: the
 //! real engine, credential and vault client over an [`Env`]'s settings, driven by a
-//! runtime of its own ([`Agent::sync`] blocks), and what it installed in the store.
+//! runtime of its own ([`Agent::sync`] blocks), and what it installed in the store. The
+//! push-back of a 429/503 without `Retry-After` is [`THROTTLE_PUSH_BACK`], Key Vault's
+//! 10 s window and Microsoft's 1–16 s steps scaled down 100 times (the product's own delays
+//! are checked through the binary).
 //!
 //! ```ignore
 //! let env = Env::start(EnvConfig::default());
@@ -13,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use akvsync::backoff::Backoff;
+use akvsync::backoff::{Backoff, ThrottlePushBack};
 use akvsync::identity::Credential;
 use akvsync::settings::{self, Platform, Settings};
 use akvsync::state::StateDir;
@@ -22,6 +25,13 @@ use akvsync::vault::{VaultClient, VaultOptions};
 
 use super::env::{Env, VAULT};
 use super::store_view::StoreView;
+
+/// `ThrottlePushBack::KEY_VAULT` scaled down 100 times.
+pub const THROTTLE_PUSH_BACK: ThrottlePushBack = ThrottlePushBack {
+    window: std::time::Duration::from_millis(100),
+    step: std::time::Duration::from_millis(10),
+    max_step: std::time::Duration::from_millis(160),
+};
 
 pub struct Agent {
     rt: tokio::runtime::Runtime,
@@ -44,6 +54,7 @@ impl Agent {
         let credential = Arc::new(Credential::new(&settings.identity, arc_dir, identity).unwrap());
         let mut options = VaultOptions::from_settings(&settings).unwrap();
         options.backoff = Some(vault);
+        options.throttle_push_back = Some(THROTTLE_PUSH_BACK);
         let client = Arc::new(VaultClient::new(Arc::clone(&credential), &options).unwrap());
         let state = StateDir::open(&env.scratch.state()).unwrap();
         let (engine, warnings) = Engine::new(settings, Arc::clone(&client), state);
