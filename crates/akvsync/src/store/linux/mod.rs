@@ -153,12 +153,10 @@ pub fn install(target: &LinuxTarget, new: &NewVersion<'_>) -> Result<Installed, 
     acl::add_to(temp.file(), &grants, acl::READ)?;
     // Best effort: without user attributes only the state records what akvsync wrote.
     let _ = xattr::FileExt::set_xattr(temp.file(), MARK, b"1");
-    temp.file()
-        .sync_all()
-        .map_err(io_error("sync", &temp_path))?;
     test_delay::pause();
+    // `commit` fsyncs the file before the rename.
     temp.commit(&file_name)
-        .map_err(io_error("rename into", &final_path))?;
+        .map_err(io_error("sync and rename into", &final_path))?;
     if !grants.is_empty() {
         let handle = fs::File::open(dir_path).map_err(io_error("open", dir_path))?;
         acl::add_to(&handle, &grants, acl::EXECUTE)?;
