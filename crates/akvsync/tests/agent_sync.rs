@@ -40,6 +40,16 @@ fn agent_env(secrets: &[&str]) -> (Env, Agent) {
     (env, agent)
 }
 
+/// An agent that installed the first version of `secret`, and a second version in the vault
+/// that it has not seen yet.
+fn installed_then_rotated(secret: &str) -> (Env, Agent, kvemu::Imported, kvemu::Imported) {
+    let (env, agent) = agent_env(&[secret]);
+    let v1 = rotate(&env, secret);
+    assert_eq!(agent.sync()[0].result, SyncResult::Installed);
+    let v2 = rotate(&env, secret);
+    (env, agent, v1, v2)
+}
+
 fn rotate(env: &Env, secret: &str) -> kvemu::Imported {
     env.emu.rotate_certificate(VAULT, secret).unwrap()
 }
@@ -113,10 +123,7 @@ fn first_sync_installs_then_polls_write_nothing_and_cost_one_get() {
 
 #[test]
 fn rotation_is_installed_and_the_previous_version_kept_then_pruned() {
-    let (env, agent) = agent_env(&["rot"]);
-    let v1 = rotate(&env, "rot");
-    agent.sync();
-    let v2 = rotate(&env, "rot");
+    let (env, agent, v1, v2) = installed_then_rotated("rot");
     assert_eq!(agent.sync()[0].result, SyncResult::Installed);
     assert_eq!(version(&env, "rot"), v2.version);
     let kept = |v: &kvemu::Imported| link(&env, &format!("rot.{}", v.version)).exists();
@@ -518,10 +525,7 @@ fn pfx_in_key_vaults_form_and_openssls_form_and_pem_all_install() {
 
 #[test]
 fn a_disabled_or_expired_secret_version_is_reported_and_the_installed_one_stays() {
-    let (env, agent) = agent_env(&["lifecycle"]);
-    let v1 = rotate(&env, "lifecycle");
-    agent.sync();
-    let v2 = rotate(&env, "lifecycle");
+    let (env, agent, v1, v2) = installed_then_rotated("lifecycle");
     let enable = |on| {
         env.emu
             .set_secret_enabled(VAULT, "lifecycle", Some(&v2.version), on)

@@ -20,6 +20,16 @@ fn handler_in(scratch: &Scratch) -> HandlerDir {
     HandlerDir::create(&scratch.0, scratch.state())
 }
 
+/// An environment with the certificate `web`, and a handler directory in it.
+fn web_handler() -> (Env, HandlerDir) {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    let h = handler_in(&env.scratch);
+    (env, h)
+}
+
 /// The environment's settings observing `secrets`.
 fn public(env: &Env, secrets: &[&str], require_initial_sync: bool) -> serde_json::Value {
     let mut settings = env.settings_json();
@@ -44,11 +54,7 @@ fn is_success(s: &serde_json::Value) -> bool {
 
 #[test]
 fn full_lifecycle_install_enable_reconfigure_disable_uninstall() {
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
-    let h = handler_in(&env.scratch);
+    let (env, h) = web_handler();
     let state = env.scratch.state();
     let store = StoreView::new(env.scratch.store());
 
@@ -170,11 +176,7 @@ fn full_lifecycle_install_enable_reconfigure_disable_uninstall() {
 
 #[test]
 fn update_sequence_keeps_the_service_with_its_owner() {
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
-    let h = handler_in(&env.scratch);
+    let (env, h) = web_handler();
     let state = env.scratch.state();
     h.write_settings(0, &public(&env, &["web"], false), None);
     h.cmd("install", 0).code(0).run();

@@ -9,6 +9,7 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
+use common::agent::observe;
 use common::env::{Cmd, Env, EnvConfig, VAULT};
 use common::service::Service;
 use common::store_view::StoreView;
@@ -117,12 +118,7 @@ fn status_and_wait_exit_codes_follow_what_is_served() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("testing override"));
 
     // A certificate whose check fails (404): status and wait say so and exit 1.
-    let mut json = env.settings_json();
-    json["secretsManagementSettings"]["observedCertificates"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!(env.url("missing")));
-    env.write_settings(&json);
+    observe(&env, &["web", "missing"]);
     env.cmd(&["once"]).code(1).run();
     env.cmd(&["status"])
         .code(1)
@@ -141,12 +137,7 @@ fn wait_returns_once_the_running_service_has_installed_everything() {
         certificates: &["web"],
         ..Default::default()
     });
-    let mut json = env.settings_json();
-    json["secretsManagementSettings"]["observedCertificates"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!(env.url("late")));
-    env.write_settings(&json);
+    observe(&env, &["web", "late"]);
     let _service = Service::spawn(env.run_command(&[]));
     let mut wait = Service::spawn(env.command(&["wait", "--timeout", "60s"]));
     // The service holds the state lock; wait does not need it.
