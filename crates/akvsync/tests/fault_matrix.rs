@@ -472,6 +472,7 @@ fn vault_transport_and_body_faults() {
 #[test]
 fn identity_status_codes() {
     use On::Identity;
+    // The vault table's rows again, on purpose: the identity endpoint's own codes and wording.
     #[rustfmt::skip]
     let rows: Vec<Row> = vec![
         ("i400", status(400, None), None, permanent(&["answered 400"])),
