@@ -20,7 +20,7 @@ use kvemu::{Fault, FaultKind};
 use nix::sys::signal::Signal;
 
 use common::agent::{Agent, link, linked_version, observe, parse, report};
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::faults::FaultScope;
 use common::probe::RequestProbe;
 use common::service::Service;
@@ -196,9 +196,10 @@ fn once_and_status_commands() {
     assert_eq!(installed["dnsNames"][0], "cli.example.test");
 
     // Without --settings, status reads the settings `once` last used from the state directory.
-    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    status.args(["status", "--json", "--state-dir"]);
-    let out = Cmd::new(status).arg(env.scratch.state()).code(0).run();
+    let out = akvsync(&["status", "--json", "--state-dir"])
+        .arg(env.scratch.state())
+        .code(0)
+        .run();
     let remembered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         remembered["certificates"][0]["installed"]["thumbprint"],

@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::guest_agent::{HANDLER, HandlerDir, alive};
 use common::probe::RequestProbe;
 use common::store_view::{StoreView, mode};
@@ -236,8 +236,7 @@ fn invalid_first_settings_report_every_field_and_start_nothing() {
     assert_eq!(status["code"], 1);
     let message = status["formattedMessage"]["message"].as_str().unwrap();
     // The same lines as `akvsync validate`.
-    let validate = Cmd::new(std::process::Command::new(env!("CARGO_BIN_EXE_akvsync")))
-        .arg("validate")
+    let validate = akvsync(&["validate"])
         .arg(h.settings_file(0))
         .arg("--platform")
         .arg("linux")

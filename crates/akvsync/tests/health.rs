@@ -10,7 +10,7 @@ use std::fs;
 use std::time::Duration;
 
 use common::agent::observe;
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::service::Service;
 use common::store_view::StoreView;
 use common::wait_until;
@@ -98,9 +98,7 @@ fn status_and_wait_exit_codes_follow_what_is_served() {
     });
     // Before any sync, without --settings: said plainly, not a missing-file error.
     let state = env.scratch.state();
-    Cmd::new(std::process::Command::new(env!("CARGO_BIN_EXE_akvsync")))
-        .arg("status")
-        .arg("--state-dir")
+    akvsync(&["status", "--state-dir"])
         .arg(&state)
         .code(1)
         .stderr_has("nothing synced yet")

@@ -14,14 +14,14 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use kvemu::{Emulator, Fault, FaultKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::guest_agent::HandlerDir;
 use common::http::{self, free_loopback_port};
 use common::service::Service;
@@ -662,11 +662,7 @@ fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
             "akvsync": {"metrics": {"listen": listen}},
         });
         fs::write(scratch.settings_file(), settings.to_string()).unwrap();
-        let validate = Cmd::new(Command::new(env!("CARGO_BIN_EXE_akvsync")))
-            .arg("validate")
-            .arg("--platform")
-            .arg("linux")
-            .arg(scratch.settings_file());
+        let validate = akvsync(&["validate", "--platform", "linux"]).arg(scratch.settings_file());
         if accepted {
             validate.code(0).run();
         } else {

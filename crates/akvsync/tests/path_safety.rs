@@ -16,12 +16,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use akvsync::settings::{self, Platform, SettingsError};
 
 use common::Scratch;
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::guest_agent::HANDLER;
 use common::store_view::{Entry, snapshot};
 
@@ -323,18 +322,17 @@ fn huge_deep_and_non_utf8_settings_are_refused_by_every_verb_without_a_panic() {
         let file = scratch.path(&format!("{name}.json"));
         fs::write(&file, &bytes).unwrap();
         for verb in ["validate", "once", "run"] {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_akvsync"));
-            command.arg(verb);
-            if verb == "validate" {
-                command.arg(&file);
+            let command = akvsync(&[verb]);
+            let command = if verb == "validate" {
+                command.arg(&file)
             } else {
                 command
                     .arg("--settings")
                     .arg(&file)
                     .arg("--state-dir")
-                    .arg(&state);
-            }
-            let out = Cmd::new(command).code(2).run();
+                    .arg(&state)
+            };
+            let out = command.code(2).run();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!stderr.contains("panicked"), "{name} {verb}: {stderr}");
             assert!(

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -28,7 +28,7 @@ use kvemu::{Emulator, Fault, FaultKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Cmd, Env, EnvConfig, VAULT, akvsync};
 use common::guest_agent::HandlerDir;
 use common::service::Service;
 use common::store_view::{self, StoreView};
@@ -410,10 +410,11 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
             .scratch
             .path(&format!("bad-{}.json", what.replace(' ', "-")));
         fs::write(&bad, text).unwrap();
-        let mut once = Command::new(env!("CARGO_BIN_EXE_akvsync"));
-        once.arg("once").arg("--settings").arg(&bad);
-        once.arg("--state-dir").arg(env.scratch.state());
-        outputs.run(what, trace(Cmd::new(once), false).code(2));
+        let once = akvsync(&["once", "--settings"])
+            .arg(&bad)
+            .arg("--state-dir")
+            .arg(env.scratch.state());
+        outputs.run(what, trace(once, false).code(2));
         let validate = env.cmd(&["validate", "--json"]).arg(&bad);
         outputs.run(what, trace(validate, false).code(2));
     }
