@@ -29,6 +29,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use common::env::{Cmd, Env, EnvConfig, VAULT, akvsync};
+use common::faults;
 use common::guest_agent::HandlerDir;
 use common::service::Service;
 use common::store_view::{self, StoreView};
@@ -350,17 +351,13 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     // Failure paths, each with a pending rotation so that the agent fetches. No fault: the
     // vault denies the identity (403).
     let system = env.emu.system_identity().client_id;
-    let status = |status| FaultKind::Status {
-        status,
-        retry_after: None,
-    };
     let object = |secret, kind| Some(Fault::object(VAULT, secret, kind, 100));
     for (what, rotate, fault, json, says) in [
         ("once, 403", "rot", None, false, "403"),
         (
             "once, 401 from the vault",
             pfx,
-            object("rot", status(401)),
+            object("rot", faults::status(401, None)),
             true,
             "",
         ),
@@ -381,7 +378,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         (
             "once, 401 from the identity endpoint",
             pfx,
-            Some(Fault::identity(status(401), 100)),
+            Some(Fault::identity(faults::status(401, None), 100)),
             true,
             "",
         ),
