@@ -19,7 +19,7 @@ use akvsync::sync::SyncResult;
 use kvemu::{Fault, FaultKind};
 use nix::sys::signal::Signal;
 
-use common::agent::{Agent, link, linked_version, observe, parse, report};
+use common::agent::{Agent, failure, link, linked_version, observe, parse, report};
 use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::faults::FaultScope;
 use common::probe::RequestProbe;
@@ -164,14 +164,10 @@ fn one_bad_certificate_does_not_block_the_others_and_redirects_are_refused() {
     let probe = RequestProbe::new(&env.emu);
     let reports = agent.sync();
     assert_eq!(report(&reports, "good").result, SyncResult::Installed);
-    let SyncResult::Failed(missing) = &report(&reports, "missing").result else {
-        panic!()
-    };
+    let missing = failure(report(&reports, "missing"));
     let named = missing.contains("404") && missing.contains("SecretNotFound");
     assert!(named, "{missing}");
-    let SyncResult::Failed(redirect) = &report(&reports, "redirected").result else {
-        panic!()
-    };
+    let redirect = failure(report(&reports, "redirected"));
     assert!(redirect.contains("redirects are refused"), "{redirect}");
     assert_eq!(probe.unknown_host(), 0, "nothing followed the redirect");
     assert!(!link(&env, "redirected").exists());
@@ -517,9 +513,7 @@ fn pfx_in_key_vaults_form_and_openssls_form_and_pem_all_install() {
     rotate(&env, first);
     let _bad = FaultScope::new(&env.emu).inject(Fault::object(VAULT, first, FaultKind::BadPfx, 10));
     let reports = agent.sync();
-    let SyncResult::Failed(message) = &report(&reports, first).result else {
-        panic!("{reports:?}")
-    };
+    let message = failure(report(&reports, first));
     assert!(message.contains("PKCS#12"), "{message}");
     assert_eq!(version(&env, first), rotated.version);
 }
