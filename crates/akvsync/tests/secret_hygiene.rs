@@ -28,6 +28,7 @@ use kvemu::{Emulator, Fault, FaultKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
+use common::agent::parse;
 use common::env::{Cmd, Env, EnvConfig, VAULT, akvsync};
 use common::faults;
 use common::guest_agent::HandlerDir;
@@ -131,11 +132,14 @@ impl Needles {
         self.0.push((what.into(), bytes));
     }
 
-    fn token(&mut self, index: usize, token: &str) {
-        self.add(format!("token #{index}"), token.as_bytes());
-        // The random signature alone: a token cut or split in a log line.
-        let signature = token.rsplit('.').next().unwrap();
-        self.add(format!("token #{index} signature"), signature.as_bytes());
+    /// Every token the emulator issued, whole and its signature alone.
+    fn tokens(&mut self, tokens: &[String]) {
+        for (index, token) in tokens.iter().enumerate() {
+            self.add(format!("token #{index}"), token.as_bytes());
+            // The random signature alone: a token cut or split in a log line.
+            let signature = token.rsplit('.').next().unwrap();
+            self.add(format!("token #{index} signature"), signature.as_bytes());
+        }
     }
 
     /// A private key (PKCS#8 DER): its secret numbers raw and in hex, the DER and its base64.
@@ -454,9 +458,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         "each process got its own token: {}",
         tokens.len()
     );
-    for (i, token) in tokens.iter().enumerate() {
-        needles.token(i, token);
-    }
+    needles.tokens(&tokens);
     let key_count = needles_for_secrets(&env.emu, SECRETS, &mut needles);
     assert!(key_count >= 10, "{key_count} keys");
     let index = Index::new(&needles);
@@ -528,10 +530,7 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
         seed: true,
         ..Default::default()
     });
-    let settings = env.settings_json().to_string();
-    let platform = akvsync::settings::Platform::Linux;
-    let settings = akvsync::settings::parse_bytes(settings.as_bytes(), platform);
-    let settings = settings.unwrap().settings;
+    let settings = parse(&env.settings_json());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -543,9 +542,7 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
     assert!(!tokens.is_empty());
 
     let mut needles = Needles::default();
-    for (i, token) in tokens.iter().enumerate() {
-        needles.token(i, token);
-    }
+    needles.tokens(&tokens);
     needles_for_secrets(&env.emu, &SECRETS[..3], &mut needles);
     let index = Index::new(&needles);
     let bundle = akvsync::decode::decode_secret(
