@@ -10,13 +10,12 @@
 use std::sync::Mutex;
 
 use akvsync::decode::{self, Bundle};
-use akvsync::settings::{
-    self, ObservedCertificate, Platform, StoreLocation, Target, WindowsTarget,
-};
+use akvsync::settings::{ObservedCertificate, StoreLocation, Target, WindowsTarget};
 use akvsync::store;
 use akvsync::store::windows::plan::{self, KEY_FULL_CONTROL, KEY_READ, Provider};
 use akvsync::store::windows::sys::Store;
 use akvsync::store::windows::{self as win, Options};
+use common::agent::parse;
 use common::fixtures::{self, thumbprint};
 use common::win_store::{
     clear, prime_user_keyset, renewals, sha1_upper, thumbprints_in, wine_compat,
@@ -55,8 +54,7 @@ fn observed(
             "keyExportable": exportable,
         }],
     }});
-    let validated = settings::parse_bytes(json.to_string().as_bytes(), Platform::Windows).unwrap();
-    validated.settings.certificates[0].clone()
+    parse(&json).certificates[0].clone()
 }
 
 fn target(c: &ObservedCertificate) -> &WindowsTarget {
