@@ -19,8 +19,8 @@ use akvsync::sync::SyncResult;
 use kvemu::{Fault, FaultKind};
 use nix::sys::signal::Signal;
 
-use common::agent::{Agent, link, linked_version, observe, parse, report};
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::agent::{Agent, failure, link, linked_version, observe, parse, report};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::faults::FaultScope;
 use common::probe::RequestProbe;
 use common::service::Service;
@@ -38,6 +38,16 @@ fn agent_env(secrets: &[&str]) -> (Env, Agent) {
     let env = Env::start(EnvConfig::default());
     let agent = Agent::new(&env, &observe(&env, secrets), FAST, FAST);
     (env, agent)
+}
+
+/// An agent that installed the first version of `secret`, and a second version in the vault
+/// that it has not seen yet.
+fn installed_then_rotated(secret: &str) -> (Env, Agent, kvemu::Imported, kvemu::Imported) {
+    let (env, agent) = agent_env(&[secret]);
+    let v1 = rotate(&env, secret);
+    assert_eq!(agent.sync()[0].result, SyncResult::Installed);
+    let v2 = rotate(&env, secret);
+    (env, agent, v1, v2)
 }
 
 fn rotate(env: &Env, secret: &str) -> kvemu::Imported {
@@ -113,10 +123,7 @@ fn first_sync_installs_then_polls_write_nothing_and_cost_one_get() {
 
 #[test]
 fn rotation_is_installed_and_the_previous_version_kept_then_pruned() {
-    let (env, agent) = agent_env(&["rot"]);
-    let v1 = rotate(&env, "rot");
-    agent.sync();
-    let v2 = rotate(&env, "rot");
+    let (env, agent, v1, v2) = installed_then_rotated("rot");
     assert_eq!(agent.sync()[0].result, SyncResult::Installed);
     assert_eq!(version(&env, "rot"), v2.version);
     let kept = |v: &kvemu::Imported| link(&env, &format!("rot.{}", v.version)).exists();
@@ -157,14 +164,10 @@ fn one_bad_certificate_does_not_block_the_others_and_redirects_are_refused() {
     let probe = RequestProbe::new(&env.emu);
     let reports = agent.sync();
     assert_eq!(report(&reports, "good").result, SyncResult::Installed);
-    let SyncResult::Failed(missing) = &report(&reports, "missing").result else {
-        panic!()
-    };
+    let missing = failure(report(&reports, "missing"));
     let named = missing.contains("404") && missing.contains("SecretNotFound");
     assert!(named, "{missing}");
-    let SyncResult::Failed(redirect) = &report(&reports, "redirected").result else {
-        panic!()
-    };
+    let redirect = failure(report(&reports, "redirected"));
     assert!(redirect.contains("redirects are refused"), "{redirect}");
     assert_eq!(probe.unknown_host(), 0, "nothing followed the redirect");
     assert!(!link(&env, "redirected").exists());
@@ -189,9 +192,10 @@ fn once_and_status_commands() {
     assert_eq!(installed["dnsNames"][0], "cli.example.test");
 
     // Without --settings, status reads the settings `once` last used from the state directory.
-    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_akvsync"));
-    status.args(["status", "--json", "--state-dir"]);
-    let out = Cmd::new(status).arg(env.scratch.state()).code(0).run();
+    let out = akvsync(&["status", "--json", "--state-dir"])
+        .arg(env.scratch.state())
+        .code(0)
+        .run();
     let remembered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         remembered["certificates"][0]["installed"]["thumbprint"],
@@ -509,19 +513,14 @@ fn pfx_in_key_vaults_form_and_openssls_form_and_pem_all_install() {
     rotate(&env, first);
     let _bad = FaultScope::new(&env.emu).inject(Fault::object(VAULT, first, FaultKind::BadPfx, 10));
     let reports = agent.sync();
-    let SyncResult::Failed(message) = &report(&reports, first).result else {
-        panic!("{reports:?}")
-    };
+    let message = failure(report(&reports, first));
     assert!(message.contains("PKCS#12"), "{message}");
     assert_eq!(version(&env, first), rotated.version);
 }
 
 #[test]
 fn a_disabled_or_expired_secret_version_is_reported_and_the_installed_one_stays() {
-    let (env, agent) = agent_env(&["lifecycle"]);
-    let v1 = rotate(&env, "lifecycle");
-    agent.sync();
-    let v2 = rotate(&env, "lifecycle");
+    let (env, agent, v1, v2) = installed_then_rotated("lifecycle");
     let enable = |on| {
         env.emu
             .set_secret_enabled(VAULT, "lifecycle", Some(&v2.version), on)

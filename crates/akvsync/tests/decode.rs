@@ -2,39 +2,24 @@
 //! Vault PFX (zero-length empty password), and the errors for blobs that cannot be
 //! installed. Fixtures: `tests/data` (see `make-fixtures.sh`).
 
-use std::collections::HashMap;
-use std::fs;
-
 use akvsync::decode::{self, DecodeError};
+use common::fixtures::{self, thumbprint};
 
 mod common;
 
-/// A text fixture of `tests/data`.
-fn data(name: &str) -> String {
-    fs::read_to_string(common::crate_path("tests/data").join(name)).unwrap()
-}
-
-fn thumbprints() -> HashMap<String, String> {
-    data("thumbprints.txt")
-        .lines()
-        .map(|l| {
-            let (name, thumb) = l.split_once(' ').unwrap();
-            (name.to_owned(), thumb.to_owned())
-        })
-        .collect()
-}
-
 #[test]
 fn key_first_shuffled_pem_orders_leaf_intermediate_root() {
-    let t = thumbprints();
     let bundle = decode::decode_secret(
         Some("application/x-pem-file"),
-        &data("rsa-key-first-shuffled.pem"),
+        &fixtures::text("rsa-key-first-shuffled.pem"),
     )
     .unwrap();
-    assert_eq!(bundle.leaf.thumbprint, t["leaf"]);
+    assert_eq!(bundle.leaf.thumbprint, thumbprint("leaf"));
     let chain: Vec<&str> = bundle.chain.iter().map(|c| c.thumbprint.as_str()).collect();
-    assert_eq!(chain, [t["int"].as_str(), t["root"].as_str()]);
+    assert_eq!(
+        chain,
+        [thumbprint("int").as_str(), thumbprint("root").as_str()]
+    );
     assert_eq!(bundle.leaf.subject, "CN=www.contoso.com");
     assert_eq!(bundle.leaf.issuer, "CN=akvsync test intermediate");
     assert_eq!(bundle.leaf.dns_names, ["www.contoso.com", "contoso.com"]);
@@ -64,23 +49,22 @@ fn key_first_shuffled_pem_orders_leaf_intermediate_root() {
 
 #[test]
 fn pkcs1_and_sec1_keys_become_pkcs8() {
-    let t = thumbprints();
-    let rsa = decode::decode_pem(&data("rsa-pkcs1-key-last.pem")).unwrap();
-    assert_eq!(rsa.leaf.thumbprint, t["leaf"]);
+    let rsa = decode::decode_pem(&fixtures::text("rsa-pkcs1-key-last.pem")).unwrap();
+    assert_eq!(rsa.leaf.thumbprint, thumbprint("leaf"));
     assert_eq!(rsa.chain.len(), 1, "the root is not in this file");
-    let from_pkcs8 = decode::decode_pem(&data("rsa-key-first-shuffled.pem")).unwrap();
+    let from_pkcs8 = decode::decode_pem(&fixtures::text("rsa-key-first-shuffled.pem")).unwrap();
     assert_eq!(
         rsa.key.pkcs8_der(),
         from_pkcs8.key.pkcs8_der(),
         "PKCS#1 wrapped into the same PKCS#8"
     );
 
-    let ec = decode::decode_pem(&data("ec-sec1-with-params.pem")).unwrap();
-    assert_eq!(ec.leaf.thumbprint, t["ec"]);
+    let ec = decode::decode_pem(&fixtures::text("ec-sec1-with-params.pem")).unwrap();
+    assert_eq!(ec.leaf.thumbprint, thumbprint("ec"));
     assert_eq!(ec.leaf.key, "EC P-256");
     assert_eq!(ec.leaf.dns_names, ["api.contoso.com"]);
     let reparsed = decode::decode_pem(core::str::from_utf8(&ec.to_pem()).unwrap()).unwrap();
-    assert_eq!(reparsed.leaf.thumbprint, t["ec"]);
+    assert_eq!(reparsed.leaf.thumbprint, thumbprint("ec"));
 }
 
 #[test]
@@ -89,17 +73,17 @@ fn blobs_that_cannot_be_installed_are_errors() {
         (
             "no key",
             Some("application/x-pem-file"),
-            data("certificates-only.pem"),
+            fixtures::text("certificates-only.pem"),
         ),
         (
             "wrong key",
             Some("application/x-pem-file"),
-            data("key-matches-nothing.pem"),
+            fixtures::text("key-matches-nothing.pem"),
         ),
         (
             "no certificate",
             Some("application/x-pem-file"),
-            data("rsa-pkcs1-key-last.pem")
+            fixtures::text("rsa-pkcs1-key-last.pem")
                 .split("-----BEGIN RSA")
                 .nth(1)
                 .map(|k| format!("-----BEGIN RSA{k}"))
@@ -114,7 +98,7 @@ fn blobs_that_cannot_be_installed_are_errors() {
         (
             "truncated PEM",
             Some("application/x-pem-file"),
-            data("rsa-key-first-shuffled.pem")[..200].to_owned(),
+            fixtures::text("rsa-key-first-shuffled.pem")[..200].to_owned(),
         ),
     ];
     for (what, content_type, value) in cases {
@@ -137,31 +121,16 @@ fn blobs_that_cannot_be_installed_are_errors() {
 
 #[test]
 fn recorded_key_vault_pfx_decodes_with_the_zero_length_password() {
-    let recorded: serde_json::Value =
-        serde_json::from_str(&data("keyvault-get-secret-pkcs12.json")).unwrap();
-    let bundle = decode::decode_secret(
-        recorded["contentType"].as_str(),
-        recorded["value"].as_str().unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        bundle.leaf.thumbprint,
-        "ABF46F114F26E918C38DA656FD858044C5676BE4"
-    );
+    let bundle = fixtures::recorded_key_vault_bundle();
+    assert_eq!(bundle.leaf.thumbprint, fixtures::RECORDED_LEAF);
     assert_eq!(
         bundle.csp_name.as_deref(),
         Some("Microsoft Enhanced RSA and AES Cryptographic Provider")
     );
 }
 
-/// A binary fixture of `tests/data`.
-fn pfx(name: &str) -> Vec<u8> {
-    fs::read(common::crate_path("tests/data").join(name)).unwrap()
-}
-
 #[test]
 fn every_openssl_pfx_form_with_the_empty_password_decodes() {
-    let t = thumbprints();
     for (file, leaf, chain) in [
         ("rsa-openssl3-aes-empty.p12", "leaf", 2),
         ("rsa-legacy-rc2-empty.p12", "leaf", 2),
@@ -170,22 +139,26 @@ fn every_openssl_pfx_form_with_the_empty_password_decodes() {
         ("rsa-unencrypted-empty.p12", "leaf", 2),
         ("ec-openssl3-aes-empty.p12", "ec", 2),
     ] {
-        let bundle = decode::decode_pfx(&pfx(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert_eq!(bundle.leaf.thumbprint, t[leaf], "{file}");
+        let bundle =
+            decode::decode_pfx(&fixtures::bytes(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(bundle.leaf.thumbprint, thumbprint(leaf), "{file}");
         let chain_thumbprints: Vec<&str> =
             bundle.chain.iter().map(|c| c.thumbprint.as_str()).collect();
         assert_eq!(
             chain_thumbprints,
-            [t["int"].as_str(), t["root"].as_str()][..chain],
+            [thumbprint("int").as_str(), thumbprint("root").as_str()][..chain],
             "{file}"
         );
         assert_eq!(bundle.csp_name, None, "{file}: OpenSSL writes no CSP name");
         // Through the secret path too, as Key Vault serves it (base64, PKCS#12 content type).
-        let value = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pfx(file));
+        let value = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            fixtures::bytes(file),
+        );
         let served = decode::decode_secret(Some("application/x-pkcs12"), &value).unwrap();
-        assert_eq!(served.leaf.thumbprint, t[leaf]);
+        assert_eq!(served.leaf.thumbprint, thumbprint(leaf));
     }
-    let ec = decode::decode_pfx(&pfx("ec-openssl3-aes-empty.p12")).unwrap();
+    let ec = decode::decode_pfx(&fixtures::bytes("ec-openssl3-aes-empty.p12")).unwrap();
     assert_eq!(ec.leaf.key, "EC P-256");
 }
 
@@ -199,10 +172,12 @@ fn pfx_files_that_cannot_be_used_are_clear_errors() {
         ),
     ];
     for (file, expected) in cases {
-        let err = decode::decode_pfx(&pfx(file)).unwrap_err().to_string();
+        let err = decode::decode_pfx(&fixtures::bytes(file))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expected), "{file}: {err}");
     }
-    let whole = pfx("rsa-3des-sha1-empty.p12");
+    let whole = fixtures::bytes("rsa-3des-sha1-empty.p12");
     let err = decode::decode_pfx(&whole[..whole.len() / 2]).unwrap_err();
     assert!(matches!(err, DecodeError::Pkcs12(_)), "{err}");
     let mut flipped = whole.clone();

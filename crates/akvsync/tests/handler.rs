@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::guest_agent::{HANDLER, HandlerDir, alive};
 use common::probe::RequestProbe;
 use common::store_view::{StoreView, mode};
@@ -18,6 +18,16 @@ use common::{Scratch, wait_until};
 /// A handler directory beside the environment's store, with its state directory.
 fn handler_in(scratch: &Scratch) -> HandlerDir {
     HandlerDir::create(&scratch.0, scratch.state())
+}
+
+/// An environment with the certificate `web`, and a handler directory in it.
+fn web_handler() -> (Env, HandlerDir) {
+    let env = Env::start(EnvConfig {
+        certificates: &["web"],
+        ..Default::default()
+    });
+    let h = handler_in(&env.scratch);
+    (env, h)
 }
 
 /// The environment's settings observing `secrets`.
@@ -44,11 +54,7 @@ fn is_success(s: &serde_json::Value) -> bool {
 
 #[test]
 fn full_lifecycle_install_enable_reconfigure_disable_uninstall() {
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
-    let h = handler_in(&env.scratch);
+    let (env, h) = web_handler();
     let state = env.scratch.state();
     let store = StoreView::new(env.scratch.store());
 
@@ -170,11 +176,7 @@ fn full_lifecycle_install_enable_reconfigure_disable_uninstall() {
 
 #[test]
 fn update_sequence_keeps_the_service_with_its_owner() {
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
-    let h = handler_in(&env.scratch);
+    let (env, h) = web_handler();
     let state = env.scratch.state();
     h.write_settings(0, &public(&env, &["web"], false), None);
     h.cmd("install", 0).code(0).run();
@@ -234,8 +236,7 @@ fn invalid_first_settings_report_every_field_and_start_nothing() {
     assert_eq!(status["code"], 1);
     let message = status["formattedMessage"]["message"].as_str().unwrap();
     // The same lines as `akvsync validate`.
-    let validate = Cmd::new(std::process::Command::new(env!("CARGO_BIN_EXE_akvsync")))
-        .arg("validate")
+    let validate = akvsync(&["validate"])
         .arg(h.settings_file(0))
         .arg("--platform")
         .arg("linux")

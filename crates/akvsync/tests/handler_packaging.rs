@@ -4,8 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+// The unit checks run only on Linux.
+#[cfg(target_os = "linux")]
+use std::{path::Path, process::Command};
 
 fn repo() -> PathBuf {
     common::crate_path("../..")

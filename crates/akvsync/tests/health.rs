@@ -9,7 +9,8 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::agent::observe;
+use common::env::{Env, EnvConfig, VAULT, akvsync};
 use common::service::Service;
 use common::store_view::StoreView;
 use common::wait_until;
@@ -97,9 +98,7 @@ fn status_and_wait_exit_codes_follow_what_is_served() {
     });
     // Before any sync, without --settings: said plainly, not a missing-file error.
     let state = env.scratch.state();
-    Cmd::new(std::process::Command::new(env!("CARGO_BIN_EXE_akvsync")))
-        .arg("status")
-        .arg("--state-dir")
+    akvsync(&["status", "--state-dir"])
         .arg(&state)
         .code(1)
         .stderr_has("nothing synced yet")
@@ -117,12 +116,7 @@ fn status_and_wait_exit_codes_follow_what_is_served() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("testing override"));
 
     // A certificate whose check fails (404): status and wait say so and exit 1.
-    let mut json = env.settings_json();
-    json["secretsManagementSettings"]["observedCertificates"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!(env.url("missing")));
-    env.write_settings(&json);
+    observe(&env, &["web", "missing"]);
     env.cmd(&["once"]).code(1).run();
     env.cmd(&["status"])
         .code(1)
@@ -141,12 +135,7 @@ fn wait_returns_once_the_running_service_has_installed_everything() {
         certificates: &["web"],
         ..Default::default()
     });
-    let mut json = env.settings_json();
-    json["secretsManagementSettings"]["observedCertificates"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!(env.url("late")));
-    env.write_settings(&json);
+    observe(&env, &["web", "late"]);
     let _service = Service::spawn(env.run_command(&[]));
     let mut wait = Service::spawn(env.command(&["wait", "--timeout", "60s"]));
     // The service holds the state lock; wait does not need it.

@@ -10,7 +10,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::env::{Env, EnvConfig, VAULT};
@@ -31,6 +31,25 @@ fn proc_status(pid: u32, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
         .trim()
         .to_owned()
+}
+
+/// The environment (`certificates`, the `akvsync` section) of a test that installs the
+/// service as root, and the root its systemd and polkit files go below; `None` (the test
+/// skips) when not run as root.
+fn root_env(
+    certificates: &'static [&'static str],
+    akvsync: Option<serde_json::Value>,
+) -> Option<(Env, PathBuf)> {
+    if skip_unless_root("least_privilege") {
+        return None;
+    }
+    let env = Env::start(EnvConfig {
+        certificates,
+        akvsync,
+        ..Default::default()
+    });
+    let sysroot = env.scratch.path("sysroot");
+    Some((env, sysroot))
 }
 
 /// `akvsync service install` for `env`, writing its systemd and polkit files below `root`.
@@ -243,14 +262,9 @@ fn as_its_own_account_the_service_installs_rotates_writes_owned_outputs_and_runs
 
 #[test]
 fn capabilities_the_settings_do_not_need_are_dropped_at_start() {
-    if skip_unless_root("least_privilege") {
+    let Some((env, sysroot)) = root_env(&["plain"], None) else {
         return;
-    }
-    let env = Env::start(EnvConfig {
-        certificates: &["plain"],
-        ..Default::default()
-    });
-    let sysroot = env.scratch.path("sysroot");
+    };
     let dropin = service_install(&env, &sysroot);
     assert!(
         dropin.contains("\nCapabilityBoundingSet=\nAmbientCapabilities=\n"),
@@ -272,16 +286,13 @@ fn capabilities_the_settings_do_not_need_are_dropped_at_start() {
 
 #[test]
 fn hook_units_get_an_exact_polkit_rule_that_goes_when_the_hooks_go() {
-    if skip_unless_root("least_privilege") {
+    let Some((env, sysroot)) = root_env(
+        &["web"],
+        Some(serde_json::json!({"hooks": [{"reloadUnit": "nginx"},
+                                          {"restartUnit": "app@blue.service"}]})),
+    ) else {
         return;
-    }
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        akvsync: Some(serde_json::json!({"hooks": [{"reloadUnit": "nginx"},
-                                                   {"restartUnit": "app@blue.service"}]})),
-        ..Default::default()
-    });
-    let sysroot = env.scratch.path("sysroot");
+    };
     service_install(&env, &sysroot);
     let rule_path = sysroot.join("etc/polkit-1/rules.d/50-akvsync.rules");
     let rule = fs::read_to_string(&rule_path).unwrap();
@@ -304,15 +315,10 @@ fn hook_units_get_an_exact_polkit_rule_that_goes_when_the_hooks_go() {
 
 #[test]
 fn install_refuses_directories_it_must_not_hand_to_the_account() {
-    if skip_unless_root("least_privilege") {
+    let Some((env, sysroot)) = root_env(&["web"], None) else {
         return;
-    }
+    };
     let mallory = ensure_user("akvsync-mallory");
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        ..Default::default()
-    });
-    let sysroot = env.scratch.path("sysroot");
     // Another account's directory: never taken over.
     fs::create_dir(env.scratch.store()).unwrap();
     std::os::unix::fs::chown(env.scratch.store(), Some(mallory.uid.as_raw()), None).unwrap();
@@ -334,19 +340,16 @@ fn install_refuses_directories_it_must_not_hand_to_the_account() {
 
 #[test]
 fn a_capability_the_settings_need_and_the_process_lacks_is_named_and_nothing_is_lost() {
-    if skip_unless_root("least_privilege") {
-        return;
-    }
-    ensure_user(APP);
-    let env = Env::start(EnvConfig {
-        certificates: &["web"],
-        akvsync: Some(
+    let Some((env, sysroot)) = root_env(
+        &["web"],
+        Some(
             serde_json::json!({"outputs": [{"files": {"key": "{secret}.key"},
-                                                      "owner": APP, "mode": "0600"}]}),
+                                            "owner": APP, "mode": "0600"}]}),
         ),
-        ..Default::default()
-    });
-    let sysroot = env.scratch.path("sysroot");
+    ) else {
+        return;
+    };
+    ensure_user(APP);
     let dropin = service_install(&env, &sysroot);
     assert!(
         dropin.contains("\nAmbientCapabilities=CAP_CHOWN\n"),

@@ -14,14 +14,15 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use kvemu::{Emulator, Fault, FaultKind};
+use kvemu::{Emulator, Fault};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::env::{Env, EnvConfig, VAULT, akvsync};
+use common::faults;
 use common::guest_agent::HandlerDir;
 use common::http::{self, free_loopback_port};
 use common::service::Service;
@@ -442,14 +443,14 @@ fn run_serves_metrics_that_match_status_faults_and_expiry() {
     let soon = import_expiring(&env.emu, "soon", 10);
     env.emu.rotate_certificate(VAULT, "denied").unwrap();
     // The first answer for `web` is a 429 (retried after 1 s); `denied` is always 403.
-    let fault = |status, retry_after| FaultKind::Status {
-        status,
-        retry_after,
-    };
     env.emu
-        .inject(Fault::object(VAULT, "web", fault(429, Some(1)), 1));
-    env.emu
-        .inject(Fault::object(VAULT, "denied", fault(403, None), 100_000));
+        .inject(Fault::object(VAULT, "web", faults::status(429, Some(1)), 1));
+    env.emu.inject(Fault::object(
+        VAULT,
+        "denied",
+        faults::status(403, None),
+        100_000,
+    ));
     let service = Service::spawn(env.run_command(&[]));
 
     // Wait for both good certificates and at least four rounds (one log line of the expiry
@@ -545,7 +546,7 @@ fn run_serves_metrics_that_match_status_faults_and_expiry() {
 
     // A second 429 makes the counter go up on a later round.
     env.emu
-        .inject(Fault::object(VAULT, "web", fault(429, Some(1)), 1));
+        .inject(Fault::object(VAULT, "web", faults::status(429, Some(1)), 1));
     wait_until(
         Duration::from_secs(20),
         "throttled after a second 429",
@@ -662,11 +663,7 @@ fn validate_refuses_a_metrics_endpoint_that_is_not_loopback() {
             "akvsync": {"metrics": {"listen": listen}},
         });
         fs::write(scratch.settings_file(), settings.to_string()).unwrap();
-        let validate = Cmd::new(Command::new(env!("CARGO_BIN_EXE_akvsync")))
-            .arg("validate")
-            .arg("--platform")
-            .arg("linux")
-            .arg(scratch.settings_file());
+        let validate = akvsync(&["validate", "--platform", "linux"]).arg(scratch.settings_file());
         if accepted {
             validate.code(0).run();
         } else {

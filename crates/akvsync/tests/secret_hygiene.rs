@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -28,7 +28,9 @@ use kvemu::{Emulator, Fault, FaultKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::env::{Cmd, Env, EnvConfig, VAULT};
+use common::agent::parse;
+use common::env::{Cmd, Env, EnvConfig, VAULT, akvsync};
+use common::faults;
 use common::guest_agent::HandlerDir;
 use common::service::Service;
 use common::store_view::{self, StoreView};
@@ -130,11 +132,14 @@ impl Needles {
         self.0.push((what.into(), bytes));
     }
 
-    fn token(&mut self, index: usize, token: &str) {
-        self.add(format!("token #{index}"), token.as_bytes());
-        // The random signature alone: a token cut or split in a log line.
-        let signature = token.rsplit('.').next().unwrap();
-        self.add(format!("token #{index} signature"), signature.as_bytes());
+    /// Every token the emulator issued, whole and its signature alone.
+    fn tokens(&mut self, tokens: &[String]) {
+        for (index, token) in tokens.iter().enumerate() {
+            self.add(format!("token #{index}"), token.as_bytes());
+            // The random signature alone: a token cut or split in a log line.
+            let signature = token.rsplit('.').next().unwrap();
+            self.add(format!("token #{index} signature"), signature.as_bytes());
+        }
     }
 
     /// A private key (PKCS#8 DER): its secret numbers raw and in hex, the DER and its base64.
@@ -350,17 +355,13 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     // Failure paths, each with a pending rotation so that the agent fetches. No fault: the
     // vault denies the identity (403).
     let system = env.emu.system_identity().client_id;
-    let status = |status| FaultKind::Status {
-        status,
-        retry_after: None,
-    };
     let object = |secret, kind| Some(Fault::object(VAULT, secret, kind, 100));
     for (what, rotate, fault, json, says) in [
         ("once, 403", "rot", None, false, "403"),
         (
             "once, 401 from the vault",
             pfx,
-            object("rot", status(401)),
+            object("rot", faults::status(401, None)),
             true,
             "",
         ),
@@ -381,7 +382,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         (
             "once, 401 from the identity endpoint",
             pfx,
-            Some(Fault::identity(status(401), 100)),
+            Some(Fault::identity(faults::status(401, None), 100)),
             true,
             "",
         ),
@@ -410,10 +411,11 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
             .scratch
             .path(&format!("bad-{}.json", what.replace(' ', "-")));
         fs::write(&bad, text).unwrap();
-        let mut once = Command::new(env!("CARGO_BIN_EXE_akvsync"));
-        once.arg("once").arg("--settings").arg(&bad);
-        once.arg("--state-dir").arg(env.scratch.state());
-        outputs.run(what, trace(Cmd::new(once), false).code(2));
+        let once = akvsync(&["once", "--settings"])
+            .arg(&bad)
+            .arg("--state-dir")
+            .arg(env.scratch.state());
+        outputs.run(what, trace(once, false).code(2));
         let validate = env.cmd(&["validate", "--json"]).arg(&bad);
         outputs.run(what, trace(validate, false).code(2));
     }
@@ -456,9 +458,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
         "each process got its own token: {}",
         tokens.len()
     );
-    for (i, token) in tokens.iter().enumerate() {
-        needles.token(i, token);
-    }
+    needles.tokens(&tokens);
     let key_count = needles_for_secrets(&env.emu, SECRETS, &mut needles);
     assert!(key_count >= 10, "{key_count} keys");
     let index = Index::new(&needles);
@@ -530,10 +530,7 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
         seed: true,
         ..Default::default()
     });
-    let settings = env.settings_json().to_string();
-    let platform = akvsync::settings::Platform::Linux;
-    let settings = akvsync::settings::parse_bytes(settings.as_bytes(), platform);
-    let settings = settings.unwrap().settings;
+    let settings = parse(&env.settings_json());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -545,9 +542,7 @@ fn debug_output_of_tokens_keys_and_secrets_is_redacted() {
     assert!(!tokens.is_empty());
 
     let mut needles = Needles::default();
-    for (i, token) in tokens.iter().enumerate() {
-        needles.token(i, token);
-    }
+    needles.tokens(&tokens);
     needles_for_secrets(&env.emu, &SECRETS[..3], &mut needles);
     let index = Index::new(&needles);
     let bundle = akvsync::decode::decode_secret(

@@ -5,12 +5,14 @@
 #![cfg(windows)]
 
 use akvsync::safefs::{self, trust, windows_dacl};
+use common::Scratch;
+
+mod common;
 
 #[test]
 fn a_private_directory_is_created_read_back_and_reused_only_by_a_trusted_owner() {
-    let dir = std::env::temp_dir().join(format!("akvsync-private-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let state = dir.join("akvsync");
+    let scratch = Scratch::new("private");
+    let state = scratch.path("akvsync");
     safefs::Dir::create(&state, 0o700).unwrap();
     assert!(state.is_dir());
     let (owner, dacl) = windows_dacl::owner_and_dacl(&state).unwrap();
@@ -23,6 +25,7 @@ fn a_private_directory_is_created_read_back_and_reused_only_by_a_trusted_owner()
     assert_eq!(again, owner);
     assert!(trust::windows_owner_trusted(&owner, Some(&owner)));
     // A directory with a public mode is an ordinary one.
-    safefs::Dir::create(&dir.join("public"), 0o755).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    safefs::Dir::create(&scratch.path("public"), 0o755).unwrap();
+    // Removed here, not on drop, so that a DACL that keeps its creator from removing it fails.
+    std::fs::remove_dir_all(&scratch.0).unwrap();
 }

@@ -9,14 +9,14 @@
 //! pruned with its key, the new key is a CNG key.
 #![cfg(windows)]
 
-use std::fs;
 use std::process::Command;
 
 use akvsync::settings::StoreLocation;
 use akvsync::store::windows::sys::Store;
-use kvemu::{Config, Emulator};
+use common::env::{Env, EnvConfig, VAULT};
 
-const VAULT: &str = "realkv";
+mod common;
+
 const STORE: &str = "AkvsyncReal";
 const ENDPOINT: &str = "0.0.0.0:44343";
 const APP_ID: &str = "{4dc3e181-e14b-4a21-b022-59fc669b0914}";
@@ -50,58 +50,31 @@ fn powershell(script: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_reaches_http_sys_and_the_lifecycle_log_on_real_windows() {
+#[test]
+fn renewal_reaches_http_sys_and_the_lifecycle_log_on_real_windows() {
     if !real_windows() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("akvsync-real-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let root_file = dir.join("root.cer");
-    fs::write(&root_file, emu.test_pki().unwrap().root_der()).unwrap();
+    let env = Env::start(EnvConfig {
+        secrets_management: Some(serde_json::json!({
+            "pollingIntervalInS": "3600",
+            "observedCertificates": [{"url": format!("https://{VAULT}.vault.azure.net/secrets/iis"),
+                "certificateStoreName": STORE, "certificateStoreLocation": "LocalMachine"}],
+        })),
+        akvsync: Some(serde_json::json!({
+            "retainVersions": 1,
+            "windows": {"updateHttpSysBindings": true},
+        })),
+        ..Default::default()
+    });
+    let root_file = env.scratch.path("root.cer");
+    std::fs::write(&root_file, env.emu.test_pki().unwrap().root_der()).unwrap();
     powershell(&format!(
         "Import-Certificate -FilePath '{}' -CertStoreLocation Cert:\\LocalMachine\\Root | Out-Null",
         root_file.display()
     ));
-    let first = emu.rotate_certificate(VAULT, "iis").unwrap();
-    let settings = serde_json::json!({
-        "secretsManagementSettings": {
-            "pollingIntervalInS": "3600",
-            "observedCertificates": [{"url": format!("https://{VAULT}.vault.azure.net/secrets/iis"),
-                "certificateStoreName": STORE, "certificateStoreLocation": "LocalMachine"}],
-        },
-        "authenticationSettings": {"msiEndpoint": emu.identity_endpoint()},
-        "akvsync": {
-            "retainVersions": 1,
-            "windows": {"updateHttpSysBindings": true},
-            "testing": {"caFile": emu.ca_file().to_str().unwrap(),
-                        "connectTo": {format!("{VAULT}.vault.azure.net"): emu.vault_addr().to_string()}},
-        },
-    });
-    let settings_file = dir.join("settings.json");
-    fs::write(&settings_file, settings.to_string()).unwrap();
-    let once = || {
-        let settings_file = settings_file.clone();
-        let state = dir.join("state");
-        async move {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_akvsync"))
-                .args(["once", "--settings"])
-                .arg(&settings_file)
-                .arg("--state-dir")
-                .arg(&state)
-                .output()
-                .await
-                .unwrap()
-        }
-    };
-    let out = once().await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let first = env.emu.rotate_certificate(VAULT, "iis").unwrap();
+    env.cmd(&["once"]).code(0).run();
 
     let _ = Command::new("netsh")
         .args(["http", "delete", "sslcert", &format!("ipport={ENDPOINT}")])
@@ -120,14 +93,9 @@ async fn renewal_reaches_http_sys_and_the_lifecycle_log_on_real_windows() {
         ],
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let second = emu.rotate_certificate(VAULT, "iis").unwrap();
-    let out = once().await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = env.emu.rotate_certificate(VAULT, "iis").unwrap();
+    env.cmd(&["once"]).code(0).run();
 
     // HTTP.sys: the binding serves the renewal, its other fields kept.
     let shown = run(
@@ -171,12 +139,10 @@ async fn renewal_reaches_http_sys_and_the_lifecycle_log_on_real_windows() {
         .args(["http", "delete", "sslcert", &format!("ipport={ENDPOINT}")])
         .output();
     let root_thumbprint =
-        akvsync::decode::CertificateInfo::parse(emu.test_pki().unwrap().root_der())
+        akvsync::decode::CertificateInfo::parse(env.emu.test_pki().unwrap().root_der())
             .unwrap()
             .thumbprint;
     powershell(&format!(
         "Remove-Item -LiteralPath Cert:\\LocalMachine\\Root\\{root_thumbprint}"
     ));
-    emu.shutdown().await;
-    let _ = fs::remove_dir_all(&dir);
 }

@@ -2,24 +2,31 @@
 //! for Windows targets and run in CI under Wine (`scripts/wine/setup.sh`, `.ci/run`). They
 //! import Key Vault's recorded PFX (CAPI1 CSP) and OpenSSL PFX/PEM (CNG by the rule; Wine
 //! imports both into CAPI under `windowsImportCompat`) into LocalMachine and CurrentUser
-//! stores, then read back thumbprint, private key, friendly name, the chain in `CA`, no
-//! root, the private key's exact DACL, `linkOnRenewal`'s property and pruning.
+//! stores (one row of [`INSTALLS`] each), then read back thumbprint, version, private key,
+//! friendly name, the chain in `CA`, no root, the private key's exact DACL; then an account
+//! that does not resolve, `linkOnRenewal`'s property and pruning.
 #![cfg(windows)]
 
-use std::path::Path;
 use std::sync::Mutex;
 
 use akvsync::decode::{self, Bundle};
-use akvsync::settings::{self, ObservedCertificate, Platform, Target, WindowsTarget};
+use akvsync::settings::{ObservedCertificate, StoreLocation, Target, WindowsTarget};
 use akvsync::store;
-use akvsync::store::windows::plan::{self, KEY_FULL_CONTROL, KEY_READ};
+use akvsync::store::windows::plan::{self, KEY_FULL_CONTROL, KEY_READ, Provider};
 use akvsync::store::windows::sys::Store;
 use akvsync::store::windows::{self as win, Options};
+use common::agent::parse;
+use common::fixtures::{self, thumbprint};
+use common::win_store::{
+    clear, prime_user_keyset, renewals, sha1_upper, thumbprints_in, wine_compat,
+};
+
+mod common;
 
 /// Every install in this process grants the same readers (spelled differently), so every
-/// key ends with the same DACL: Wine keeps all keys in one CAPI container and enforces that
-/// container's registry DACL within a wineserver session, so a different DACL could not be
-/// written over it (docs/windows.md).
+/// key ends with the same DACL ([`dacl`]): Wine keeps all keys in one CAPI container and
+/// enforces that container's registry DACL within a wineserver session, so a different DACL
+/// could not be written over it (docs/windows.md).
 const READERS: [&str; 2] = ["Network Service", "Local Service"];
 
 /// Wine keeps every imported key in one CAPI container, so key read-backs of tests running
@@ -29,27 +36,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const V1: &str = "11111111111111111111111111111111";
 const V2: &str = "22222222222222222222222222222222";
 
-fn data(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name),
-    )
-    .unwrap()
-}
-
-fn thumbprint(name: &str) -> String {
-    String::from_utf8(data("thumbprints.txt"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
-        .unwrap()
-}
-
 /// One observed certificate parsed from Windows settings, as the agent would see it.
 fn observed(
     secret: &str,
-    location: &str,
+    location: StoreLocation,
     store_name: &str,
     accounts: &[&str],
     exportable: bool,
@@ -59,13 +49,12 @@ fn observed(
         "observedCertificates": [{
             "url": format!("https://wintest.vault.azure.net/secrets/{secret}"),
             "certificateStoreName": store_name,
-            "certificateStoreLocation": location,
+            "certificateStoreLocation": location.name(),
             "accounts": accounts,
             "keyExportable": exportable,
         }],
     }});
-    let validated = settings::parse_bytes(json.to_string().as_bytes(), Platform::Windows).unwrap();
-    validated.settings.certificates[0].clone()
+    parse(&json).certificates[0].clone()
 }
 
 fn target(c: &ObservedCertificate) -> &WindowsTarget {
@@ -75,32 +64,7 @@ fn target(c: &ObservedCertificate) -> &WindowsTarget {
     }
 }
 
-/// Empties a test store left from an earlier run (the Wine prefix persists).
-fn clear(location: settings::StoreLocation, name: &str) {
-    let store = Store::open_system(location, name, true).unwrap();
-    for cert in store.certificates() {
-        cert.delete().unwrap();
-    }
-    let _ = store.commit();
-}
-
-fn thumbprints_in(location: settings::StoreLocation, name: &str) -> Vec<String> {
-    match Store::open_system(location, name, false) {
-        Ok(store) => store
-            .certificates()
-            .iter()
-            .map(|c| decode::CertificateInfo::parse(&c.der()).unwrap().thumbprint)
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Wine's import flags, except on a real Windows (the workflow sets `AKVSYNC_REAL_WINDOWS`):
-/// there the real CNG import runs.
-fn wine_compat() -> bool {
-    std::env::var_os("AKVSYNC_REAL_WINDOWS").is_none()
-}
-
+/// Without `linkOnRenewal`, with Wine's import flags where they apply.
 fn compat() {
     win::set_options(Options {
         link_on_renewal: false,
@@ -109,199 +73,199 @@ fn compat() {
     });
 }
 
+/// The ACEs of the key of the certificate `thumbprint` in `c`'s store.
 fn aces(c: &ObservedCertificate, thumbprint: &str) -> Vec<plan::Ace> {
     plan::parse_dacl_aces(&win::key_dacl_of(target(c), thumbprint).unwrap())
 }
 
-/// Wine acquires every certificate's key from the *user* keyset (it ignores the key
-/// association's `CRYPT_MACHINE_KEYSET`), and keeps every key in one container named after
-/// the user; a LocalMachine key is found only once that user container exists. Importing
-/// any PFX into the user keyset first creates it (docs/windows.md).
-fn wine_user_keyset() {
-    let pfx = win::pfx_for(&openssl_bundle()).unwrap();
-    drop(Store::import_pfx(&pfx, plan::CRYPT_USER_KEYSET).unwrap());
+/// The DACL every key of this process ends with: Administrators and SYSTEM full control,
+/// then [`READERS`] (Network Service, Local Service) read, in that order.
+fn dacl() -> Vec<plan::Ace> {
+    let ace = |access, sid: &str| (access, sid.to_owned());
+    vec![
+        ace(KEY_FULL_CONTROL, "S-1-5-32-544"),
+        ace(KEY_FULL_CONTROL, "S-1-5-18"),
+        ace(KEY_READ, "S-1-5-20"),
+        ace(KEY_READ, "S-1-5-19"),
+    ]
 }
 
-fn full(sid: &str) -> plan::Ace {
-    (KEY_FULL_CONTROL, sid.to_owned())
+/// A certificate secret as the agent gets it.
+#[derive(Debug, Clone, Copy)]
+enum Fixture {
+    /// Key Vault's recorded PFX (it names a CAPI CSP).
+    KeyVaultPfx,
+    /// OpenSSL 3's PFX (no CSP name): the test PKI's leaf, intermediate and root.
+    OpensslPfx,
+    /// A PEM (PKCS#1 key last) with the test PKI's leaf and intermediate, converted to a PFX.
+    Pem,
 }
 
-fn read(sid: &str) -> plan::Ace {
-    (KEY_READ, sid.to_owned())
+impl Fixture {
+    fn bundle(self) -> Bundle {
+        match self {
+            Fixture::KeyVaultPfx => fixtures::recorded_key_vault_bundle(),
+            Fixture::OpensslPfx => {
+                decode::decode_pfx(&fixtures::bytes("rsa-openssl3-aes-empty.p12")).unwrap()
+            }
+            Fixture::Pem => decode::decode_pem(&fixtures::text("rsa-pkcs1-key-last.pem")).unwrap(),
+        }
+    }
+
+    fn leaf(self) -> String {
+        match self {
+            Fixture::KeyVaultPfx => fixtures::RECORDED_LEAF.to_owned(),
+            Fixture::OpensslPfx | Fixture::Pem => thumbprint("leaf"),
+        }
+    }
 }
 
-#[test]
-fn key_vault_pfx_goes_to_local_machine_via_capi_with_the_exact_key_acl() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    compat();
-    wine_user_keyset();
-    let recorded: serde_json::Value =
-        serde_json::from_slice(&data("keyvault-get-secret-pkcs12.json")).unwrap();
-    let bundle = decode::decode_secret(
-        recorded["contentType"].as_str(),
-        recorded["value"].as_str().unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        plan::provider_for(bundle.csp_name.as_deref()),
-        plan::Provider::Capi
-    );
-    let c = observed(
-        "kvcert",
-        "LocalMachine",
-        "AkvsyncKv",
-        &["Network Service", "Local Service"],
-        false,
-    );
-    clear(settings::StoreLocation::LocalMachine, "AkvsyncKv");
-    let store = store::for_target(&c.target).unwrap();
-    assert_eq!(store.current_version(&c), None);
-
-    store.install(&c, V1, &bundle).unwrap();
-
-    assert_eq!(store.current_version(&c).as_deref(), Some(V1));
-    let installed = store.installed(&c).unwrap().unwrap();
-    assert_eq!(
-        installed.leaf.thumbprint,
-        "ABF46F114F26E918C38DA656FD858044C5676BE4"
-    );
-    assert!(installed.has_private_key);
-    assert_eq!(installed.version.as_deref(), Some(V1));
-    assert_eq!(
-        installed.location,
-        "LocalMachine\\AkvsyncKv\\ABF46F114F26E918C38DA656FD858044C5676BE4"
-    );
-    let listed = win::installed_in(target(&c)).unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(
-        listed[0].version.as_deref(),
-        Some(&*format!("kvcert {V1}")),
-        "friendly name"
-    );
-    assert_eq!(
-        aces(&c, &installed.leaf.thumbprint),
-        vec![
-            full("S-1-5-32-544"),
-            full("S-1-5-18"),
-            read("S-1-5-20"),
-            read("S-1-5-19")
-        ]
-    );
+/// One import into a system store, and what must be found there afterwards.
+struct Install {
+    fixture: Fixture,
+    /// The provider the fixture's key goes to by the rule (`plan::provider_for`).
+    provider: Provider,
+    secret: &'static str,
+    location: StoreLocation,
+    store: &'static str,
+    /// [`READERS`], spelled another way.
+    accounts: &'static [&'static str],
+    exportable: bool,
+    /// The chain certificate (`thumbprints.txt`) that must land in `CA` of `location`.
+    intermediate: Option<&'static str>,
 }
 
-fn openssl_bundle() -> Bundle {
-    decode::decode_pfx(&data("rsa-openssl3-aes-empty.p12")).unwrap()
-}
-
-#[test]
-fn openssl_pfx_goes_to_current_user_with_its_intermediate_in_ca_and_no_root() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    compat();
-    wine_user_keyset();
-    let bundle = openssl_bundle();
-    assert_eq!(
-        plan::provider_for(bundle.csp_name.as_deref()),
-        plan::Provider::Cng
-    );
-    let c = observed(
-        "ossl",
-        "CurrentUser",
-        "AkvsyncOssl",
-        &[
+const INSTALLS: [Install; 3] = [
+    Install {
+        fixture: Fixture::KeyVaultPfx,
+        provider: Provider::Capi,
+        secret: "kvcert",
+        location: StoreLocation::LocalMachine,
+        store: "AkvsyncKv",
+        accounts: &READERS,
+        exportable: false,
+        intermediate: None,
+    },
+    Install {
+        fixture: Fixture::OpensslPfx,
+        provider: Provider::Cng,
+        secret: "ossl",
+        location: StoreLocation::CurrentUser,
+        store: "AkvsyncOssl",
+        accounts: &[
             "S-1-5-20",
             "NT AUTHORITY\\LOCAL SERVICE",
             "NT AUTHORITY\\SYSTEM",
         ],
-        true,
-    );
-    let cu = settings::StoreLocation::CurrentUser;
-    clear(cu, "AkvsyncOssl");
-    let store = store::for_target(&c.target).unwrap();
-    store.install(&c, V1, &bundle).unwrap();
-
-    let leaf = thumbprint("leaf");
-    let installed = store.installed(&c).unwrap().unwrap();
-    assert_eq!(installed.leaf.thumbprint, leaf);
-    assert!(installed.has_private_key);
-    assert_eq!(
-        thumbprints_in(cu, "AkvsyncOssl"),
-        vec![leaf.clone()],
-        "only the leaf in the named store"
-    );
-    assert!(
-        thumbprints_in(cu, "CA").contains(&thumbprint("int")),
-        "intermediate in CA"
-    );
-    let root = thumbprint("root");
-    for name in ["CA", "Root", "AkvsyncOssl"] {
-        assert!(
-            !thumbprints_in(cu, name).contains(&root),
-            "root installed in {name}"
-        );
-        assert!(!thumbprints_in(settings::StoreLocation::LocalMachine, name).contains(&root));
-    }
-    assert_eq!(
-        aces(&c, &leaf),
-        vec![
-            full("S-1-5-32-544"),
-            full("S-1-5-18"),
-            read("S-1-5-20"),
-            read("S-1-5-19")
-        ]
-    );
-}
+        exportable: true,
+        intermediate: Some("int"),
+    },
+    Install {
+        fixture: Fixture::Pem,
+        provider: Provider::Cng,
+        secret: "pem",
+        location: StoreLocation::LocalMachine,
+        store: "AkvsyncPem",
+        accounts: &["network service", "S-1-5-19"],
+        exportable: true,
+        intermediate: Some("int"),
+    },
+];
 
 #[test]
-fn pem_is_converted_to_a_pfx_and_imported_the_same_way() {
+fn each_secret_form_is_imported_with_its_chain_in_ca_no_root_and_the_exact_key_acl() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
-    wine_user_keyset();
-    let pem = String::from_utf8(data("rsa-pkcs1-key-last.pem")).unwrap();
-    let bundle = decode::decode_pem(&pem).unwrap();
-    let c = observed(
-        "pem",
-        "LocalMachine",
-        "AkvsyncPem",
-        &["network service", "S-1-5-19"],
-        true,
-    );
-    clear(settings::StoreLocation::LocalMachine, "AkvsyncPem");
-    let store = store::for_target(&c.target).unwrap();
-    store.install(&c, V1, &bundle).unwrap();
-    let installed = store.installed(&c).unwrap().unwrap();
-    assert_eq!(installed.leaf.thumbprint, bundle.leaf.thumbprint);
-    assert!(installed.has_private_key);
-    assert_eq!(
-        aces(&c, &bundle.leaf.thumbprint),
-        vec![
-            full("S-1-5-32-544"),
-            full("S-1-5-18"),
-            read("S-1-5-20"),
-            read("S-1-5-19")
-        ]
-    );
+    prime_user_keyset();
+    let root = thumbprint("root");
+    for row in &INSTALLS {
+        let what = format!(
+            "{:?} into {}\\{}",
+            row.fixture,
+            row.location.name(),
+            row.store
+        );
+        let bundle = row.fixture.bundle();
+        assert_eq!(
+            plan::provider_for(bundle.csp_name.as_deref()),
+            row.provider,
+            "{what}"
+        );
+        let c = observed(
+            row.secret,
+            row.location,
+            row.store,
+            row.accounts,
+            row.exportable,
+        );
+        clear(row.location, row.store);
+        let store = store::for_target(&c.target).unwrap();
+        assert_eq!(store.current_version(&c), None, "{what}");
+
+        store.install(&c, V1, &bundle).unwrap();
+
+        let leaf = row.fixture.leaf();
+        assert_eq!(store.current_version(&c).as_deref(), Some(V1), "{what}");
+        let installed = store.installed(&c).unwrap().unwrap();
+        assert_eq!(installed.leaf.thumbprint, leaf, "{what}");
+        assert!(installed.has_private_key, "{what}");
+        assert_eq!(installed.version.as_deref(), Some(V1), "{what}");
+        assert_eq!(
+            installed.location,
+            format!("{}\\{}\\{leaf}", row.location.name(), row.store),
+            "{what}"
+        );
+        let listed = win::installed_in(target(&c)).unwrap();
+        assert_eq!(listed.len(), 1, "{what}");
+        assert_eq!(
+            listed[0].version.as_deref(),
+            Some(&*format!("{} {V1}", row.secret)),
+            "{what}: friendly name"
+        );
+        assert_eq!(
+            thumbprints_in(row.location, row.store),
+            vec![leaf.clone()],
+            "{what}: only the leaf in the named store"
+        );
+        if let Some(intermediate) = row.intermediate {
+            assert!(
+                thumbprints_in(row.location, "CA").contains(&thumbprint(intermediate)),
+                "{what}: intermediate in CA"
+            );
+        }
+        for location in [StoreLocation::CurrentUser, StoreLocation::LocalMachine] {
+            for name in ["CA", "Root", row.store] {
+                assert!(
+                    !thumbprints_in(location, name).contains(&root),
+                    "{what}: root installed in {}\\{name}",
+                    location.name()
+                );
+            }
+        }
+        assert_eq!(aces(&c, &leaf), dacl(), "{what}");
+    }
 }
 
 #[test]
 fn an_account_that_does_not_resolve_fails_that_certificate_before_anything_changes() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     compat();
-    wine_user_keyset();
+    prime_user_keyset();
     let c = observed(
         "noacct",
-        "LocalMachine",
+        StoreLocation::LocalMachine,
         "AkvsyncNoAcct",
         &["Network Service", "NoSuchDomain\\akvsync-nobody"],
         false,
     );
-    clear(settings::StoreLocation::LocalMachine, "AkvsyncNoAcct");
+    clear(StoreLocation::LocalMachine, "AkvsyncNoAcct");
     let store = store::for_target(&c.target).unwrap();
     let err = store
-        .install(&c, V1, &openssl_bundle())
+        .install(&c, V1, &Fixture::OpensslPfx.bundle())
         .unwrap_err()
         .to_string();
     assert!(err.contains("NoSuchDomain\\\\akvsync-nobody"), "{err}");
-    assert!(thumbprints_in(settings::StoreLocation::LocalMachine, "AkvsyncNoAcct").is_empty());
+    assert!(thumbprints_in(StoreLocation::LocalMachine, "AkvsyncNoAcct").is_empty());
     assert_eq!(store.current_version(&c), None);
 }
 
@@ -332,9 +296,8 @@ fn well_known_accounts_resolve_by_sid_and_names_resolve_with_lookup() {
 
 #[test]
 fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_installed() {
-    use windows_cert_props::*;
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    wine_user_keyset();
+    prime_user_keyset();
     let options = Options {
         link_on_renewal: true,
         import_compat: wine_compat(),
@@ -342,7 +305,7 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
         update_http_sys_bindings: true,
     };
     win::set_options(options);
-    let lm = settings::StoreLocation::LocalMachine;
+    let lm = StoreLocation::LocalMachine;
     clear(lm, "AkvsyncRenew");
     let pki = kvemu::seed::TestPki::generate().unwrap();
     let names = vec!["www.renew.test".to_owned()];
@@ -359,7 +322,7 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     let new = issue(60, &names);
 
     // Someone else's older certificate with the same SAN, and one with another SAN.
-    let other_c = observed("someone-else", "LocalMachine", "AkvsyncRenew", &[], false);
+    let other_c = observed("someone-else", lm, "AkvsyncRenew", &[], false);
     let plain = Store::open_system(lm, "AkvsyncRenew", true).unwrap();
     for b in [&foreign, &unrelated] {
         let imported =
@@ -373,12 +336,10 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
     plain.commit().unwrap();
     drop(plain);
 
-    let c = observed("web", "LocalMachine", "AkvsyncRenew", &READERS, false);
+    let c = observed("web", lm, "AkvsyncRenew", &READERS, false);
     let store = store::for_target(&c.target).unwrap();
     store.install(&c, V1, &old).unwrap();
-    let settings::Target::WindowsStore(target) = &c.target else {
-        unreachable!()
-    };
+    let target = target(&c);
     // The renewal's reach (issue 15): it replaces our old version and the foreign one with
     // the same SAN; a lifecycle notification per replaced certificate (Wine's powershell.exe
     // runs and exits 0); no HTTP.sys binding moves (Wine's HTTP.sys has none).
@@ -404,7 +365,7 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
         "foreign certificates are not ours"
     );
 
-    let renewal = renewal_of(lm, "AkvsyncRenew");
+    let renewal = renewals(lm, "AkvsyncRenew");
     let new_hash = sha1_upper(&new.leaf.der);
     assert_eq!(
         renewal.get(&old.leaf.thumbprint),
@@ -455,38 +416,6 @@ fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_inst
         assert!(left.contains(&kept.leaf.thumbprint));
     }
     assert_eq!(store.current_version(&c).as_deref(), Some(V2));
-}
-
-/// Reads `CERT_RENEWAL_PROP_ID` back, through a fresh store handle.
-mod windows_cert_props {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    pub const CERT_RENEWAL_PROP_ID: u32 = 64;
-
-    pub fn sha1_upper(der: &[u8]) -> String {
-        use sha1::Digest;
-        decode::hex_upper(&sha1::Sha1::digest(der))
-    }
-
-    pub fn renewal_of(
-        location: settings::StoreLocation,
-        name: &str,
-    ) -> BTreeMap<String, Option<String>> {
-        let store = Store::open_system(location, name, false).unwrap();
-        store
-            .certificates()
-            .iter()
-            .map(|c| {
-                (
-                    decode::CertificateInfo::parse(&c.der()).unwrap().thumbprint,
-                    c.property(CERT_RENEWAL_PROP_ID)
-                        .map(|h| decode::hex_upper(&h)),
-                )
-            })
-            .collect()
-    }
 }
 
 /// Dedicated CAPI key containers in Wine's machine keyset (its `HKLM\Software\Wine\Crypto\RSA`).

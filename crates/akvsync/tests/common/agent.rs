@@ -20,7 +20,7 @@ use akvsync::backoff::{Backoff, ThrottlePushBack};
 use akvsync::identity::Credential;
 use akvsync::settings::{self, Platform, Settings};
 use akvsync::state::StateDir;
-use akvsync::sync::{Engine, Report};
+use akvsync::sync::{Engine, Report, SyncResult};
 use akvsync::vault::{VaultClient, VaultOptions};
 
 use super::env::{Env, VAULT};
@@ -86,6 +86,14 @@ pub fn report<'a>(reports: &'a [Report], secret: &str) -> &'a Report {
         .iter()
         .find(|r| r.name == name)
         .unwrap_or_else(|| panic!("no report for {name}: {reports:?}"))
+}
+
+/// Why `report` failed (panics, showing it, when it did not).
+pub fn failure(report: &Report) -> &str {
+    match &report.result {
+        SyncResult::Failed(message) => message,
+        _ => panic!("expected a failure: {report:?}"),
+    }
 }
 
 /// The environment's settings observing `secrets` (names, or `name/version` to pin),

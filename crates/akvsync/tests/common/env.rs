@@ -100,12 +100,21 @@ impl Env {
             "certificateStoreLocation": self.scratch.store().to_str().unwrap(),
             "observedCertificates": urls,
         });
+        #[cfg(windows)]
+        {
+            // A Windows target is a system store, not a directory.
+            secrets["certificateStoreLocation"] = "LocalMachine".into();
+        }
         merge(&mut secrets, &self.config.secrets_management);
         let mut akvsync = serde_json::json!({"testing": {
             "caFile": self.emu.ca_file().to_str().unwrap(),
             "connectTo": {format!("{VAULT}.vault.azure.net"): self.emu.vault_addr().to_string()},
             "minPollingIntervalInS": 1,
         }});
+        #[cfg(windows)]
+        {
+            akvsync["testing"]["windowsImportCompat"] = super::win_store::wine_compat().into();
+        }
         merge(&mut akvsync, &self.config.akvsync);
         serde_json::json!({
             "secretsManagementSettings": secrets,
@@ -193,12 +202,31 @@ pub fn akvsync(args: &[&str]) -> Cmd {
     Cmd::new(command)
 }
 
+/// The variables a command of the binary inherits from the machine: `PATH`, and on Windows
+/// the system's folders (Winsock and CryptoAPI find their providers through `SystemRoot`;
+/// the service's log lives in `ProgramData`).
+#[cfg(not(windows))]
+const INHERITED: &[&str] = &["PATH"];
+#[cfg(windows)]
+const INHERITED: &[&str] = &[
+    "PATH",
+    "SystemRoot",
+    "SystemDrive",
+    "windir",
+    "ProgramData",
+    "ALLUSERSPROFILE",
+    "TEMP",
+    "TMP",
+];
+
 /// The environment a command of the binary sees: nothing inherited from the machine but
-/// `PATH` (no `AKVSYNC_*`, proxy or guest-agent variables).
+/// [`INHERITED`] (no `AKVSYNC_*`, proxy, `SSL_CERT_FILE` or guest-agent variables).
 pub fn clean(command: &mut Command) -> &mut Command {
     command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
     }
     command
 }

@@ -4,12 +4,14 @@
 //! killed on drop ([`service`]), real users and
 //! dropped privileges ([`users`]), polling with a named limit ([`wait_until`]), knobs of
 //! long tests from the environment ([`knob`]), and the
-//! crate's files: fixtures and the settings corpus ([`crate_path`], [`settings_corpus`]).
+//! crate's files: fixtures and the settings corpus ([`crate_path`], [`fixtures`],
+//! [`settings_corpus`]); on Windows, the system stores ([`win_store`]).
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod agent;
 pub mod env;
 pub mod faults;
+pub mod fixtures;
 pub mod guest_agent;
 pub mod http;
 pub mod probe;
@@ -17,6 +19,8 @@ pub mod service;
 pub mod store_view;
 #[cfg(unix)]
 pub mod users;
+#[cfg(windows)]
+pub mod win_store;
 
 use std::fs;
 use std::path::PathBuf;
