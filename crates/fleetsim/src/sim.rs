@@ -637,16 +637,23 @@ mod tests {
         assert!(convergence <= 3960 * SECOND + GET_LATENCY, "{convergence}");
     }
 
-    #[test]
-    fn a_storm_over_the_limit_is_throttled_and_still_installs_everywhere() {
+    /// 100 agents booting at once against 100 GETs per 10 s, with or without `Retry-After`.
+    fn storm(retry_after: bool) -> Scenario {
         let mut s = scenario(100);
         s.boot = Boot::AllAtOnce;
-        // 300 GETs at t = 0 (an agent's three tasks go out before the first answer)
-        // against 100 per 10 s.
         s.throttle = ThrottleConfig {
             requests: 100,
+            retry_after,
             ..ThrottleConfig::default()
         };
+        s
+    }
+
+    #[test]
+    fn a_storm_over_the_limit_is_throttled_and_still_installs_everywhere() {
+        // 300 GETs at t = 0 (an agent's three tasks go out before the first answer)
+        // against 100 per 10 s.
+        let s = storm(true);
         let out = run(&s);
         assert!(out.throttled >= 200, "{out:?}");
         assert_eq!(out.throttled_subscription, 0);
@@ -659,13 +666,7 @@ mod tests {
 
     #[test]
     fn without_retry_after_a_storm_still_installs_everywhere() {
-        let mut s = scenario(100);
-        s.boot = Boot::AllAtOnce;
-        s.throttle = ThrottleConfig {
-            requests: 100,
-            retry_after: false,
-            ..ThrottleConfig::default()
-        };
+        let s = storm(false);
         let out = run(&s);
         assert!(out.throttled >= 200, "{out:?}");
         let converged = out.converged_at.expect("every agent installs");
@@ -676,14 +677,8 @@ mod tests {
 
     #[test]
     fn without_require_initial_sync_a_storm_converges_in_catch_up_rounds_not_at_the_next_poll() {
-        let mut s = scenario(100);
-        s.boot = Boot::AllAtOnce;
+        let mut s = storm(false);
         s.require_initial_sync = false;
-        s.throttle = ThrottleConfig {
-            requests: 100,
-            retry_after: false,
-            ..ThrottleConfig::default()
-        };
         let out = run(&s);
         assert!(out.throttled >= 200, "{out:?}");
         // 300 GETs at 100 per 10 s; the next poll would be 54 minutes away.
@@ -695,16 +690,10 @@ mod tests {
 
     #[test]
     fn a_start_up_spread_keeps_a_storm_under_the_limit() {
-        let mut s = scenario(100);
-        s.boot = Boot::AllAtOnce;
+        let mut s = storm(false);
         s.require_initial_sync = false;
         // 300 GETs against 100 per 10 s: spread over 60 s, about 50 per 10 s.
         s.initial_sync_spread = Duration::from_secs(60);
-        s.throttle = ThrottleConfig {
-            requests: 100,
-            retry_after: false,
-            ..ThrottleConfig::default()
-        };
         let out = run(&s);
         assert_eq!(out.throttled, 0, "{out:?}");
         let converged = out.converged_at.expect("every agent installs");

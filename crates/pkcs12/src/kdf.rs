@@ -122,9 +122,7 @@ impl WorkBudget {
     pub fn spend(&mut self, iterations: u32) -> Result<(), Error> {
         self.spent = self.spent.saturating_add(u64::from(iterations));
         if self.spent > WORK_BOUND {
-            return Err(Error::TooMuchWork {
-                max: WORK_BOUND,
-            });
+            return Err(Error::TooMuchWork { max: WORK_BOUND });
         }
         Ok(())
     }
