@@ -4,7 +4,6 @@
 //! 404/410/429/5xx/timeouts; one cached token per resource, refreshed ahead of expiry,
 //! fetched by one task at a time so that a hundred certificates cause one request.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::backoff::{self, Backoff};
+use crate::fnv::FnvMap;
 use crate::http;
 use crate::settings::{IdentitySettings, UserAssignedIdentity};
 
@@ -165,8 +165,8 @@ fn now() -> u64 {
 /// Per resource: the token, and the last failed fetch (with the instant it ended).
 #[derive(Debug, Default)]
 struct Cache {
-    tokens: HashMap<String, AccessToken>,
-    failures: HashMap<String, (tokio::time::Instant, std::sync::Arc<IdentityError>)>,
+    tokens: FnvMap<String, AccessToken>,
+    failures: FnvMap<String, (tokio::time::Instant, std::sync::Arc<IdentityError>)>,
 }
 
 impl Cache {

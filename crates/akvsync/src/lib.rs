@@ -9,6 +9,7 @@ pub mod cli;
 pub mod decode;
 pub mod eventlog;
 pub mod exit;
+pub mod fnv;
 pub mod handler;
 pub mod health;
 pub mod hooks;

@@ -87,6 +87,9 @@ fn data_name(certificate: &ObservedCertificate, version: &str) -> String {
 
 /// The certificate's outputs, grouped by directory (settings order).
 pub fn plan(settings: &Settings, certificate: &ObservedCertificate) -> Vec<DirPlan> {
+    if settings.akvsync.outputs.is_empty() {
+        return Vec::new();
+    }
     let name = filter_name(certificate);
     let mut by_dir: BTreeMap<PathBuf, Vec<PlannedFile>> = BTreeMap::new();
     for (index, set) in settings.akvsync.outputs.iter().enumerate() {

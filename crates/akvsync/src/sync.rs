@@ -141,6 +141,22 @@ pub struct Engine {
     state: Arc<Mutex<State>>,
     /// `Some` only when the settings configure metrics: off, nothing is recorded.
     metrics: Option<Arc<Metrics>>,
+    /// Each certificate's state key and description in its store, in the settings' order
+    /// (built once: a poll would otherwise format both for every certificate).
+    targets: Vec<Option<(String, String)>>,
+}
+
+/// The state key and description of each certificate's target (`None` when no store
+/// serves it on this platform; `sync_one` reports that).
+fn target_names(settings: &Settings) -> Vec<Option<(String, String)>> {
+    settings
+        .certificates
+        .iter()
+        .map(|c| {
+            let store = store::for_target(&c.target).ok()?;
+            Some((store.target_key(c), store.describe(c)))
+        })
+        .collect()
 }
 
 impl Engine {
@@ -161,6 +177,7 @@ impl Engine {
             .enabled()
             .then(|| Arc::new(Metrics::new()));
         let engine = Engine {
+            targets: target_names(&settings),
             settings,
             vault,
             state_dir: Arc::new(state_dir),
@@ -181,6 +198,7 @@ impl Engine {
                 .unwrap_or_else(|| Arc::new(Metrics::new()))
         });
         Engine {
+            targets: target_names(&settings),
             settings,
             vault,
             state_dir: Arc::clone(&self.state_dir),
@@ -241,10 +259,7 @@ impl Engine {
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let _permit = permits.acquire().await;
-                (
-                    index,
-                    engine.sync_one(&engine.settings.certificates[index]).await,
-                )
+                (index, engine.sync_one(index).await)
             });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -355,7 +370,8 @@ impl Engine {
     }
 
     /// One certificate: fetch, compare, decode, install, prune, record (in memory).
-    async fn sync_one(&self, certificate: &ObservedCertificate) -> Report {
+    async fn sync_one(&self, index: usize) -> Report {
+        let certificate = &self.settings.certificates[index];
         let store = match store::for_target(&certificate.target) {
             Ok(store) => store,
             Err(message) => {
@@ -363,15 +379,18 @@ impl Engine {
                 return self.failed(certificate, message, None);
             }
         };
-        let key = store.target_key(certificate);
-        let previous = self.state.lock().await.targets.get(&key).cloned();
+        let (key, description) = self.targets[index]
+            .as_ref()
+            .map_or(("", ""), |(key, description)| {
+                (key.as_str(), description.as_str())
+            });
         let outcome = self
-            .fetch_and_install(certificate, store, previous.as_ref())
+            .fetch_and_install(certificate, store, description, key)
             .await;
         let mut state = self.state.lock().await;
         let entry = state
             .targets
-            .entry(key.clone())
+            .entry(key.to_owned())
             .or_insert_with(|| TargetState {
                 vault_host: certificate.vault_host.clone(),
                 secret_name: certificate.secret.secret_name.clone(),
@@ -424,7 +443,7 @@ impl Engine {
             }
         };
         let mut report = report;
-        let hook_failed_before = entry_hook_failed(&state, &key);
+        let hook_failed_before = hook_failed(entry);
         drop(state);
         // Also when the sync failed: an expiring certificate that cannot be renewed is
         // exactly what the warning is for.
@@ -435,7 +454,7 @@ impl Engine {
         let due = report.result == SyncResult::Installed
             || (report.result == SyncResult::Unchanged && hook_failed_before);
         if due {
-            self.run_hooks(certificate, &key, &mut report, hook_failed_before)
+            self.run_hooks(certificate, key, &mut report, hook_failed_before)
                 .await;
         }
         report
@@ -625,7 +644,8 @@ impl Engine {
         &self,
         certificate: &ObservedCertificate,
         store: &'static dyn CertificateStore,
-        previous: Option<&TargetState>,
+        description: &str,
+        key: &str,
     ) -> Result<Report, Failure> {
         let secret = self.vault.get_secret(&certificate.secret).await?;
         let now = now() as i64;
@@ -648,9 +668,13 @@ impl Engine {
                 secret.version
             )));
         }
+        // The recorded state is read in place: an unchanged certificate (almost every one,
+        // at almost every poll) copies nothing out of it.
+        let state = self.state.lock().await;
+        let previous = state.targets.get(key);
         let mut report = Report {
             name: substatus_name(certificate),
-            target: store.describe(certificate),
+            target: description.to_owned(),
             result: SyncResult::Unchanged,
             version: Some(secret.version.clone()),
             thumbprint: previous.and_then(|p| p.thumbprint.clone()),
@@ -675,6 +699,9 @@ impl Engine {
         if already_installed && recorded == installed.as_deref() && outputs_current {
             return Ok(report);
         }
+        let previous = previous.cloned();
+        drop(state);
+        let previous = previous.as_ref();
         let passwords = if outputs_current {
             outputs::Passwords::new()
         } else {
@@ -789,13 +816,11 @@ impl Engine {
 }
 
 /// Whether the target's hooks failed for the version installed now.
-fn entry_hook_failed(state: &State, key: &str) -> bool {
-    state.targets.get(key).is_some_and(|entry| {
-        entry
-            .hook
-            .as_ref()
-            .is_some_and(|h| !h.ok && h.version == entry.installed_version)
-    })
+fn hook_failed(entry: &TargetState) -> bool {
+    entry
+        .hook
+        .as_ref()
+        .is_some_and(|h| !h.ok && h.version == entry.installed_version)
 }
 
 /// The stable paths of a certificate's output files.
@@ -879,10 +904,16 @@ pub fn expiry_warning(not_after: u64, now: u64, warning_days: u32) -> Option<Str
 
 /// `<vault>/<secret>`, the name of a certificate in status files and tables.
 pub fn substatus_name(certificate: &ObservedCertificate) -> String {
-    format!(
-        "{}/{}",
-        certificate.secret.vault_name, certificate.secret.secret_name
-    )
+    let (vault, secret) = (
+        &certificate.secret.vault_name,
+        &certificate.secret.secret_name,
+    );
+    // Built by hand: `format!` costs a few times more, at every poll of every certificate.
+    let mut name = String::with_capacity(vault.len() + 1 + secret.len());
+    name.push_str(vault);
+    name.push('/');
+    name.push_str(secret);
+    name
 }
 
 #[cfg(test)]

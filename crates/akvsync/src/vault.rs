@@ -14,7 +14,7 @@
 //! 1 MiB; `HTTPS_PROXY`/`NO_PROXY` apply to vault traffic only.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backoff::{Backoff, Retry, ThrottlePushBack, VaultPushBack};
+use crate::fnv::FnvMap;
 use crate::http;
 use crate::identity::{Credential, IdentityError};
 use crate::settings::SecretUrl;
@@ -40,9 +41,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 pub struct SecretBundle {
     pub value: SecretValue,
     pub content_type: Option<String>,
-    /// The full id, `https://<vault>/secrets/<name>/<version>`.
-    pub id: String,
-    /// 32 lowercase hex digits, from `id`.
+    /// 32 lowercase hex digits, from the response's id (checked to name this secret).
     pub version: String,
     pub managed: bool,
     pub enabled: bool,
@@ -53,7 +52,7 @@ pub struct SecretBundle {
 impl std::fmt::Debug for SecretBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretBundle")
-            .field("id", &self.id)
+            .field("version", &self.version)
             .field("content_type", &self.content_type)
             .field("value", &"<redacted>")
             .finish_non_exhaustive()
@@ -229,7 +228,8 @@ struct SecretResponse<'a> {
     value: Option<InPlace<'a>>,
     #[serde(rename = "contentType")]
     content_type: Option<String>,
-    id: String,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
     #[serde(default)]
     managed: bool,
     #[serde(default)]
@@ -289,12 +289,12 @@ pub struct VaultClient {
     backoff: Backoff,
     throttle_push_back: ThrottlePushBack,
     /// Vault host → token resource learnt from its challenge.
-    resources: std::sync::Mutex<HashMap<String, String>>,
+    resources: std::sync::Mutex<FnvMap<String, String>>,
     /// Vault host → its push-back after 429/503 (instants since `epoch`).
-    push_backs: std::sync::Mutex<HashMap<String, VaultPushBack>>,
+    push_backs: std::sync::Mutex<FnvMap<String, VaultPushBack>>,
     epoch: Instant,
     /// Each secret's request URL, parsed once (a parse per request was ~5 % of a poll).
-    urls: std::sync::Mutex<HashMap<SecretUrl, reqwest::Url>>,
+    urls: std::sync::Mutex<FnvMap<SecretUrl, reqwest::Url>>,
     requests: AtomicU64,
     /// 429/503 answers received (for metrics).
     throttled: AtomicU64,
@@ -340,10 +340,10 @@ impl VaultClient {
             throttle_push_back: options
                 .throttle_push_back
                 .unwrap_or(ThrottlePushBack::KEY_VAULT),
-            resources: std::sync::Mutex::new(HashMap::new()),
-            push_backs: std::sync::Mutex::new(HashMap::new()),
+            resources: std::sync::Mutex::new(FnvMap::default()),
+            push_backs: std::sync::Mutex::new(FnvMap::default()),
             epoch: Instant::now(),
-            urls: std::sync::Mutex::new(HashMap::new()),
+            urls: std::sync::Mutex::new(FnvMap::default()),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
         })
@@ -405,7 +405,7 @@ impl VaultClient {
             .lock()
             .map(|m| m.get(host).map(|p| p.until))
             .unwrap_or(None);
-        if let Some(until) = until {
+        if let Some(until) = until.filter(|until| *until > self.epoch.elapsed()) {
             tokio::time::sleep_until(self.epoch + until).await;
         }
     }
@@ -416,7 +416,12 @@ impl VaultClient {
     fn answered(&self, host: &str, sent: Duration, throttled: Option<Option<Duration>>) {
         let now = self.epoch.elapsed();
         if let Ok(mut map) = self.push_backs.lock() {
-            let state = map.entry(host.to_owned()).or_default();
+            // A vault that never throttled needs no entry (and its name no copy) per answer.
+            let state = match (map.get_mut(host), throttled) {
+                (Some(state), _) => state,
+                (None, None) => return,
+                (None, Some(_)) => map.entry(host.to_owned()).or_default(),
+            };
             *state = match throttled {
                 Some(retry_after) => {
                     state.throttled(sent, now, retry_after, &self.throttle_push_back)
@@ -549,7 +554,7 @@ impl VaultClient {
                 message,
             });
         }
-        parse_secret_response(body, secret).map_err(bad)
+        parse_secret_response_from(body, secret, host).map_err(bad)
     }
 }
 
@@ -559,6 +564,15 @@ pub fn parse_secret_response(
     body: SecretBytes,
     secret: &SecretUrl,
 ) -> Result<SecretBundle, String> {
+    parse_secret_response_from(body, secret, &secret.vault_host())
+}
+
+/// [`parse_secret_response`] for a response from `host` (the secret's vault host).
+fn parse_secret_response_from(
+    body: SecretBytes,
+    secret: &SecretUrl,
+    host: &str,
+) -> Result<SecretBundle, String> {
     let parsed: SecretResponse = serde_json::from_slice(&body).map_err(|e| {
         format!(
             "not a secret (JSON error at line {}, column {})",
@@ -566,7 +580,7 @@ pub fn parse_secret_response(
             e.column()
         )
     })?;
-    let version = version_from_id(&parsed.id, secret, &secret.vault_host())?;
+    let version = version_from_id(&parsed.id, secret, host)?;
     let value = match parsed
         .value
         .ok_or_else(|| "the secret has no value".to_owned())?
@@ -578,7 +592,7 @@ pub fn parse_secret_response(
         }
         Cow::Owned(value) => Ok(Zeroizing::new(value)),
     };
-    let (content_type, id) = (parsed.content_type, parsed.id);
+    let content_type = parsed.content_type;
     let (managed, attributes) = (parsed.managed, parsed.attributes);
     let value = match value {
         Ok(unescaped) => SecretValue::Unescaped(unescaped),
@@ -587,7 +601,6 @@ pub fn parse_secret_response(
     Ok(SecretBundle {
         value,
         content_type,
-        id,
         version,
         managed,
         enabled: attributes.enabled.unwrap_or(true),
@@ -599,11 +612,15 @@ pub fn parse_secret_response(
 /// The version in `id`, checked to be this vault's secret of this name (and the pinned
 /// version, if one was asked for).
 fn version_from_id(id: &str, secret: &SecretUrl, host: &str) -> Result<String, String> {
-    let expected_prefix = format!("https://{host}/secrets/");
-    let rest = id
-        .get(..expected_prefix.len())
-        .filter(|p| p.eq_ignore_ascii_case(&expected_prefix))
-        .map(|_| &id[expected_prefix.len()..])
+    // `https://<host>/secrets/`, compared without building it (ASCII case-insensitively).
+    fn strip<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(prefix))
+            .and_then(|_| text.get(prefix.len()..))
+    }
+    let rest = strip(id, "https://")
+        .and_then(|rest| strip(rest, host))
+        .and_then(|rest| strip(rest, "/secrets/"))
         .ok_or_else(|| format!("id {id:?} is not a secret of {host}"))?;
     let (name, version) = rest
         .split_once('/')
