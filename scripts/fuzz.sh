@@ -5,6 +5,7 @@
 # reproducer in fuzz/artifacts/<target>/.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 20 s, every target)
+#        FUZZ_RUNS=N scripts/fuzz.sh 0 TARGET...  (N executions each instead of a time limit)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-20}"
@@ -18,9 +19,12 @@ for target in "${targets[@]}"; do
   mkdir -p "../target/fuzz-corpus/$target"
   log="../target/fuzz-corpus/$target.log"
   status=0
+  limit=(-max_total_time="$seconds")
+  [ -z "${FUZZ_RUNS:-}" ] || limit=(-runs="$FUZZ_RUNS")
+  started=$SECONDS
   cargo fuzz run --target-dir ../target/fuzz "$target" "../target/fuzz-corpus/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
-  echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions in ${seconds} s"
+    "${limit[@]}" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions in $((SECONDS - started)) s"
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"
     echo "fuzz target $target failed (exit $status): reproducer in fuzz/artifacts/$target/"
