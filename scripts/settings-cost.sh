@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the CPU time `akvsync validate` takes on each settings document that
-# crates/akvsync/tests/settings_cost.rs generates (just under the 1 MiB cap, one per list
+# crates/akvsync/tests/testsuite/settings_cost.rs generates (just under the 1 MiB cap, one per list
 # kind: certificates, duplicate targets, hooks with filters, accounts, acls, connectTo
 # hosts, unknown fields); issue 16, finding 6. Debug build unless PROFILE=release.
 #
@@ -13,8 +13,8 @@ profile="${PROFILE:-debug}"
 flags=()
 [ "$profile" = release ] && flags=(--release)
 cargo build -p akvsync --quiet "${flags[@]}"
-AKVSYNC_SETTINGS_COST_DIR="$dir" cargo test -p akvsync --quiet "${flags[@]}" --test settings_cost \
-  -- --ignored --exact write_generated_files --nocapture | grep -E '^[a-z-]+: [0-9]+ bytes' || true
+AKVSYNC_SETTINGS_COST_DIR="$dir" cargo test -p akvsync --quiet "${flags[@]}" --test testsuite \
+  -- --ignored --exact settings_cost::write_generated_files --nocapture | grep -E '^[a-z-]+: [0-9]+ bytes' || true
 bin="$target_dir/$profile/akvsync"
 TIMEFORMAT='%U %S'
 printf '%-16s %10s %8s %8s %5s\n' kind bytes user_s sys_s exit

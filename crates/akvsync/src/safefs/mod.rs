@@ -18,7 +18,7 @@
 //! directories (`%ProgramData%\akvsync`, the state) get a protected SYSTEM/Administrators
 //! DACL and an existing one owned by another account is refused (`windows_dacl`).
 //!
-//! Grep-able invariant (tests/write_paths.rs): outside this module, no code under `src/`
+//! Grep-able invariant (tests/testsuite/write_paths.rs): outside this module, no code under `src/`
 //! opens a file for writing, creates, renames or removes a file system entry, or sets
 //! permissions.
 

@@ -1,7 +1,7 @@
 //! Test-only pauses between the steps of a store write and of an output set's write
 //! (`outputs.rs`: before each file's rename, before the `current` link switch; link
 //! switches pause in [`super::Dir::replace_symlink`]), so that the crash harness
-//! (`tests/crash_consistency.rs`) can land SIGKILLs in the middle of an install. Only debug
+//! (`tests/testsuite/crash_consistency.rs`) can land SIGKILLs in the middle of an install. Only debug
 //! builds read `AKVSYNC_TEST_WRITE_DELAY_MS` (read once; each pause sleeps a random
 //! 0..=N ms); in release builds every function here is an empty inline function and the
 //! variable's name is not in the binary.
