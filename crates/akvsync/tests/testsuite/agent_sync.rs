@@ -21,7 +21,7 @@ use crate::common::agent::{Agent, failure, link, linked_version, observe, parse,
 use crate::common::env::{Env, EnvConfig, VAULT, akvsync};
 use crate::common::faults::FaultScope;
 use crate::common::probe::RequestProbe;
-use crate::common::service::Service;
+use crate::common::service::{Service, alive};
 use crate::common::wait_until;
 
 /// Fast retries so that outage tests take seconds, not minutes.
@@ -205,15 +205,6 @@ fn once_and_status_commands() {
     env.cmd(&["once"]).code(1).run();
 }
 
-/// Whether the process `pid` is still running (not gone, not a zombie).
-fn running(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|s| !s.trim_start().starts_with('Z'))
-    })
-}
-
 #[test]
 fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
     let env = Env::start(EnvConfig::default());
@@ -242,7 +233,7 @@ fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
     service.signal(Signal::SIGHUP);
     service.wait_log("settings are invalid", limit);
     assert!(
-        running(service.pid()),
+        alive(service.pid()),
         "still running after an invalid reload"
     );
     // A valid one takes effect.
@@ -253,7 +244,7 @@ fn run_polls_picks_up_rotation_reloads_on_sighup_and_stops_on_sigterm() {
     let stopping = Instant::now();
     service.signal(Signal::SIGTERM);
     wait_until(Duration::from_secs(5), "stops promptly", || {
-        (!running(service.pid()))
+        (!alive(service.pid()))
             .then_some(())
             .ok_or_else(|| "running".to_owned())
     });

@@ -30,7 +30,6 @@ use crate::common::faults::{FaultScope, always, status};
 use crate::common::probe::RequestProbe;
 use crate::common::service::Service;
 use crate::common::store_view::snapshot;
-use crate::common::wait_until;
 
 const SECRET: &str = "web";
 const GIB: u64 = 1 << 30;
@@ -680,29 +679,9 @@ fn service_installed(env: &Env, version: &str) -> Service {
 
 /// Waits until [`SECRET`]'s link points at `version` (panics with the service's log).
 fn wait_installed(env: &Env, service: &Service, version: &str, limit: Duration, what: &str) {
-    wait_for(service, limit, what, || {
+    service.wait_for(limit, what, || {
         linked_version(env, SECRET).as_deref() == Some(version)
     });
-}
-
-/// Waits until `holds`, for at most `limit` (panics with the service's log).
-fn wait_for(service: &Service, limit: Duration, what: &str, mut holds: impl FnMut() -> bool) {
-    wait_until(limit, what, || {
-        holds().then_some(()).ok_or_else(|| service.log())
-    });
-}
-
-/// SIGTERM: it stops within 10 s, successfully.
-fn stop(service: Service) {
-    let log = service.log();
-    let stopping = Instant::now();
-    let status = service.stop();
-    assert!(
-        stopping.elapsed() < secs(10),
-        "stops: {:?}",
-        stopping.elapsed()
-    );
-    assert!(status.success(), "{status:?}\n{log}");
 }
 
 /// `run` polling every second through a vault outage: the real backoff within each poll
@@ -731,7 +710,7 @@ fn run_backs_off_through_a_vault_outage_and_recovers() {
     assert_eq!(after, installed, "the old certificate stays");
     outage.clear();
     wait_installed(&env, &service, &v2.version, secs(15), "recovery");
-    stop(service);
+    service.stop_within(secs(10));
 }
 
 /// Issue 19: `run` with `requireInitialSync` off (the default) and an hour's polling
@@ -766,7 +745,7 @@ fn run_installs_a_throttled_new_certificate_long_before_the_next_poll() {
     assert_eq!(requests, 4, "429, 500, 500, then the catch-up round's 200");
     let log = service.log();
     assert!(lines_with(&log, &["not current", "500"]) >= 1, "{log}");
-    stop(service);
+    service.stop_within(secs(10));
 }
 
 /// Tokens expire mid-run and are refreshed ahead of expiry (half-life for short tokens):
@@ -784,7 +763,7 @@ fn run_refreshes_expiring_tokens_ahead_of_time_despite_skew() {
     // token request.
     let probe = RequestProbe::new(&env.emu);
     let polls = || probe.object(VAULT, SECRET) >= 2;
-    wait_for(&service, secs(3), "two more polls", polls);
+    service.wait_for(secs(3), "two more polls", polls);
     let tokens = env.emu.counters().identity;
     assert_eq!(tokens, 1, "a token request while the token was valid");
     let window = secs(14);
@@ -806,7 +785,7 @@ fn run_refreshes_expiring_tokens_ahead_of_time_despite_skew() {
     );
     let expired = counters.status_count(VAULT, 401);
     assert_eq!(expired, 0, "a request carried an expired token");
-    stop(service);
+    service.stop_within(secs(10));
 }
 
 /// An `expires_on` already in the past (the endpoint's clock far behind) on every token:
@@ -819,7 +798,7 @@ fn run_does_not_loop_on_tokens_expired_on_arrival() {
     let skew = FaultScope::new(&env.emu).inject(skew);
     let service = Service::spawn(env.run_command(&[]));
     let asked = || env.emu.counters().identity >= 1;
-    wait_for(&service, secs(20), "no token request", asked);
+    service.wait_for(secs(20), "no token request", asked);
     // From the first request: retries at 1–2 s and 3–6 s fall in the window, the next
     // one (7–14 s) does not.
     let window = secs(5);
@@ -835,7 +814,7 @@ fn run_does_not_loop_on_tokens_expired_on_arrival() {
     );
     skew.clear();
     wait_installed(&env, &service, &first[0].version, secs(20), "recovery");
-    stop(service);
+    service.stop_within(secs(10));
 }
 
 /// 1 GiB answers, chunked and with a declared length, from the vault and from the identity
@@ -857,7 +836,7 @@ fn run_refuses_1_gib_bodies_with_bounded_memory() {
         let fault = always(Fault::object(VAULT, SECRET, oversize(declare_length), 1));
         faults = Some(FaultScope::new(&env.emu).inject(fault));
         let what = format!("declare_length {declare_length}");
-        wait_for(&service, secs(20), &what, || refused() >= logged + 2);
+        service.wait_for(secs(20), &what, || refused() >= logged + 2);
     }
     // The identity endpoint (its cap is 64 KiB). The vault's fault stays: a token still
     // valid when the identity fault starts would otherwise fetch the newer version.
@@ -865,11 +844,11 @@ fn run_refuses_1_gib_bodies_with_bounded_memory() {
     let _faults = faults.take().unwrap().inject(fault);
     let probe = RequestProbe::new(&env.emu);
     let what = "the identity endpoint was asked through the fault";
-    wait_for(&service, secs(30), what, || probe.identity() >= 3);
+    service.wait_for(secs(30), what, || probe.identity() >= 3);
     let after = snapshot(&env.scratch.store());
     assert_eq!(after, installed, "the old certificate stays");
     let peak_kib = peak_rss_kib(service.pid());
     eprintln!("peak RSS (VmHWM) of `akvsync run` after 1 GiB bodies: {peak_kib} KiB");
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
-    stop(service);
+    service.stop_within(secs(10));
 }

@@ -8,8 +8,9 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use crate::common::env::{Env, EnvConfig, VAULT, akvsync};
-use crate::common::guest_agent::{HANDLER, HandlerDir, alive};
+use crate::common::guest_agent::{HANDLER, HandlerDir};
 use crate::common::probe::RequestProbe;
+use crate::common::service::alive;
 use crate::common::store_view::{StoreView, mode};
 use crate::common::{Scratch, wait_until};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::Scratch;
-use crate::common::store_view::{StoreView, mode, owner};
+use crate::common::store_view::{mode, names, owner};
 use crate::common::users::{as_user, ensure_user, skip_unless_root};
 use akvsync::settings::{AclEntry, LinuxTarget};
 use akvsync::store::linux::{self, NewVersion, StoreError};
@@ -35,11 +35,6 @@ fn version<'a>(v: &'a str, pem: &'a [u8]) -> NewVersion<'a> {
         version: v,
         pem,
     }
-}
-
-/// The names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    StoreView::new(dir).snapshot().into_keys().collect()
 }
 
 #[test]

@@ -12,18 +12,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvemu::{Emulator, Fault};
-use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::common::env::{Env, EnvConfig, VAULT, akvsync};
 use crate::common::faults;
 use crate::common::guest_agent::HandlerDir;
 use crate::common::http::{self, free_loopback_port};
-use crate::common::service::Service;
+use crate::common::service::{Service, alive};
 use crate::common::store_view::{self, StoreView};
 use crate::common::{Scratch, wait_until};
 
@@ -63,13 +61,6 @@ fn ten_days_left(warning: &str) -> bool {
     warning.contains("expires in 9 days") || warning.contains("expires in 10 days")
 }
 
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')')
-        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-}
-
 /// TCP ports the process `pid` listens on (from `/proc/<pid>/fd` and `/proc/net/tcp{,6}`).
 fn listening_ports(pid: u32) -> Vec<u16> {
     let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
@@ -104,21 +95,7 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 /// Waits until `env`'s store links `web` (synced), for at most 20 s.
 fn wait_synced(env: &Env, service: &Service) {
     let link = StoreView::new(env.scratch.store()).link(VAULT, "web");
-    wait_until(Duration::from_secs(20), "web is synced", || {
-        link.exists().then_some(()).ok_or_else(|| service.log())
-    });
-}
-
-/// SIGTERM; the agent must say it stopped within 5 s. Its whole log (every line before
-/// "stopped" has been read) and its exit status.
-fn stop(mut service: Service) -> (String, ExitStatus) {
-    let asked = Instant::now();
-    service.signal(Signal::SIGTERM);
-    service.wait_log("stopped", Duration::from_secs(5));
-    let log = service.log();
-    let status = service.stop();
-    assert!(asked.elapsed() < Duration::from_secs(5), "stops promptly");
-    (log, status)
+    service.wait_for(Duration::from_secs(20), "web is synced", || link.exists());
 }
 
 /// The agent said it serves the metrics on `port`.
@@ -580,8 +557,7 @@ fn run_serves_metrics_that_match_status_faults_and_expiry() {
         "the agent listens on the metrics port and nothing else"
     );
 
-    let (log, status) = stop(service);
-    assert!(status.success(), "{status:?}");
+    let log = service.stop_within(Duration::from_secs(5));
     let expiry_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("certificate expiry"))
@@ -690,7 +666,7 @@ fn a_taken_port_does_not_stop_syncing_and_the_endpoint_comes_up_once_it_is_free(
             .then_some(())
             .ok_or(format!("{installed:?}"))
     });
-    let (log, _) = stop(service);
+    let log = service.stop_within(Duration::from_secs(5));
     assert_eq!(
         log.matches("cannot listen for metrics").count(),
         1,
@@ -708,7 +684,7 @@ fn without_metrics_settings_nothing_listens() {
     // A few polls later: still no listening socket.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(listening_ports(service.pid()), Vec::<u16>::new());
-    let (log, _) = stop(service);
+    let log = service.stop_within(Duration::from_secs(5));
     assert!(
         !log.contains("metrics endpoint") && !log.contains("listen for metrics"),
         "{log}"

@@ -23,7 +23,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use der::Decode as _;
 use kvemu::{Emulator, Fault, FaultKind};
-use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::common::agent::parse;
@@ -292,15 +291,6 @@ fn needles_for_secrets(emu: &Emulator, names: &[&str], needles: &mut Needles) ->
     keys
 }
 
-/// SIGTERM; waits (at most 10 s) for the agent to say it stopped, so that its whole log
-/// has been read. The log and the exit status.
-fn stop(mut service: Service) -> (String, std::process::ExitStatus) {
-    service.signal(Signal::SIGTERM);
-    service.wait_log("stopped", Duration::from_secs(10));
-    let log = service.log();
-    (log, service.stop())
-}
-
 #[test]
 fn nothing_any_mode_writes_contains_a_token_or_key_material() {
     let env = Env::start(EnvConfig {
@@ -339,8 +329,7 @@ fn nothing_any_mode_writes_contains_a_token_or_key_material() {
             .then_some(())
             .ok_or(format!("{linked:?}"))
     });
-    let (log, exit) = stop(service);
-    assert!(exit.success(), "{exit:?}");
+    let log = service.stop_within(Duration::from_secs(10));
     assert!(
         log.contains("\"level\":\"DEBUG\""),
         "AKVSYNC_LOG=trace reached the JSON log: {log}"

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::env::Cmd;
+use super::service::alive;
 
 pub const HANDLER: &str = "Akvsync.KeyVault";
 
@@ -123,14 +124,6 @@ impl HandlerDir {
         let pid: u32 = pid.trim().parse().ok()?;
         alive(pid).then_some(pid)
     }
-}
-
-/// The process is alive and not a zombie (Linux: read from `/proc`).
-pub fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 impl Drop for HandlerDir {

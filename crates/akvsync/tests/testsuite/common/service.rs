@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Service {
     child: Child,
@@ -55,7 +55,7 @@ impl Service {
     /// Waits until its log contains `text` (panics with the log otherwise, or when the
     /// process ended first).
     pub fn wait_log(&mut self, text: &str, limit: Duration) {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         loop {
             if self.log().contains(text) {
                 return;
@@ -75,6 +75,13 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until `holds`, for at most `limit` (panics with `what` and the log otherwise).
+    pub fn wait_for(&self, limit: Duration, what: &str, mut holds: impl FnMut() -> bool) {
+        super::wait_until(limit, what, || {
+            holds().then_some(()).ok_or_else(|| self.log())
+        });
     }
 
     /// Its exit status if it has ended, without waiting.
@@ -109,12 +116,26 @@ impl Service {
         (status, self.log())
     }
 
+    /// SIGTERM: it must say "stopped" and exit successfully within `limit`. Its whole log.
+    pub fn stop_within(self, limit: Duration) -> String {
+        let asked = Instant::now();
+        let (status, log) = self.stop_with_log();
+        assert!(
+            asked.elapsed() < limit,
+            "stopped after {:?}:\n{log}",
+            asked.elapsed()
+        );
+        assert!(status.success(), "{status:?}\n{log}");
+        assert!(log.contains("stopped"), "no \"stopped\" in the log:\n{log}");
+        log
+    }
+
     fn terminate(&mut self) -> ExitStatus {
         #[cfg(unix)]
         self.signal(nix::sys::signal::Signal::SIGTERM);
         #[cfg(not(unix))]
         let _ = self.child.kill();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -133,4 +154,12 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The process is alive and not a zombie (Linux: read from `/proc`).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }

@@ -18,42 +18,31 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
-/// One `useradd`/`groupadd` at a time: tests run in parallel threads, and a second
-/// `useradd` fails while the first holds the lock of `/etc/passwd`.
-static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// A system account (created if missing), with its uid and gid.
 pub fn ensure_user(name: &str) -> nix::unistd::User {
-    let _one_at_a_time = ACCOUNTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
-        return user;
-    }
-    let status = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--user-group", name])
-        .status()
-        .unwrap();
-    nix::unistd::User::from_name(name)
-        .unwrap()
-        .unwrap_or_else(|| panic!("useradd {name}: {status}"))
+    let args = ["--system", "--no-create-home", "--user-group", name];
+    ensure("useradd", &args, || {
+        nix::unistd::User::from_name(name).unwrap()
+    })
 }
 
 /// A group (created if missing), with its gid.
 pub fn ensure_group(name: &str) -> nix::unistd::Group {
-    let _one_at_a_time = ACCOUNTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
-        return group;
-    }
-    let status = Command::new("groupadd")
-        .args(["--system", name])
-        .status()
-        .unwrap();
-    nix::unistd::Group::from_name(name)
-        .unwrap()
-        .unwrap_or_else(|| panic!("groupadd {name}: {status}"))
+    ensure("groupadd", &["--system", name], || {
+        nix::unistd::Group::from_name(name).unwrap()
+    })
+}
+
+/// What `lookup` finds, after `command args` when it found nothing. One command at a time:
+/// tests run in parallel threads, and a second `useradd` fails while the first holds the
+/// lock of `/etc/passwd`.
+fn ensure<T>(command: &str, args: &[&str], lookup: impl Fn() -> Option<T>) -> T {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    lookup().unwrap_or_else(|| {
+        let status = Command::new(command).args(args).status().unwrap();
+        lookup().unwrap_or_else(|| panic!("{command} {}: {status}", args.join(" ")))
+    })
 }
 
 /// `setpriv` and its arguments that run a program as `user` (uid, gid, no supplementary
