@@ -327,10 +327,11 @@ impl Engine {
         let samples = reports
             .iter()
             .zip(&self.settings.certificates)
-            .map(|(report, certificate)| {
-                let last_success = store::for_target(&certificate.target)
-                    .ok()
-                    .and_then(|s| state.targets.get(&s.target_key(certificate)))
+            .zip(&self.targets)
+            .map(|((report, certificate), names)| {
+                let last_success = names
+                    .as_ref()
+                    .and_then(|(key, _)| state.targets.get(key))
                     .and_then(|t| t.last_success);
                 let installed = report.thumbprint.is_some();
                 CertificateSample {
