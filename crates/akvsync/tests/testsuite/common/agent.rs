@@ -72,11 +72,6 @@ impl Agent {
     pub fn sync(&self) -> Vec<Report> {
         self.rt.block_on(self.engine.sync_all())
     }
-
-    /// Runs `future` on the agent's runtime.
-    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.rt.block_on(future)
-    }
 }
 
 /// The report of `secret` among `reports`.

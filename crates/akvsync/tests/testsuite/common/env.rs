@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use kvemu::{BlockingEmulator, Config, Emulator};
+use kvemu::{BlockingEmulator, Config};
 
 use super::Scratch;
 
@@ -76,10 +76,6 @@ impl Env {
         };
         env.write_settings(&env.settings_json());
         env
-    }
-
-    pub fn emulator(&self) -> &Emulator {
-        &self.emu
     }
 
     /// `https://harnesskv.vault.azure.net/secrets/<secret>`.

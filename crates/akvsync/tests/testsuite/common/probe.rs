@@ -22,11 +22,6 @@ impl<'a> RequestProbe<'a> {
         }
     }
 
-    /// Starts counting again from now.
-    pub fn reset(&mut self) {
-        self.base = self.emu.counters();
-    }
-
     /// Requests to the identity endpoint since the probe was taken.
     pub fn identity(&self) -> u64 {
         self.emu.counters().identity - self.base.identity
@@ -41,11 +36,6 @@ impl<'a> RequestProbe<'a> {
     pub fn object(&self, vault: &str, object: &str) -> u64 {
         self.emu.counters().object_requests(vault, object)
             - self.base.object_requests(vault, object)
-    }
-
-    /// `vault`'s answers with `status`.
-    pub fn status(&self, vault: &str, status: u16) -> u64 {
-        self.emu.counters().status_count(vault, status) - self.base.status_count(vault, status)
     }
 
     /// Requests to the vault listener for a host that is not a vault.

@@ -18,30 +18,19 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
-/// A system account (created if missing), with its uid and gid.
-pub fn ensure_user(name: &str) -> nix::unistd::User {
-    let args = ["--system", "--no-create-home", "--user-group", name];
-    ensure("useradd", &args, || {
-        nix::unistd::User::from_name(name).unwrap()
-    })
-}
-
-/// A group (created if missing), with its gid.
-pub fn ensure_group(name: &str) -> nix::unistd::Group {
-    ensure("groupadd", &["--system", name], || {
-        nix::unistd::Group::from_name(name).unwrap()
-    })
-}
-
-/// What `lookup` finds, after `command args` when it found nothing. One command at a time:
+/// A system account (created if missing), with its uid and gid. One `useradd` at a time:
 /// tests run in parallel threads, and a second `useradd` fails while the first holds the
 /// lock of `/etc/passwd`.
-fn ensure<T>(command: &str, args: &[&str], lookup: impl Fn() -> Option<T>) -> T {
+pub fn ensure_user(name: &str) -> nix::unistd::User {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _held = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lookup = || nix::unistd::User::from_name(name).unwrap();
     lookup().unwrap_or_else(|| {
-        let status = Command::new(command).args(args).status().unwrap();
-        lookup().unwrap_or_else(|| panic!("{command} {}: {status}", args.join(" ")))
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group", name])
+            .status()
+            .unwrap();
+        lookup().unwrap_or_else(|| panic!("useradd {name}: {status}"))
     })
 }
 
