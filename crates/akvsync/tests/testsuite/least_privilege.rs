@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::common::env::{Env, EnvConfig, VAULT};
 use crate::common::service::Service;
 use crate::common::store_view::{mode, owner};
-use crate::common::users::{ensure_user, sh_as, skip_unless_root};
+use crate::common::users::{accounts_lock, ensure_user, sh_as, skip_unless_root};
 use crate::common::{Scratch, wait_until};
 
 const ACCOUNT: &str = "akvsync-lp";
@@ -50,7 +50,8 @@ fn root_env(
     Some((env, sysroot))
 }
 
-/// `akvsync service install` for `env`, writing its systemd and polkit files below `root`.
+/// `akvsync service install` for `env`, writing its systemd and polkit files below `root`
+/// (run it under [`accounts_lock`]: it may create the account).
 fn install_command(env: &Env, root: &Path) -> crate::common::env::Cmd {
     env.cmd(&["service", "install", "--account", ACCOUNT, "--no-systemctl"])
         .arg("--settings")
@@ -63,7 +64,10 @@ fn install_command(env: &Env, root: &Path) -> crate::common::env::Cmd {
 
 /// [`install_command`], which must succeed; returns the drop-in.
 fn service_install(env: &Env, root: &Path) -> String {
-    let output = install_command(env, root).code(0).run();
+    let output = {
+        let _accounts = accounts_lock();
+        install_command(env, root).code(0).run()
+    };
     println!("{}", String::from_utf8_lossy(&output.stdout));
     fs::read_to_string(root.join("etc/systemd/system/akvsync.service.d/50-akvsync-settings.conf"))
         .unwrap()
@@ -320,6 +324,7 @@ fn install_refuses_directories_it_must_not_hand_to_the_account() {
     // Another account's directory: never taken over.
     fs::create_dir(env.scratch.store()).unwrap();
     std::os::unix::fs::chown(env.scratch.store(), Some(mallory.uid.as_raw()), None).unwrap();
+    let _accounts = accounts_lock();
     install_command(&env, &sysroot)
         .code(1)
         .stderr_has(&format!("owned by uid {}", mallory.uid))

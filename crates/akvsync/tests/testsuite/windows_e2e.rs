@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::env::{Env, EnvConfig, VAULT};
 use crate::common::wait_until;
-use crate::common::win_store::{clear, prime_user_keyset, renewals};
+use crate::common::win_store::{clear, keys_turn, prime_user_keyset, renewals};
 use akvsync::settings::StoreLocation;
 
 /// The line the service logs for each stop the service control manager asks for.
@@ -51,6 +51,7 @@ fn stops_requested() -> usize {
 
 #[test]
 fn once_installs_into_local_machine_and_current_user_and_links_on_renewal() {
+    let _turn = keys_turn();
     // Wine acquires every key from the user keyset: create its container first
     // (docs/windows.md).
     prime_user_keyset();

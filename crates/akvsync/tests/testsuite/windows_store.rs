@@ -7,12 +7,10 @@
 //! that does not resolve, `linkOnRenewal`'s property and pruning.
 #![cfg(windows)]
 
-use std::sync::Mutex;
-
 use crate::common::agent::parse;
 use crate::common::fixtures::{self, thumbprint};
 use crate::common::win_store::{
-    clear, prime_user_keyset, renewals, sha1_upper, thumbprints_in, wine_compat,
+    clear, keys_turn, prime_user_keyset, renewals, sha1_upper, thumbprints_in, wine_compat,
 };
 use akvsync::decode::{self, Bundle};
 use akvsync::settings::{ObservedCertificate, StoreLocation, Target, WindowsTarget};
@@ -26,10 +24,6 @@ use akvsync::store::windows::{self as win, Options};
 /// enforces that container's registry DACL within a wineserver session, so a different DACL
 /// could not be written over it (docs/windows.md).
 const READERS: [&str; 2] = ["Network Service", "Local Service"];
-
-/// Wine keeps every imported key in one CAPI container, so key read-backs of tests running
-/// at once would see each other's keys: the tests take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const V1: &str = "11111111111111111111111111111111";
 const V2: &str = "22222222222222222222222222222222";
@@ -172,7 +166,7 @@ const INSTALLS: [Install; 3] = [
 
 #[test]
 fn each_secret_form_is_imported_with_its_chain_in_ca_no_root_and_the_exact_key_acl() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = keys_turn();
     compat();
     prime_user_keyset();
     let root = thumbprint("root");
@@ -246,7 +240,7 @@ fn each_secret_form_is_imported_with_its_chain_in_ca_no_root_and_the_exact_key_a
 
 #[test]
 fn an_account_that_does_not_resolve_fails_that_certificate_before_anything_changes() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = keys_turn();
     compat();
     prime_user_keyset();
     let c = observed(
@@ -294,7 +288,7 @@ fn well_known_accounts_resolve_by_sid_and_names_resolve_with_lookup() {
 
 #[test]
 fn rotation_links_on_renewal_keeps_the_current_and_prunes_only_what_akvsync_installed() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = keys_turn();
     prime_user_keyset();
     let options = Options {
         link_on_renewal: true,

@@ -18,12 +18,17 @@ pub fn skip_unless_root(test: &str) -> bool {
     true
 }
 
-/// A system account (created if missing), with its uid and gid. One `useradd` at a time:
-/// tests run in parallel threads, and a second `useradd` fails while the first holds the
-/// lock of `/etc/passwd`.
-pub fn ensure_user(name: &str) -> nix::unistd::User {
+/// Held while accounts may be created (`ensure_user`, `akvsync service install`): tests run
+/// in parallel threads, and a second `useradd` fails while the first holds the lock of
+/// `/etc/passwd`.
+pub fn accounts_lock() -> std::sync::MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _held = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A system account (created if missing, under [`accounts_lock`]), with its uid and gid.
+pub fn ensure_user(name: &str) -> nix::unistd::User {
+    let _held = accounts_lock();
     let lookup = || nix::unistd::User::from_name(name).unwrap();
     lookup().unwrap_or_else(|| {
         let status = Command::new("useradd")

@@ -10,6 +10,13 @@ use akvsync::settings::StoreLocation;
 use akvsync::store::windows::plan;
 use akvsync::store::windows::sys::Store;
 
+/// A turn for a test that imports keys: Wine keeps every imported key in one CAPI container,
+/// so key read-backs of tests running at once would see each other's keys.
+pub fn keys_turn() -> std::sync::MutexGuard<'static, ()> {
+    static KEYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    KEYS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `CERT_RENEWAL_PROP_ID`: the SHA-1 hash of the certificate that renews this one.
 pub const CERT_RENEWAL_PROP_ID: u32 = 64;
 
