@@ -141,20 +141,40 @@ pub struct Engine {
     state: Arc<Mutex<State>>,
     /// `Some` only when the settings configure metrics: off, nothing is recorded.
     metrics: Option<Arc<Metrics>>,
-    /// Each certificate's state key and description in its store, in the settings' order
-    /// (built once: a poll would otherwise format both for every certificate).
-    targets: Vec<Option<(String, String)>>,
+    /// Each certificate's store and its names there, in the settings' order (built once: a
+    /// poll would otherwise format both names for every certificate), or why no store
+    /// serves it on this platform (`sync_one` reports that).
+    targets: Vec<Result<TargetNames, String>>,
 }
 
-/// The state key and description of each certificate's target (`None` when no store
-/// serves it on this platform; `sync_one` reports that).
-fn target_names(settings: &Settings) -> Vec<Option<(String, String)>> {
+/// A certificate's store, its state key and its description there.
+struct TargetNames {
+    store: &'static dyn CertificateStore,
+    key: String,
+    description: String,
+}
+
+impl std::fmt::Debug for TargetNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetNames")
+            .field("key", &self.key)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+fn target_names(settings: &Settings) -> Vec<Result<TargetNames, String>> {
     settings
         .certificates
         .iter()
         .map(|c| {
-            let store = store::for_target(&c.target).ok()?;
-            Some((store.target_key(c), store.describe(c)))
+            let store = store::for_target(&c.target)?;
+            let (key, description) = (store.target_key(c), store.describe(c));
+            Ok(TargetNames {
+                store,
+                key,
+                description,
+            })
         })
         .collect()
 }
@@ -331,7 +351,8 @@ impl Engine {
             .map(|((report, certificate), names)| {
                 let last_success = names
                     .as_ref()
-                    .and_then(|(key, _)| state.targets.get(key))
+                    .ok()
+                    .and_then(|names| state.targets.get(&names.key))
                     .and_then(|t| t.last_success);
                 let installed = report.thumbprint.is_some();
                 CertificateSample {
@@ -373,18 +394,18 @@ impl Engine {
     /// One certificate: fetch, compare, decode, install, prune, record (in memory).
     async fn sync_one(&self, index: usize) -> Report {
         let certificate = &self.settings.certificates[index];
-        let store = match store::for_target(&certificate.target) {
-            Ok(store) => store,
+        let TargetNames {
+            store,
+            key,
+            description,
+        } = match &self.targets[index] {
+            Ok(names) => names,
             Err(message) => {
                 self.count_failure(FetchErrorKind::Store);
-                return self.failed(certificate, message, None);
+                return self.failed(certificate, message.clone(), None);
             }
         };
-        let (key, description) = self.targets[index]
-            .as_ref()
-            .map_or(("", ""), |(key, description)| {
-                (key.as_str(), description.as_str())
-            });
+        let (store, key) = (*store, key.as_str());
         let outcome = self
             .fetch_and_install(certificate, store, description, key)
             .await;
